@@ -1,0 +1,382 @@
+//! One HTTP client for every HMS API. Cheap to clone; one connection pool underneath.
+
+use crate::error::{ClientError, ErrorBody};
+use crate::models::*;
+use crate::service::Service;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Where each service lives.
+#[derive(Debug, Clone)]
+pub struct ServiceUrls(BTreeMap<Service, String>);
+
+impl ServiceUrls {
+    /// The embedded default: every service on `host` at its default port.
+    pub fn local(host: &str) -> Self {
+        Self::with_base_port(host, 8001)
+    }
+
+    /// Every service on `host`, patient at `base_port` and the rest after it.
+    pub fn with_base_port(host: &str, base_port: u16) -> Self {
+        ServiceUrls(
+            Service::ALL
+                .into_iter()
+                .map(|s| (s, format!("http://{host}:{}", base_port + s.port_offset())))
+                .collect(),
+        )
+    }
+
+    /// Every service behind one path-routing ingress: `{base}/patient`, `{base}/doctor`, ….
+    pub fn behind_ingress(base: &str) -> Self {
+        let base = base.trim_end_matches('/');
+        ServiceUrls(
+            Service::ALL
+                .into_iter()
+                .map(|s| (s, format!("{base}/{}", s.name())))
+                .collect(),
+        )
+    }
+
+    pub fn set(&mut self, service: Service, url: impl Into<String>) {
+        self.0
+            .insert(service, url.into().trim_end_matches('/').to_string());
+    }
+
+    pub fn get(&self, service: Service) -> &str {
+        self.0.get(&service).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// The typed client. Every call names the service it goes to, so an outage names it too.
+#[derive(Debug, Clone)]
+pub struct HmsClient {
+    http: reqwest::Client,
+    urls: ServiceUrls,
+    token: Option<String>,
+    correlation_id: Option<String>,
+    traceparent: Option<String>,
+}
+
+impl HmsClient {
+    /// A client with its own connection pool and the given per-request timeout.
+    pub fn new(urls: ServiceUrls, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(2)))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client without TLS always builds");
+        Self::with_http(http, urls)
+    }
+
+    /// A client sharing an existing connection pool.
+    pub fn with_http(http: reqwest::Client, urls: ServiceUrls) -> Self {
+        HmsClient {
+            http,
+            urls,
+            token: None,
+            correlation_id: None,
+            traceparent: None,
+        }
+    }
+
+    /// The same client, sending this bearer token.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The same client, forwarding this correlation id (and W3C trace context, when known).
+    pub fn with_correlation(mut self, correlation_id: &str, traceparent: Option<&str>) -> Self {
+        self.correlation_id = Some(correlation_id.to_string());
+        self.traceparent = traceparent.map(str::to_string);
+        self
+    }
+
+    pub fn urls(&self) -> &ServiceUrls {
+        &self.urls
+    }
+
+    /// A request to `service` at `path`, with token and correlation headers attached.
+    pub fn request(&self, service: Service, method: Method, path: &str) -> RequestBuilder {
+        let url = format!("{}{}", self.urls.get(service), path);
+        let mut req = self.http.request(method, url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(c) = &self.correlation_id {
+            req = req.header("x-correlation-id", c);
+        }
+        if let Some(t) = &self.traceparent {
+            req = req.header("traceparent", t);
+        }
+        req
+    }
+
+    /// Sends `req` and decodes a success body as `T`, or the standard error body.
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        service: Service,
+        req: RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let resp = req.send().await.map_err(|e| unavailable(service, &e))?;
+        decode(service, resp).await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        service: Service,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T, ClientError> {
+        let mut req = self.request(service, method, path);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        self.send(service, req).await
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        service: Service,
+        path: &str,
+        query: &(impl Serialize + ?Sized),
+    ) -> Result<T, ClientError> {
+        let req = self.request(service, Method::GET, path).query(query);
+        self.send(service, req).await
+    }
+
+    // ---- operations -----------------------------------------------------------------------
+
+    /// `GET /health` of a service.
+    pub async fn health(&self, service: Service) -> Result<HealthStatus, ClientError> {
+        self.get(service, "/health", &()).await
+    }
+
+    /// `GET /ready` of a service.
+    pub async fn ready(&self, service: Service) -> Result<HealthStatus, ClientError> {
+        self.get(service, "/ready", &()).await
+    }
+
+    /// `POST /v1/events` to a subscriber (service tokens only).
+    pub async fn post_event(&self, to: Service, event: &Event) -> Result<EventAck, ClientError> {
+        self.call(to, Method::POST, "/v1/events", Some(event)).await
+    }
+
+    // ---- patient ----------------------------------------------------------------------------
+
+    pub async fn create_patient(&self, new: &NewPatient) -> Result<Patient, ClientError> {
+        self.call(Service::Patient, Method::POST, "/v1/patients", Some(new))
+            .await
+    }
+
+    pub async fn get_patient(&self, id: i64) -> Result<Patient, ClientError> {
+        self.get(Service::Patient, &format!("/v1/patients/{id}"), &())
+            .await
+    }
+
+    pub async fn list_patients(&self, q: &PatientQuery) -> Result<Page<Patient>, ClientError> {
+        self.get(Service::Patient, "/v1/patients", q).await
+    }
+
+    /// `PATCH /v1/patients/{id}`; with `if_match`, refused unless the version still matches.
+    pub async fn update_patient(
+        &self,
+        id: i64,
+        update: &PatientUpdate,
+        if_match: Option<i64>,
+    ) -> Result<Patient, ClientError> {
+        let mut req = self
+            .request(
+                Service::Patient,
+                Method::PATCH,
+                &format!("/v1/patients/{id}"),
+            )
+            .json(update);
+        if let Some(v) = if_match {
+            req = req.header("if-match", format!("W/\"{v}\""));
+        }
+        self.send(Service::Patient, req).await
+    }
+
+    pub async fn deactivate_patient(&self, id: i64) -> Result<Patient, ClientError> {
+        self.call(
+            Service::Patient,
+            Method::POST,
+            &format!("/v1/patients/{id}/deactivate"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn patient_audit(
+        &self,
+        id: i64,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditEntry>, ClientError> {
+        #[derive(Serialize)]
+        struct Q<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            limit: Option<u32>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            cursor: Option<&'a str>,
+        }
+        self.get(
+            Service::Patient,
+            &format!("/v1/patients/{id}/audit"),
+            &Q { limit, cursor },
+        )
+        .await
+    }
+
+    // ---- doctor -----------------------------------------------------------------------------
+
+    pub async fn create_doctor(&self, new: &NewDoctor) -> Result<Doctor, ClientError> {
+        self.call(Service::Doctor, Method::POST, "/v1/doctors", Some(new))
+            .await
+    }
+
+    pub async fn get_doctor(&self, id: i64) -> Result<Doctor, ClientError> {
+        self.get(Service::Doctor, &format!("/v1/doctors/{id}"), &())
+            .await
+    }
+
+    pub async fn list_doctors(&self, q: &DoctorQuery) -> Result<Page<Doctor>, ClientError> {
+        self.get(Service::Doctor, "/v1/doctors", q).await
+    }
+
+    pub async fn update_doctor(
+        &self,
+        id: i64,
+        update: &DoctorUpdate,
+    ) -> Result<Doctor, ClientError> {
+        self.call(
+            Service::Doctor,
+            Method::PATCH,
+            &format!("/v1/doctors/{id}"),
+            Some(update),
+        )
+        .await
+    }
+
+    pub async fn working_hours(&self, id: i64) -> Result<WeeklyHours, ClientError> {
+        self.get(
+            Service::Doctor,
+            &format!("/v1/doctors/{id}/working-hours"),
+            &(),
+        )
+        .await
+    }
+
+    pub async fn set_working_hours(
+        &self,
+        id: i64,
+        week: &WeeklyHours,
+    ) -> Result<WeeklyHours, ClientError> {
+        self.call(
+            Service::Doctor,
+            Method::PUT,
+            &format!("/v1/doctors/{id}/working-hours"),
+            Some(week),
+        )
+        .await
+    }
+
+    pub async fn add_leave(&self, id: i64, leave: &NewLeave) -> Result<Leave, ClientError> {
+        self.call(
+            Service::Doctor,
+            Method::POST,
+            &format!("/v1/doctors/{id}/leave"),
+            Some(leave),
+        )
+        .await
+    }
+
+    pub async fn list_leave(&self, id: i64) -> Result<Page<Leave>, ClientError> {
+        self.get(Service::Doctor, &format!("/v1/doctors/{id}/leave"), &())
+            .await
+    }
+
+    pub async fn doctor_availability(
+        &self,
+        id: i64,
+        date: chrono::NaiveDate,
+    ) -> Result<DoctorAvailability, ClientError> {
+        self.get(
+            Service::Doctor,
+            &format!("/v1/doctors/{id}/availability"),
+            &[("date", date.to_string())],
+        )
+        .await
+    }
+
+    pub async fn department_availability(
+        &self,
+        department: &str,
+        date: chrono::NaiveDate,
+    ) -> Result<DepartmentAvailability, ClientError> {
+        self.get(
+            Service::Doctor,
+            "/v1/availability",
+            &[("department", department), ("date", &date.to_string())],
+        )
+        .await
+    }
+}
+
+fn unavailable(service: Service, e: &reqwest::Error) -> ClientError {
+    let reason = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection refused or unreachable".to_string()
+    } else {
+        e.to_string()
+    };
+    ClientError::Unavailable {
+        service: service.name().to_string(),
+        reason,
+    }
+}
+
+/// Turns a response into `T`, or into the error it carries.
+pub async fn decode<T: DeserializeOwned>(
+    service: Service,
+    resp: reqwest::Response,
+) -> Result<T, ClientError> {
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| unavailable(service, &e))?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
+            service: service.name().to_string(),
+            reason: format!("status {status}: {e}"),
+        });
+    }
+    match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(body) => Err(ClientError::Api {
+            service: service.name().to_string(),
+            status: status.as_u16(),
+            body,
+        }),
+        Err(_) if status == StatusCode::BAD_GATEWAY || status == StatusCode::GATEWAY_TIMEOUT => {
+            Err(ClientError::Unavailable {
+                service: service.name().to_string(),
+                reason: format!("gateway answered {status}"),
+            })
+        }
+        Err(_) => Err(ClientError::Protocol {
+            service: service.name().to_string(),
+            reason: format!(
+                "status {status} without the standard error body: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ),
+        }),
+    }
+}

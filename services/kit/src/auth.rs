@@ -1,0 +1,370 @@
+//! Bearer JWT auth and role-based access, declared per route in one table per service.
+//!
+//! Deny by default: a `/v1` route that is not in its service's table refuses to start the
+//! service (see [`crate::server`]). No token or a bad one → 401; a role not in the route's
+//! list → 403. Doctor tokens carry their `doctor_id`, which handlers use to scope objects.
+//! Service tokens (`service:<name>`) may deliver only their own events.
+
+use crate::error::Error;
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+pub const ISSUER: &str = "hms";
+pub const AUDIENCE: &str = "hms-api";
+
+/// Who may call what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Reception,
+    Doctor,
+    Billing,
+    Admin,
+    /// Another HMS service (service-to-service calls and event delivery).
+    Service,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Reception,
+        Role::Doctor,
+        Role::Billing,
+        Role::Admin,
+        Role::Service,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Reception => "reception",
+            Role::Doctor => "doctor",
+            Role::Billing => "billing",
+            Role::Admin => "admin",
+            Role::Service => "service",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!("unknown role '{s}' (one of: reception, doctor, billing, admin, service)")
+            })
+    }
+}
+
+/// The claims of an HMS token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doctor_id: Option<i64>,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// The authenticated caller of the current request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub subject: String,
+    pub role: Role,
+    pub doctor_id: Option<i64>,
+}
+
+impl Caller {
+    /// For a doctor token: refuses unless it is this doctor's own record (BOLA guard).
+    /// Other roles pass; their reach is decided by the route table.
+    pub fn require_own_doctor(&self, doctor_id: i64) -> Result<(), Error> {
+        match (self.role, self.doctor_id) {
+            (Role::Doctor, Some(own)) if own == doctor_id => Ok(()),
+            (Role::Doctor, _) => Err(Error::forbidden(
+                "a doctor may only change their own schedule and records",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The service name of a service token (`service:patient` → `patient`).
+    pub fn service_name(&self) -> Option<&str> {
+        (self.role == Role::Service)
+            .then(|| self.subject.strip_prefix("service:"))
+            .flatten()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| Error::unauthenticated("a valid bearer token is required"))
+    }
+}
+
+/// Signs and verifies tokens with the deployment's shared secret (HS256, pinned).
+pub struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Keys(<redacted>)")
+    }
+}
+
+impl Keys {
+    pub fn from_secret(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 30;
+        Keys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// The key of a deployment: `jwt_secret` if configured, else the key file, created (with
+    /// `create_if_missing`) on the first start of the embedded default. Returns whether it
+    /// was created just now.
+    pub fn load(
+        inline: Option<&str>,
+        file: &Path,
+        create_if_missing: bool,
+    ) -> anyhow::Result<(Keys, bool)> {
+        if let Some(secret) = inline {
+            anyhow::ensure!(secret.len() >= 32, "jwt_secret must be at least 32 characters");
+            return Ok((Keys::from_secret(secret.as_bytes()), false));
+        }
+        match std::fs::read_to_string(file) {
+            Ok(s) => {
+                let s = s.trim();
+                anyhow::ensure!(s.len() >= 32, "signing key {} is too short", file.display());
+                Ok((Keys::from_secret(s.as_bytes()), false))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create_if_missing => {
+                use rand::RngCore;
+                let mut raw = [0u8; 32];
+                rand::rng().fill_bytes(&mut raw);
+                let secret: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+                write_private(file, &secret)?;
+                Ok((Keys::from_secret(secret.as_bytes()), true))
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot read signing key {}: {e} (set HMS_JWT_SECRET or HMS_JWT_SECRET_FILE)",
+                file.display()
+            )),
+        }
+    }
+
+    /// A signed token for `subject` with `role`, valid for `ttl`.
+    pub fn issue(
+        &self,
+        role: Role,
+        subject: &str,
+        doctor_id: Option<i64>,
+        ttl: chrono::Duration,
+    ) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: subject.to_string(),
+            role,
+            doctor_id,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat: now,
+            exp: now + ttl.num_seconds(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail")
+    }
+
+    /// The caller a token proves, or 401 saying why not.
+    pub fn verify(&self, token: &str) -> Result<Caller, Error> {
+        use jsonwebtoken::errors::ErrorKind as K;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| {
+                Error::unauthenticated(match e.kind() {
+                    K::ExpiredSignature => "the token has expired",
+                    K::InvalidSignature => "the token's signature is not valid",
+                    K::InvalidAudience | K::InvalidIssuer => "the token is not for this system",
+                    K::InvalidAlgorithm => "the token's algorithm is not accepted",
+                    _ => "the token is malformed",
+                })
+            })?;
+        let c = data.claims;
+        if c.role == Role::Doctor && c.doctor_id.is_none() {
+            return Err(Error::unauthenticated("a doctor token must carry doctor_id"));
+        }
+        Ok(Caller {
+            subject: c.sub,
+            role: c.role,
+            doctor_id: c.doctor_id,
+        })
+    }
+}
+
+/// Writes a secret readable by its owner only.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    #[cfg(unix)]
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        f.write_all(contents.as_bytes())?;
+    }
+    #[cfg(not(unix))]
+    std::fs::write(path, contents)?;
+    Ok(())
+}
+
+/// One row of a service's access table.
+#[derive(Debug, Clone)]
+pub struct RouteAccess {
+    pub method: Method,
+    /// The route template as registered, e.g. `/v1/patients/{id}`.
+    pub path: &'static str,
+    pub roles: &'static [Role],
+}
+
+/// A service's access table: every `/v1` route and the roles that may call it.
+#[derive(Debug, Clone, Default)]
+pub struct AccessTable(pub Vec<RouteAccess>);
+
+impl AccessTable {
+    pub fn new(rows: &[(Method, &'static str, &'static [Role])]) -> Self {
+        AccessTable(
+            rows.iter()
+                .map(|(m, p, r)| RouteAccess {
+                    method: m.clone(),
+                    path: p,
+                    roles: r,
+                })
+                .collect(),
+        )
+    }
+
+    pub fn roles(&self, method: &Method, path: &str) -> Option<&'static [Role]> {
+        self.0
+            .iter()
+            .find(|r| r.method == method && r.path == path)
+            .map(|r| r.roles)
+    }
+}
+
+/// What the auth middleware needs.
+pub struct AuthState {
+    pub keys: Arc<Keys>,
+    pub table: AccessTable,
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// Checks the token and the route's roles before the handler runs.
+pub async fn middleware(
+    State(state): State<Arc<AuthState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(path) = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()) else {
+        // Unknown routes fall through to the 404 fallback.
+        return next.run(req).await;
+    };
+    if !path.starts_with("/v1/") || path == "/v1/openapi.json" {
+        return next.run(req).await;
+    }
+    let Some(roles) = state.table.roles(req.method(), &path) else {
+        // Startup refuses a router with unlisted routes; this is the belt to those braces.
+        return Error::forbidden("this route has no access rule").into_response();
+    };
+    let caller = match bearer(req.headers()) {
+        None => {
+            return Error::unauthenticated("send Authorization: Bearer <token>").into_response()
+        }
+        Some(token) => match state.keys.verify(token) {
+            Ok(c) => c,
+            Err(e) => return e.into_response(),
+        },
+    };
+    if !roles.contains(&caller.role) {
+        let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        return Error::forbidden(format!(
+            "role {} may not call {} {path} (allowed: {})",
+            caller.role,
+            req.method(),
+            allowed.join(", ")
+        ))
+        .into_response();
+    }
+    tracing::Span::current().record("subject", caller.subject.as_str());
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifies_what_it_issued_and_rejects_the_rest() {
+        let keys = Keys::from_secret(b"0123456789abcdef0123456789abcdef");
+        let t = keys.issue(Role::Doctor, "dr-1", Some(7), chrono::Duration::hours(1));
+        let c = keys.verify(&t).unwrap();
+        assert_eq!((c.role, c.doctor_id), (Role::Doctor, Some(7)));
+
+        let other = Keys::from_secret(b"ffffffffffffffffffffffffffffffff");
+        assert_eq!(other.verify(&t).unwrap_err().code, "unauthenticated");
+
+        let expired = keys.issue(Role::Admin, "a", None, chrono::Duration::hours(-2));
+        assert!(keys.verify(&expired).unwrap_err().message.contains("expired"));
+
+        // alg:none: header {"alg":"none"} with the same claims and no signature
+        let parts: Vec<&str> = t.split('.').collect();
+        let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", parts[1]);
+        assert!(keys.verify(&none).is_err());
+    }
+}

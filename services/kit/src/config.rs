@@ -1,0 +1,270 @@
+//! Configuration: documented defaults, then an optional TOML file, then `HMS_*` variables.
+//!
+//! | key (file) | variable | default |
+//! |---|---|---|
+//! | `bind` | `HMS_BIND` | `127.0.0.1` |
+//! | `base_port` | `HMS_BASE_PORT` | `8001` (patient; the others follow in port order) |
+//! | `data_dir` | `HMS_DATA_DIR` | `./hms-data` (SQLite files, signing key, admin token) |
+//! | `jwt_secret` | `HMS_JWT_SECRET` | unset: read from `jwt_secret_file` |
+//! | `jwt_secret_file` | `HMS_JWT_SECRET_FILE` | `<data_dir>/signing.key` |
+//! | `clinic_timezone` | `HMS_CLINIC_TIMEZONE` | `Asia/Kolkata` |
+//! | `currency` | `HMS_CURRENCY` | `INR` |
+//! | `log_level` | `HMS_LOG_LEVEL` | `info` |
+//! | `log_format` | `HMS_LOG_FORMAT` | `json` (`pretty` for a terminal) |
+//! | `http_timeout_ms` | `HMS_HTTP_TIMEOUT_MS` | `3000` (calls to other services) |
+//! | `request_timeout_ms` | `HMS_REQUEST_TIMEOUT_MS` | `10000` (whole request) |
+//! | `max_body_bytes` | `HMS_MAX_BODY_BYTES` | `65536` |
+//! | `metrics_public` | `HMS_METRICS_PUBLIC` | `true` (`false`: `/metrics` needs an admin or service token) |
+//! | `outbox_poll_ms` | `HMS_OUTBOX_POLL_MS` | `1000` (relay safety-net poll) |
+//! | `outbox_max_attempts` | `HMS_OUTBOX_MAX_ATTEMPTS` | `20` (then the delivery is parked, never dropped) |
+//! | `outbox_max_backoff_ms` | `HMS_OUTBOX_MAX_BACKOFF_MS` | `300000` (longest wait between attempts) |
+//! | `services.<svc>.port` | `HMS_<SVC>_PORT` | base port + offset |
+//! | `services.<svc>.url` | `HMS_<SVC>_URL` | `http://<bind>:<port>` (how others reach it) |
+//! | `services.<svc>.database_url` | `HMS_<SVC>_DATABASE_URL` | `sqlite://<data_dir>/<svc>.db` |
+//! | `services.<svc>.subscribers` | `HMS_<SVC>_SUBSCRIBERS` | the services that consume its events |
+//!
+//! The file is `HMS_CONFIG` if set. Secrets never appear in `Debug` output.
+
+use crate::Service;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Settings of one service; every field falls back to a derived default.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServiceSettings {
+    pub port: Option<u16>,
+    pub url: Option<String>,
+    pub database_url: Option<String>,
+    /// Names of the services (or `services.<name>.url` entries) its events go to.
+    pub subscribers: Option<Vec<String>>,
+}
+
+/// The whole configuration of a daemon (one or all services).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub bind: IpAddr,
+    pub base_port: u16,
+    pub data_dir: PathBuf,
+    pub jwt_secret: Option<String>,
+    pub jwt_secret_file: Option<PathBuf>,
+    pub clinic_timezone: String,
+    pub currency: String,
+    pub log_level: String,
+    pub log_format: String,
+    pub http_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub max_body_bytes: usize,
+    pub metrics_public: bool,
+    pub outbox_poll_ms: u64,
+    pub outbox_max_attempts: i64,
+    pub outbox_max_backoff_ms: u64,
+    pub services: BTreeMap<String, ServiceSettings>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            base_port: 8001,
+            data_dir: PathBuf::from("./hms-data"),
+            jwt_secret: None,
+            jwt_secret_file: None,
+            clinic_timezone: "Asia/Kolkata".into(),
+            currency: "INR".into(),
+            log_level: "info".into(),
+            log_format: "json".into(),
+            http_timeout_ms: 3000,
+            request_timeout_ms: 10_000,
+            max_body_bytes: 64 * 1024,
+            metrics_public: true,
+            outbox_poll_ms: 1000,
+            outbox_max_attempts: 20,
+            outbox_max_backoff_ms: 300_000,
+            services: BTreeMap::new(),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("base_port", &self.base_port)
+            .field("data_dir", &self.data_dir)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field("jwt_secret_file", &self.jwt_secret_file)
+            .field("clinic_timezone", &self.clinic_timezone)
+            .field("currency", &self.currency)
+            .field("services", &self.services.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps `HMS_PATIENT_DATABASE_URL` to `services.patient.database_url`; other keys stay flat.
+fn env_key(key: &str) -> String {
+    let lower = key.to_ascii_lowercase();
+    for svc in Service::ALL {
+        if let Some(rest) = lower.strip_prefix(&format!("{}_", svc.name())) {
+            return format!("services.{}.{rest}", svc.name());
+        }
+    }
+    lower
+}
+
+impl Config {
+    /// Defaults, then the file named by `HMS_CONFIG` (if any), then `HMS_*` variables.
+    pub fn load() -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Ok(path) = std::env::var("HMS_CONFIG") {
+            if !std::path::Path::new(&path).exists() {
+                anyhow::bail!("HMS_CONFIG names {path}, which does not exist");
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        let env = Env::prefixed("HMS_")
+            .ignore(&["CONFIG", "TOKEN"])
+            .map(|k| env_key(k.as_str()).into());
+        fig = fig.merge(env_lists(env));
+        let cfg: Config = fig.extract()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.clinic_timezone.parse::<chrono_tz::Tz>().is_err() {
+            anyhow::bail!(
+                "clinic_timezone '{}' is not an IANA time zone (e.g. Asia/Kolkata)",
+                self.clinic_timezone
+            );
+        }
+        Ok(())
+    }
+
+    fn settings(&self, svc: &str) -> ServiceSettings {
+        self.services.get(svc).cloned().unwrap_or_default()
+    }
+
+    /// The port a service listens on.
+    pub fn port(&self, svc: Service) -> u16 {
+        self.settings(svc.name())
+            .port
+            .unwrap_or(self.base_port + svc.port_offset())
+    }
+
+    /// The URL other services and `hmsctl` reach a service (or named subscriber) at.
+    pub fn url(&self, name: &str) -> Option<String> {
+        if let Some(url) = self.settings(name).url {
+            return Some(url.trim_end_matches('/').to_string());
+        }
+        let svc: Service = name.parse().ok()?;
+        let host = match self.bind {
+            IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_string(),
+            IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            ip => ip.to_string(),
+        };
+        Some(format!("http://{host}:{}", self.port(svc)))
+    }
+
+    /// Where every service is, for the shared client.
+    pub fn service_urls(&self) -> hms_client::ServiceUrls {
+        let mut urls = hms_client::ServiceUrls::local("127.0.0.1");
+        for svc in Service::ALL {
+            if let Some(u) = self.url(svc.name()) {
+                urls.set(svc, u);
+            }
+        }
+        urls
+    }
+
+    /// The database of a service: configured, or a SQLite file in the data directory.
+    pub fn database_url(&self, svc: Service) -> String {
+        self.settings(svc.name()).database_url.unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join(format!("{}.db", svc.name())).display()
+            )
+        })
+    }
+
+    /// Who receives a service's events: configured, or the given default topology.
+    pub fn subscribers(&self, svc: Service, default: &[Service]) -> Vec<String> {
+        self.settings(svc.name())
+            .subscribers
+            .unwrap_or_else(|| default.iter().map(|s| s.name().to_string()).collect())
+    }
+
+    /// Sets one service's settings (tests and the daemon's flags use this).
+    pub fn service_mut(&mut self, name: &str) -> &mut ServiceSettings {
+        self.services.entry(name.to_string()).or_default()
+    }
+
+    /// The clinic's time zone (validated at load).
+    pub fn clinic_tz(&self) -> chrono_tz::Tz {
+        self.clinic_timezone.parse().unwrap_or(chrono_tz::Asia::Kolkata)
+    }
+
+    /// Where the signing key lives when not given inline.
+    pub fn jwt_secret_path(&self) -> PathBuf {
+        self.jwt_secret_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("signing.key"))
+    }
+}
+
+/// Variables become typed values; comma-separated `*_SUBSCRIBERS` become lists
+/// (`HMS_PATIENT_SUBSCRIBERS=appointment,notification`; empty = none).
+fn env_lists(env: Env) -> Figment {
+    let mut fig = Figment::new();
+    for (key, value) in env.iter() {
+        let key = key.as_str().to_string();
+        if key.ends_with(".subscribers") {
+            let list: Vec<String> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            fig = fig.merge(Serialized::global(&key, list));
+        } else {
+            let value: figment::value::Value = value.parse().expect("parsing a value is infallible");
+            fig = fig.merge(Serialized::global(&key, value));
+        }
+    }
+    fig
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_variables_map_to_service_settings() {
+        assert_eq!(
+            env_key("PATIENT_DATABASE_URL"),
+            "services.patient.database_url"
+        );
+        assert_eq!(env_key("DATA_DIR"), "data_dir");
+        assert_eq!(env_key("NOTIFICATION_URL"), "services.notification.url");
+    }
+
+    #[test]
+    fn defaults_derive_ports_urls_and_files() {
+        let cfg = Config::default();
+        assert_eq!(cfg.port(Service::Notification), 8007);
+        assert_eq!(
+            cfg.url("doctor").as_deref(),
+            Some("http://127.0.0.1:8002")
+        );
+        assert!(cfg.database_url(Service::Patient).ends_with("patient.db?mode=rwc"));
+        assert!(format!("{:?}", Config { jwt_secret: Some("s3cret".into()), ..Config::default() })
+            .contains("<redacted>"));
+    }
+}

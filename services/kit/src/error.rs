@@ -1,0 +1,249 @@
+//! The one error type of every handler, and the standard error body it renders.
+//!
+//! Codes are the stable contract of API.md. Internal details (`source`) are logged with the
+//! correlation id and never shown to the client.
+
+use crate::correlation;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hms_client::ErrorBody;
+use serde_json::{json, Value};
+use std::fmt;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error a handler returns; renders as `{code, message, correlationId}`.
+pub struct Error {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+    pub retry_after: Option<u64>,
+    source: Option<anyhow::Error>,
+}
+
+impl Error {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Error {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// 400 `validation_failed`, naming the field.
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        Error::new(StatusCode::BAD_REQUEST, "validation_failed", message)
+            .with_details(json!({ "field": field }))
+    }
+
+    /// 400 `validation_failed` not tied to one field.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Error::new(StatusCode::BAD_REQUEST, "validation_failed", message)
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Error::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Error::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404 `not_found`: "patient 42 not found".
+    pub fn not_found(what: impl fmt::Display) -> Self {
+        Error::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
+    /// 409 with a specific code (`slot_taken`, `invalid_transition`, …).
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Error::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// 412 `version_conflict`: a stale `If-Match`.
+    pub fn version_conflict(current: i64) -> Self {
+        Error::new(
+            StatusCode::PRECONDITION_FAILED,
+            "version_conflict",
+            format!("the record changed since you read it (current version {current}); re-read and retry"),
+        )
+        .with_details(json!({ "current_version": current }))
+    }
+
+    /// 422: a business rule refused the request.
+    pub fn rule(code: &'static str, message: impl Into<String>) -> Self {
+        Error::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// 503 `dependency_unavailable`, naming the dependency.
+    pub fn dependency(name: &str, reason: impl fmt::Display) -> Self {
+        Error::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dependency_unavailable",
+            format!("{name} is unavailable: {reason}"),
+        )
+        .with_details(json!({ "dependency": name }))
+        .with_retry_after(1)
+    }
+
+    /// 500: logged with its cause; the client sees only the correlation id to quote.
+    pub fn internal(source: impl Into<anyhow::Error>) -> Self {
+        let mut e = Error::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error; quote the correlation id when reporting it",
+        );
+        e.source = Some(source.into());
+        e
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The standard body for this error in the current request.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.code.to_string(),
+            message: self.message.clone(),
+            correlation_id: correlation::current_id(),
+            details: self.details.clone(),
+        }
+    }
+
+    /// A standard error for a bare status (408 from a timeout, 413 from a body limit, …).
+    pub fn from_status(status: StatusCode) -> Self {
+        let (code, message) = match status {
+            StatusCode::BAD_REQUEST => ("validation_failed", "the request is malformed"),
+            StatusCode::UNAUTHORIZED => ("unauthenticated", "a valid bearer token is required"),
+            StatusCode::FORBIDDEN => ("forbidden", "your role may not do this"),
+            StatusCode::NOT_FOUND => ("not_found", "no such resource"),
+            StatusCode::METHOD_NOT_ALLOWED => {
+                ("method_not_allowed", "this method is not allowed on this route")
+            }
+            StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
+            StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ),
+            StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests; retry later"),
+            StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "the service is unavailable"),
+            s if s.is_client_error() => ("bad_request", "the request was refused"),
+            _ => ("internal_error", "internal error; quote the correlation id"),
+        };
+        Error::new(status, code, message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)?;
+        if let Some(s) = &self.source {
+            write!(f, " ({s:#})")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        if let Some(source) = &self.source {
+            tracing::error!(code = self.code, error = %format!("{source:#}"), "request failed");
+        } else if self.status.is_server_error() {
+            tracing::warn!(code = self.code, message = %self.message, "request not served");
+        }
+        let mut resp = (self.status, axum::Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut => Error::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database is busy; retry shortly",
+            )
+            .with_retry_after(1),
+            sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                let mut err = Error::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is unreachable",
+                )
+                .with_retry_after(1);
+                err.source = Some(e.into());
+                err
+            }
+            other => Error::internal(other),
+        }
+    }
+}
+
+impl From<hms_client::ClientError> for Error {
+    /// A failed call to another service: unreachable or failing → 503 naming it.
+    /// A 4xx it answered is passed on as it is, since it is about this request.
+    fn from(e: hms_client::ClientError) -> Self {
+        use hms_client::ClientError as C;
+        match e {
+            C::Unavailable { service, reason } => Error::dependency(&service, reason),
+            C::Api {
+                service,
+                status,
+                body,
+            } if status >= 500 => Error::dependency(&service, format!("it answered {status} {}", body.code)),
+            C::Api { status, body, .. } => {
+                let code = leak_code(&body.code);
+                let mut err = Error::new(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                    code,
+                    body.message,
+                );
+                err.details = body.details;
+                err
+            }
+            C::Protocol { service, reason } => Error::dependency(&service, reason),
+        }
+    }
+}
+
+/// Codes are `&'static str`; a code learnt from another service is one of a small fixed set,
+/// so it is interned once rather than allocated per error.
+fn leak_code(code: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static CODES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut set = CODES.get_or_init(Default::default).lock().expect("code set");
+    if let Some(c) = set.get(code) {
+        return c;
+    }
+    if set.len() > 256 {
+        return "upstream_error";
+    }
+    let leaked: &'static str = Box::leak(code.to_string().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}

@@ -1,0 +1,79 @@
+//! Inbox: the consumer side of events. Each event id is processed once, in the same
+//! transaction as its effect, however often it is delivered.
+
+use crate::auth::{Caller, Role};
+use crate::db::{Db, Tx};
+use crate::error::Error;
+use crate::outbox::Outbox;
+use crate::time::to_db;
+use crate::Service;
+use futures::future::BoxFuture;
+use hms_client::models::{Event, EventAck};
+
+/// Checks that `caller` may deliver `event`: a service token of the event's own source, a
+/// source this consumer subscribes to, and an event type of that source (`patient.*`).
+pub fn authorise(caller: &Caller, event: &Event, sources: &[Service]) -> Result<(), Error> {
+    if caller.role != Role::Service {
+        return Err(Error::forbidden("only services deliver events"));
+    }
+    let Some(name) = caller.service_name() else {
+        return Err(Error::forbidden("a service token's subject must be service:<name>"));
+    };
+    if name != event.source {
+        return Err(Error::forbidden(format!(
+            "service {name} may not deliver events of {}",
+            event.source
+        )));
+    }
+    if !sources.iter().any(|s| s.name() == event.source) {
+        return Err(Error::forbidden(format!(
+            "this service does not take events from {}",
+            event.source
+        )));
+    }
+    if !event.event_type.starts_with(&format!("{}.", event.source)) {
+        return Err(Error::forbidden(format!(
+            "{} may only deliver {}.* events",
+            event.source, event.source
+        )));
+    }
+    Ok(())
+}
+
+/// Processes `event` once: records its id and applies `effect` in one transaction (with
+/// `BEGIN IMMEDIATE` on SQLite). A repeat delivery commits nothing and answers
+/// `{"duplicate": true}`; concurrent duplicates serialise on the inbox's primary key.
+/// Events the effect writes to `outbox` go out when the transaction commits.
+pub async fn receive<F>(
+    db: &Db,
+    outbox: &Outbox,
+    event: &Event,
+    now: chrono::DateTime<chrono::Utc>,
+    effect: F,
+) -> Result<EventAck, Error>
+where
+    F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<(), Error>>,
+{
+    let mut tx = db.begin().await?;
+    let fresh = sqlx::query(
+        "INSERT INTO inbox (source, event_id, event_type, processed_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&event.source)
+    .bind(event.event_id.to_string())
+    .bind(&event.event_type)
+    .bind(to_db(now))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !fresh {
+        tx.commit().await?;
+        tracing::info!(event_id = %event.event_id, event_type = %event.event_type, "duplicate event ignored");
+        return Ok(EventAck { duplicate: true });
+    }
+    effect(&mut tx).await?;
+    outbox.commit(tx).await?;
+    tracing::info!(event_id = %event.event_id, event_type = %event.event_type, "event processed");
+    Ok(EventAck { duplicate: false })
+}

@@ -1,0 +1,128 @@
+//! JSON logs through `tracing`, and the per-request middleware that logs and measures.
+//!
+//! Every request runs in a span carrying its correlation id, trace id, method and route, so
+//! every line logged while serving it carries them too. Bodies, tokens and query strings are
+//! never logged; personal fields only ever appear through the masking types of [`crate::pii`].
+
+use crate::correlation::{self, RequestContext};
+use crate::error::Error;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::time::Instant;
+use tracing::Instrument;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::EnvFilter;
+
+/// The filter: `level` for HMS, quieter for libraries that log statements or connections.
+fn filter(level: &str) -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{level},sqlx=warn,hyper=warn,hyper_util=warn,reqwest=warn,tower_http=warn,h2=warn"
+        ))
+    })
+}
+
+/// Installs the process-wide subscriber (`json` or `pretty`). A second call does nothing.
+pub fn init(level: &str, format: &str) {
+    init_with_writer(level, format, std::io::stdout);
+}
+
+/// As [`init`], writing to `writer` (tests capture the logs this way).
+pub fn init_with_writer<W>(level: &str, format: &str, writer: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(level))
+        .with_writer(writer);
+    let _ = if format == "pretty" {
+        builder.try_init()
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    };
+}
+
+/// Outermost middleware: sets the request context, opens the request span, echoes the
+/// correlation id, turns any bare error response into the standard body, logs one line per
+/// request (route, status, latency) and records the per-route metrics.
+pub async fn observe(
+    axum::extract::State(service): axum::extract::State<&'static str>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let ctx = RequestContext::from_headers(req.headers());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().clone();
+    let span = tracing::info_span!(
+        "request",
+        service,
+        correlation_id = %ctx.correlation_id,
+        trace_id = %ctx.trace_id,
+        method = %method,
+        route = %route,
+        subject = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let correlation_id = ctx.correlation_id.clone();
+    let mut resp = correlation::scope(
+        ctx,
+        async move {
+            let resp = next.run(req).await;
+            standardise_error_body(resp)
+        }
+        .instrument(span.clone()),
+    )
+    .await;
+    let latency = started.elapsed();
+    let status = resp.status();
+    span.in_scope(|| {
+        tracing::info!(
+            status = status.as_u16(),
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            "request completed"
+        );
+    });
+    crate::metrics::record_request(service, method.as_str(), &route, status.as_u16(), latency);
+    if let Ok(v) = HeaderValue::from_str(&correlation_id) {
+        resp.headers_mut().insert(correlation::HEADER, v);
+    }
+    resp
+}
+
+/// Any error response that is not already JSON (a timeout's 408, a limit's 413, a 405) gets
+/// the standard body, so clients never see a bare text error.
+fn standardise_error_body(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let retry_after = resp.headers().get(header::RETRY_AFTER).cloned();
+    let allow = resp.headers().get(header::ALLOW).cloned();
+    let mut fresh = Error::from_status(status).into_response();
+    if let Some(v) = retry_after {
+        fresh.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    if let Some(v) = allow {
+        fresh.headers_mut().insert(header::ALLOW, v);
+    }
+    fresh
+}

@@ -1,0 +1,456 @@
+//! Transactional outbox: events are rows written in the caller's transaction, delivered
+//! afterwards by a relay to each subscriber's `POST /v1/events`, at least once, never lost.
+//!
+//! - [`Outbox::enqueue`] writes the event and one delivery row per subscriber in the same
+//!   transaction as the state change; [`Outbox::commit`] commits and wakes the relay at once.
+//! - The [`Relay`] claims due deliveries with a lease (never a lock held across HTTP), so any
+//!   number of relays (replicas) can run against one PostgreSQL database; delivers at most one
+//!   event per (subscriber, aggregate) at a time, in aggregate order; retries with exponential
+//!   back-off and jitter; and parks a delivery after `outbox_max_attempts` or on a 4xx that
+//!   retrying cannot fix. A parked delivery is kept, counted in `outbox_parked`, and can be
+//!   re-queued.
+
+use crate::auth::{Keys, Role};
+use crate::clock::Clock;
+use crate::correlation;
+use crate::db::{Bind, Db, Select, Tx};
+use crate::error::Error;
+use crate::time::{from_db, to_db};
+use crate::Service;
+use chrono::{DateTime, Utc};
+use hms_client::models::Event;
+use sqlx::Row;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use uuid::Uuid;
+
+/// An event to announce, written with [`Outbox::enqueue`].
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub aggregate_type: &'a str,
+    pub aggregate_id: String,
+    /// The aggregate's version after this change.
+    pub aggregate_seq: i64,
+    pub event_type: &'a str,
+    /// Ids and facts only; never contact details.
+    pub payload: serde_json::Value,
+}
+
+/// The producer side of a service's outbox.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    service: Service,
+    subscribers: Arc<Vec<String>>,
+    wake: Arc<Notify>,
+    clock: Clock,
+}
+
+impl Outbox {
+    pub fn new(service: Service, subscribers: Vec<String>, clock: Clock) -> Self {
+        Outbox {
+            service,
+            subscribers: Arc::new(subscribers),
+            wake: Arc::new(Notify::new()),
+            clock,
+        }
+    }
+
+    /// Writes `ev` and its deliveries in `tx`. Nothing is sent until `tx` commits.
+    pub async fn enqueue(&self, tx: &mut Tx, ev: NewEvent<'_>) -> Result<Uuid, Error> {
+        let event_id = Uuid::new_v4();
+        let now = to_db(self.clock.now());
+        sqlx::query(
+            "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_seq, \
+             event_type, payload, correlation_id, occurred_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(event_id.to_string())
+        .bind(ev.aggregate_type)
+        .bind(&ev.aggregate_id)
+        .bind(ev.aggregate_seq)
+        .bind(ev.event_type)
+        .bind(ev.payload.to_string())
+        .bind(correlation::current_id())
+        .bind(&now)
+        .execute(&mut **tx)
+        .await?;
+        // Deliveries are scheduled by wall time: the relay runs on real time even when the
+        // business clock is set by a test.
+        let due = to_db(Utc::now());
+        for sub in self.subscribers.iter() {
+            sqlx::query(
+                "INSERT INTO outbox_delivery (event_id, subscriber, state, attempts, next_attempt_at) \
+                 VALUES ($1, $2, 'pending', 0, $3)",
+            )
+            .bind(event_id.to_string())
+            .bind(sub)
+            .bind(&due)
+            .execute(&mut **tx)
+            .await?;
+        }
+        tracing::debug!(event_type = ev.event_type, %event_id, "event written to outbox");
+        Ok(event_id)
+    }
+
+    /// Commits `tx` and wakes the relay so its events go out at once.
+    pub async fn commit(&self, tx: Tx) -> Result<(), Error> {
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    pub fn service(&self) -> Service {
+        self.service
+    }
+
+    fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+}
+
+/// Counts of deliveries not yet done, for `/metrics` and operators.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub pending: i64,
+    pub parked: i64,
+}
+
+/// Current pending and parked deliveries of a service's outbox.
+pub async fn stats(db: &Db) -> Result<OutboxStats, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT state, COUNT(*) AS n FROM outbox_delivery WHERE state <> 'delivered' GROUP BY state",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let mut s = OutboxStats::default();
+    for r in rows {
+        let state: String = r.try_get("state")?;
+        let n: i64 = r.try_get("n")?;
+        match state.as_str() {
+            "pending" => s.pending = n,
+            "parked" => s.parked = n,
+            _ => {}
+        }
+    }
+    Ok(s)
+}
+
+/// Puts parked deliveries back in the queue (all, or one event's); returns how many.
+pub async fn requeue_parked(db: &Db, event_id: Option<&str>) -> Result<u64, sqlx::Error> {
+    let mut q = Select::new("UPDATE outbox_delivery SET state = 'pending', attempts = 0, lease_until = NULL");
+    q.push(", next_attempt_at = ? WHERE state = 'parked'", [Bind::Text(to_db(Utc::now()))]);
+    if let Some(id) = event_id {
+        q.and("event_id = ?", Bind::Text(id.to_string()));
+    }
+    Ok(q.execute(db.pool()).await?.rows_affected())
+}
+
+/// Tuning of a relay.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// Safety-net poll when nothing wakes the relay.
+    pub poll: Duration,
+    /// Attempts before a delivery is parked.
+    pub max_attempts: i64,
+    /// Upper bound of the back-off between attempts.
+    pub max_backoff: Duration,
+    /// How long a claimed delivery is reserved for the relay that claimed it.
+    pub lease: Duration,
+    /// Deliveries claimed per round.
+    pub batch: i64,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            poll: Duration::from_secs(1),
+            max_attempts: 20,
+            max_backoff: Duration::from_secs(300),
+            lease: Duration::from_secs(30),
+            batch: 32,
+        }
+    }
+}
+
+/// Delivers a service's outbox to its subscribers.
+pub struct Relay {
+    db: Db,
+    service: Service,
+    /// subscriber name → base URL
+    targets: HashMap<String, String>,
+    http: reqwest::Client,
+    keys: Arc<Keys>,
+    wake: Arc<Notify>,
+    settings: RelaySettings,
+}
+
+struct Claimed {
+    event_id: String,
+    subscriber: String,
+    attempts: i64,
+}
+
+enum Outcome {
+    Delivered,
+    Retry(String),
+    Park(String),
+}
+
+impl Relay {
+    pub fn new(
+        db: Db,
+        outbox: &Outbox,
+        targets: HashMap<String, String>,
+        keys: Arc<Keys>,
+        settings: RelaySettings,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .expect("an HTTP client without TLS always builds");
+        Relay {
+            db,
+            service: outbox.service(),
+            targets,
+            http,
+            keys,
+            wake: outbox.waker(),
+            settings,
+        }
+    }
+
+    /// Runs until `shutdown` turns true. Deliveries in flight finish; leases of anything not
+    /// finished simply expire, and the next relay picks the delivery up.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let worked = match self.round().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(service = self.service.name(), error = %e, "outbox round failed");
+                    0
+                }
+            };
+            self.publish_stats().await;
+            if worked > 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.settings.poll) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    async fn publish_stats(&self) {
+        if let Ok(s) = stats(&self.db).await {
+            let svc = self.service.name();
+            metrics::gauge!("outbox_pending", "service" => svc).set(s.pending as f64);
+            metrics::gauge!("outbox_parked", "service" => svc).set(s.parked as f64);
+        }
+    }
+
+    /// One round: claim due deliveries, deliver them concurrently, record the outcomes.
+    /// Returns how many were claimed.
+    pub async fn round(&self) -> Result<usize, sqlx::Error> {
+        let now = Utc::now();
+        let lease_until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
+        // The lease predicate is repeated in the outer WHERE: on PostgreSQL a concurrent relay
+        // that waited for our row lock re-checks it against the updated row and skips it.
+        let claimed = sqlx::query(
+            "UPDATE outbox_delivery SET lease_until = $1, attempts = attempts + 1 \
+             WHERE state = 'pending' AND next_attempt_at <= $2 \
+               AND (lease_until IS NULL OR lease_until < $2) \
+               AND (event_id, subscriber) IN ( \
+                 SELECT d.event_id, d.subscriber FROM outbox_delivery d \
+                 JOIN outbox o ON o.event_id = d.event_id \
+                 WHERE d.state = 'pending' AND d.next_attempt_at <= $2 \
+                   AND (d.lease_until IS NULL OR d.lease_until < $2) \
+                   AND NOT EXISTS ( \
+                     SELECT 1 FROM outbox_delivery d2 JOIN outbox o2 ON o2.event_id = d2.event_id \
+                     WHERE d2.subscriber = d.subscriber AND d2.state = 'pending' \
+                       AND o2.aggregate_type = o.aggregate_type AND o2.aggregate_id = o.aggregate_id \
+                       AND (o2.aggregate_seq < o.aggregate_seq \
+                            OR (o2.aggregate_seq = o.aggregate_seq AND o2.occurred_at < o.occurred_at))) \
+                 ORDER BY d.next_attempt_at LIMIT $3) \
+             RETURNING event_id, subscriber, attempts",
+        )
+        .bind(to_db(lease_until))
+        .bind(to_db(now))
+        .bind(self.settings.batch)
+        .fetch_all(self.db.pool())
+        .await?;
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        let claimed: Vec<Claimed> = claimed
+            .into_iter()
+            .map(|r| {
+                Ok(Claimed {
+                    event_id: r.try_get("event_id")?,
+                    subscriber: r.try_get("subscriber")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        let events = self.load_events(&claimed).await?;
+        let n = claimed.len();
+        let deliveries = claimed.into_iter().map(|c| {
+            let event = events.get(&c.event_id).cloned();
+            async move {
+                let outcome = match event {
+                    Some(ev) => self.deliver(&c.subscriber, &ev).await,
+                    None => Outcome::Park("event row is missing".into()),
+                };
+                if let Err(e) = self.record(&c, outcome).await {
+                    tracing::warn!(error = %e, "could not record an outbox delivery outcome");
+                }
+            }
+        });
+        futures::future::join_all(deliveries).await;
+        Ok(n)
+    }
+
+    async fn load_events(&self, claimed: &[Claimed]) -> Result<HashMap<String, Event>, sqlx::Error> {
+        let mut q = Select::new(
+            "SELECT event_id, aggregate_type, aggregate_id, aggregate_seq, event_type, payload, \
+             correlation_id, occurred_at FROM outbox WHERE event_id IN (",
+        );
+        for (i, c) in claimed.iter().enumerate() {
+            q.push(if i == 0 { "?" } else { ", ?" }, [Bind::Text(c.event_id.clone())]);
+        }
+        q.push(")", []);
+        let mut out = HashMap::new();
+        for r in q.fetch_all(self.db.pool()).await? {
+            let id: String = r.try_get("event_id")?;
+            let payload: String = r.try_get("payload")?;
+            let occurred: String = r.try_get("occurred_at")?;
+            let ev = Event {
+                event_id: id
+                    .parse()
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                event_type: r.try_get("event_type")?,
+                source: self.service.name().to_string(),
+                aggregate_type: r.try_get("aggregate_type")?,
+                aggregate_id: r.try_get("aggregate_id")?,
+                aggregate_seq: r.try_get("aggregate_seq")?,
+                occurred_at: from_db(&occurred)?,
+                correlation_id: r.try_get("correlation_id")?,
+                payload: serde_json::from_str(&payload)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            };
+            out.insert(id, ev);
+        }
+        Ok(out)
+    }
+
+    async fn deliver(&self, subscriber: &str, ev: &Event) -> Outcome {
+        let Some(base) = self.targets.get(subscriber) else {
+            return Outcome::Park(format!("no URL is configured for subscriber '{subscriber}'"));
+        };
+        let token = self.keys.issue(
+            Role::Service,
+            &format!("service:{}", self.service.name()),
+            None,
+            chrono::Duration::minutes(5),
+        );
+        let sent = self
+            .http
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(token)
+            .header(correlation::HEADER, &ev.correlation_id)
+            .json(ev)
+            .send()
+            .await;
+        match sent {
+            Err(e) => Outcome::Retry(if e.is_timeout() {
+                "timed out".into()
+            } else {
+                "unreachable".into()
+            }),
+            Ok(resp) => {
+                let status = resp.status();
+                if status.is_success() {
+                    Outcome::Delivered
+                } else if status.is_server_error()
+                    || status.as_u16() == 408
+                    || status.as_u16() == 409
+                    || status.as_u16() == 429
+                {
+                    Outcome::Retry(format!("answered {status}"))
+                } else {
+                    let body = resp.text().await.unwrap_or_default();
+                    Outcome::Park(format!(
+                        "answered {status}: {}",
+                        body.chars().take(300).collect::<String>()
+                    ))
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, attempts: i64) -> chrono::Duration {
+        use rand::Rng;
+        let exp = 2f64.powi((attempts - 1).clamp(0, 20) as i32);
+        let cap = self.settings.max_backoff.as_secs_f64();
+        let base = exp.min(cap);
+        // "Equal jitter": half fixed, half random, so retries spread out but never hammer.
+        let secs = base / 2.0 + rand::rng().random_range(0.0..=base / 2.0);
+        chrono::Duration::milliseconds((secs * 1000.0) as i64)
+    }
+
+    async fn record(&self, c: &Claimed, outcome: Outcome) -> Result<(), sqlx::Error> {
+        let now: DateTime<Utc> = Utc::now();
+        match outcome {
+            Outcome::Delivered => {
+                sqlx::query(
+                    "UPDATE outbox_delivery SET state = 'delivered', delivered_at = $1, \
+                     lease_until = NULL, last_error = NULL WHERE event_id = $2 AND subscriber = $3",
+                )
+                .bind(to_db(now))
+                .bind(&c.event_id)
+                .bind(&c.subscriber)
+                .execute(self.db.pool())
+                .await?;
+            }
+            Outcome::Retry(err) if c.attempts < self.settings.max_attempts => {
+                tracing::info!(
+                    subscriber = %c.subscriber, event_id = %c.event_id, attempts = c.attempts,
+                    error = %err, "event delivery failed; will retry"
+                );
+                sqlx::query(
+                    "UPDATE outbox_delivery SET next_attempt_at = $1, lease_until = NULL, \
+                     last_error = $2 WHERE event_id = $3 AND subscriber = $4",
+                )
+                .bind(to_db(now + self.backoff(c.attempts)))
+                .bind(&err)
+                .bind(&c.event_id)
+                .bind(&c.subscriber)
+                .execute(self.db.pool())
+                .await?;
+            }
+            Outcome::Retry(err) | Outcome::Park(err) => {
+                tracing::error!(
+                    subscriber = %c.subscriber, event_id = %c.event_id, attempts = c.attempts,
+                    error = %err, "event delivery parked; it is kept and can be re-queued"
+                );
+                sqlx::query(
+                    "UPDATE outbox_delivery SET state = 'parked', lease_until = NULL, \
+                     last_error = $1 WHERE event_id = $2 AND subscriber = $3",
+                )
+                .bind(&err)
+                .bind(&c.event_id)
+                .bind(&c.subscriber)
+                .execute(self.db.pool())
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}

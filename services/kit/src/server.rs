@@ -1,0 +1,295 @@
+//! Building and serving a service: the same code path for the embedded default (all services
+//! in one process, SQLite) and production (one service per process, PostgreSQL).
+//!
+//! [`start`] connects the database, applies migrations, builds the service's routes, checks
+//! that every `/v1` route has an access rule (and every rule a route), wraps the router in the
+//! shared middleware, serves it, and runs the outbox relay beside it. [`Running::stop`] shuts
+//! down gracefully: in-flight requests finish, the relay stops between rounds, and whatever is
+//! still pending stays in the outbox for the next start.
+
+use crate::auth::{self, AccessTable, AuthState, Keys};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::{Backend, Db};
+use crate::downstream::Downstream;
+use crate::error::Error;
+use crate::logging;
+use crate::ops::{self, OpsState};
+use crate::outbox::{Outbox, Relay, RelaySettings};
+use crate::Service;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::{from_fn_with_state, map_response};
+use axum::response::IntoResponse;
+use axum::Router;
+use sqlx::migrate::Migrator;
+use std::collections::HashMap;
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+/// What a service crate supplies.
+pub struct ServiceDef {
+    pub service: Service,
+    /// One line for the OpenAPI document and the `/docs` page.
+    pub description: &'static str,
+    /// Who consumes this service's events unless configured otherwise.
+    pub subscribers: &'static [Service],
+    /// The service's own migrations for a backend (versions 100 and up).
+    pub migrations: fn(Backend) -> Migrator,
+    /// The service's API routes (state applied) and its access table.
+    pub routes: fn(&ServiceCtx) -> ServiceRoutes,
+}
+
+/// A service's API and who may call each route.
+pub struct ServiceRoutes {
+    pub api: OpenApiRouter,
+    pub access: AccessTable,
+}
+
+/// Everything a service's handlers and stores share.
+#[derive(Clone, Debug)]
+pub struct ServiceCtx {
+    pub service: Service,
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub keys: Arc<Keys>,
+    pub outbox: Outbox,
+    pub downstream: Downstream,
+    pub clock: Clock,
+}
+
+/// A service being served.
+pub struct Running {
+    pub service: Service,
+    pub addr: SocketAddr,
+    pub ctx: ServiceCtx,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    relay: JoinHandle<()>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful stop: stop accepting, finish in-flight requests, stop the relay, close the pool.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        let _ = self.relay.await;
+        self.ctx.db.close().await;
+    }
+}
+
+/// Connects, migrates and serves `def` on `listener`.
+pub async fn start(
+    def: &ServiceDef,
+    config: Arc<Config>,
+    keys: Arc<Keys>,
+    clock: Clock,
+    listener: TcpListener,
+) -> anyhow::Result<Running> {
+    let service = def.service;
+    let db = Db::connect(&config.database_url(service))
+        .await
+        .map_err(|e| anyhow::anyhow!("{service}: cannot open its database: {e}"))?;
+    db.migrate((def.migrations)(db.backend()))
+        .await
+        .map_err(|e| anyhow::anyhow!("{service}: migrations failed: {e}"))?;
+
+    let subscribers = config.subscribers(service, def.subscribers);
+    let outbox = Outbox::new(service, subscribers.clone(), clock.clone());
+    let downstream = Downstream::new(
+        service,
+        config.service_urls(),
+        keys.clone(),
+        Duration::from_millis(config.http_timeout_ms),
+    );
+    let ctx = ServiceCtx {
+        service,
+        config: config.clone(),
+        db: db.clone(),
+        keys: keys.clone(),
+        outbox: outbox.clone(),
+        downstream,
+        clock,
+    };
+
+    let app = router(def, &ctx)?;
+    let addr = listener.local_addr()?;
+    let (shutdown, rx) = watch::channel(false);
+
+    let mut stop = rx.clone();
+    let server = tokio::spawn(
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .into_future(),
+    );
+
+    let targets: HashMap<String, String> = subscribers
+        .iter()
+        .filter_map(|s| config.url(s).map(|u| (s.clone(), u)))
+        .collect();
+    let relay = Relay::new(
+        db,
+        &outbox,
+        targets,
+        keys,
+        RelaySettings {
+            poll: Duration::from_millis(config.outbox_poll_ms),
+            max_attempts: config.outbox_max_attempts,
+            max_backoff: Duration::from_millis(config.outbox_max_backoff_ms),
+            ..RelaySettings::default()
+        },
+    );
+    let relay = tokio::spawn(relay.run(rx));
+    tracing::info!(service = service.name(), %addr, subscribers = ?subscribers, "service started");
+    Ok(Running {
+        service,
+        addr,
+        ctx,
+        shutdown,
+        server,
+        relay,
+    })
+}
+
+/// The full router of a service, middleware included.
+pub fn router(def: &ServiceDef, ctx: &ServiceCtx) -> anyhow::Result<Router> {
+    let ServiceRoutes { api, access } = (def.routes)(ctx);
+    let (api, mut doc) = api.split_for_parts();
+    check_access(&doc, &access)?;
+    describe(&mut doc, def, &access);
+    let name: &'static str = def.service.name();
+    let ops_state = Arc::new(OpsState {
+        service: name,
+        db: ctx.db.clone(),
+        openapi_json: serde_json::to_string(&doc)?,
+        keys: ctx.keys.clone(),
+        metrics_public: ctx.config.metrics_public,
+    });
+    let auth_state = Arc::new(AuthState {
+        keys: ctx.keys.clone(),
+        table: access,
+    });
+    Ok(api
+        .merge(ops::routes(ops_state))
+        .fallback(|| async { Error::not_found("route").into_response() })
+        .method_not_allowed_fallback(|| async {
+            Error::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed on this route",
+            )
+            .into_response()
+        })
+        .layer(from_fn_with_state(auth_state, auth::middleware))
+        .layer(DefaultBodyLimit::max(ctx.config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(ctx.config.request_timeout_ms),
+        ))
+        .layer(map_response(no_store))
+        .layer(from_fn_with_state(name, logging::observe)))
+}
+
+/// API answers carry personal data: no cache may keep them.
+async fn no_store(mut resp: axum::response::Response) -> axum::response::Response {
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+type Op<'a> = (&'static str, &'a mut Option<utoipa::openapi::path::Operation>);
+
+fn operations(item: &mut utoipa::openapi::PathItem) -> [Op<'_>; 5] {
+    [
+        ("GET", &mut item.get),
+        ("POST", &mut item.post),
+        ("PUT", &mut item.put),
+        ("PATCH", &mut item.patch),
+        ("DELETE", &mut item.delete),
+    ]
+}
+
+/// Deny by default, checked at start: every documented `/v1` operation has an access rule and
+/// every rule names a documented operation. A mismatch is a bug; the service refuses to start.
+pub fn check_access(doc: &OpenApi, access: &AccessTable) -> anyhow::Result<()> {
+    let mut doc = doc.clone();
+    let mut documented = Vec::new();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for (method, op) in operations(item) {
+            if op.is_some() && path.starts_with("/v1/") {
+                documented.push((method.to_string(), path.clone()));
+            }
+        }
+    }
+    for (method, path) in &documented {
+        anyhow::ensure!(
+            access.0.iter().any(|r| r.method.as_str() == method && r.path == path),
+            "{method} {path} has no access rule"
+        );
+    }
+    for rule in &access.0 {
+        anyhow::ensure!(
+            documented
+                .iter()
+                .any(|(m, p)| m == rule.method.as_str() && p == rule.path),
+            "access rule {} {} names no documented route",
+            rule.method,
+            rule.path
+        );
+    }
+    Ok(())
+}
+
+/// Title, version, bearer security and each operation's roles (`x-roles`).
+fn describe(doc: &mut OpenApi, def: &ServiceDef, access: &AccessTable) {
+    doc.info.title = format!("HMS {} service", def.service.name());
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc.info.description = Some(def.description.to_string());
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .build(),
+        ),
+    );
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for (method, op) in operations(item) {
+            let Some(op) = op.as_mut() else { continue };
+            let method: axum::http::Method = method.parse().expect("known method");
+            if let Some(roles) = access.roles(&method, path) {
+                let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+                op.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+                let ext = utoipa::openapi::extensions::ExtensionsBuilder::new()
+                    .add("x-roles", serde_json::json!(names))
+                    .build();
+                match op.extensions.as_mut() {
+                    Some(e) => e.merge(ext),
+                    None => op.extensions = Some(ext),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Patient routes, their access rules, and the audit of every disclosure.
+//!
+//! Every response that carries patient data is preceded by its audit rows, committed first:
+//! if the audit cannot be written, the request fails with 503 and no data (fail closed).
+
+use crate::domain::{ValidPatient, ValidUpdate};
+use crate::store::{self, Audit, Changed};
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use hms_client::models::{AuditEntry, NewPatient, Page, Patient, PatientQuery, PatientUpdate};
+use hms_client::ErrorBody;
+use hms_kit::auth::{AccessTable, Caller, Role};
+use hms_kit::correlation;
+use hms_kit::extract::{with_etag, IfMatch, Json, Path, Query};
+use hms_kit::outbox::NewEvent;
+use hms_kit::pagination::PageRequest;
+use hms_kit::server::{ServiceCtx, ServiceRoutes};
+use hms_kit::Error;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+type Ctx = State<Arc<ServiceCtx>>;
+
+const EVERYONE: &[Role] = &[Role::Reception, Role::Doctor, Role::Billing, Role::Admin, Role::Service];
+const FRONT_DESK: &[Role] = &[Role::Reception, Role::Admin];
+const ADMIN: &[Role] = &[Role::Admin];
+
+/// The routes and who may call each (deny by default: an unlisted route refuses to start).
+pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
+    let api = OpenApiRouter::new()
+        .routes(routes!(create_patient, list_patients))
+        .routes(routes!(get_patient, update_patient))
+        .routes(routes!(deactivate_patient))
+        .routes(routes!(patient_audit))
+        .with_state(Arc::new(ctx.clone()));
+    let access = AccessTable::new(&[
+        (Method::POST, "/v1/patients", FRONT_DESK),
+        (Method::GET, "/v1/patients", EVERYONE),
+        (Method::GET, "/v1/patients/{id}", EVERYONE),
+        (Method::PATCH, "/v1/patients/{id}", FRONT_DESK),
+        (Method::POST, "/v1/patients/{id}/deactivate", FRONT_DESK),
+        (Method::GET, "/v1/patients/{id}/audit", ADMIN),
+    ]);
+    ServiceRoutes { api, access }
+}
+
+fn today(ctx: &ServiceCtx) -> chrono::NaiveDate {
+    ctx.clock
+        .now()
+        .with_timezone(&ctx.config.clinic_tz())
+        .date_naive()
+}
+
+fn audit_unavailable(e: impl std::fmt::Display) -> Error {
+    tracing::error!(error = %e, "audit trail write failed; refusing to disclose patient data");
+    Error::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit_unavailable",
+        "the audit trail cannot be written, so no patient data is returned; retry shortly",
+    )
+    .with_retry_after(1)
+}
+
+fn row<'a>(caller: &'a Caller, cid: &'a str, id: i64, action: &'a str, route: &'a str) -> Audit<'a> {
+    Audit {
+        patient_id: id,
+        subject: &caller.subject,
+        role: caller.role.as_str(),
+        action,
+        route,
+        correlation_id: cid,
+        detail: None,
+    }
+}
+
+/// Writes audit rows for a disclosure in their own transaction, before the data goes out.
+async fn disclose(ctx: &ServiceCtx, rows: &[Audit<'_>]) -> Result<(), Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut tx = ctx.db.begin().await.map_err(audit_unavailable)?;
+    store::audit(&mut tx, rows, ctx.clock.now())
+        .await
+        .map_err(audit_unavailable)?;
+    tx.commit().await.map_err(audit_unavailable)?;
+    Ok(())
+}
+
+fn event(p: &Patient, event_type: &'static str, extra: serde_json::Value) -> NewEvent<'static> {
+    let mut payload = json!({ "patient_id": p.patient_id, "active": p.active, "version": p.version });
+    if let (Some(obj), Some(more)) = (payload.as_object_mut(), extra.as_object()) {
+        obj.extend(more.clone());
+    }
+    NewEvent {
+        aggregate_type: "patient",
+        aggregate_id: p.patient_id.to_string(),
+        aggregate_seq: p.version,
+        event_type,
+        payload,
+    }
+}
+
+/// Register a patient.
+///
+/// `patient_id` and `created_at` may be given only by an admin, to import legacy records.
+#[utoipa::path(post, path = "/v1/patients", tag = "patients",
+    request_body = NewPatient,
+    responses(
+        (status = 201, description = "Registered", body = Patient),
+        (status = 400, description = "A field is invalid (details.field names it)", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "already_exists: that patient_id is taken", body = ErrorBody),
+    ))]
+async fn create_patient(State(ctx): Ctx, caller: Caller, Json(new): Json<NewPatient>) -> Result<Response, Error> {
+    if (new.patient_id.is_some() || new.created_at.is_some()) && caller.role != Role::Admin {
+        return Err(Error::forbidden("only an admin may set patient_id or created_at (legacy import)"));
+    }
+    let p = ValidPatient::parse(new, today(&ctx))?;
+    let now = ctx.clock.now();
+    let mut tx = ctx.db.begin().await?;
+    let created = store::insert(ctx.db.backend(), &mut tx, &p, now).await?;
+    let cid = correlation::current_id();
+    store::audit(
+        &mut tx,
+        &[row(&caller, &cid, created.patient_id, "create", "/v1/patients")],
+        now,
+    )
+    .await
+    .map_err(audit_unavailable)?;
+    ctx.outbox
+        .enqueue(&mut tx, event(&created, "patient.registered", json!({})))
+        .await?;
+    ctx.outbox.commit(tx).await?;
+    tracing::info!(
+        patient_id = created.patient_id, name = %p.name, email = ?p.email, phone = %p.phone,
+        "patient registered"
+    );
+    let mut resp = with_etag(created.version, StatusCode::CREATED, &created);
+    if let Ok(loc) = format!("/v1/patients/{}", created.patient_id).parse() {
+        resp.headers_mut().insert(axum::http::header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+/// Search patients: name (partial, any case), phone (partial digits), e-mail (partial, any
+/// case), active. Each patient returned is recorded in their audit trail as a search hit.
+#[utoipa::path(get, path = "/v1/patients", tag = "patients",
+    params(PatientQuery),
+    responses(
+        (status = 200, description = "One page of patients", body = Page<Patient>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    ))]
+async fn list_patients(State(ctx): Ctx, caller: Caller, Query(q): Query<PatientQuery>) -> Result<Json<Page<Patient>>, Error> {
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    let rows = store::list(ctx.db.pool(), &q, page).await?;
+    let page = page.page(rows, |p| p.patient_id);
+    let cid = correlation::current_id();
+    let hits: Vec<Audit> = page
+        .items
+        .iter()
+        .map(|p| row(&caller, &cid, p.patient_id, "search_hit", "/v1/patients"))
+        .collect();
+    disclose(&ctx, &hits).await?;
+    Ok(Json(page))
+}
+
+/// Read one patient (recorded in the audit trail). Carries `ETag: W/"<version>"`.
+#[utoipa::path(get, path = "/v1/patients/{id}", tag = "patients",
+    params(("id" = i64, Path, description = "Patient id")),
+    responses(
+        (status = 200, description = "The patient", body = Patient),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, description = "audit_unavailable: nothing is disclosed unaudited", body = ErrorBody),
+    ))]
+async fn get_patient(State(ctx): Ctx, caller: Caller, Path(id): Path<i64>) -> Result<Response, Error> {
+    let p = store::get(ctx.db.pool(), id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("patient {id}")))?;
+    let cid = correlation::current_id();
+    disclose(&ctx, &[row(&caller, &cid, id, "read", "/v1/patients/{id}")]).await?;
+    Ok(with_etag(p.version, StatusCode::OK, &p))
+}
+
+/// Change a patient's details. With `If-Match`, refused (412) if the record changed since.
+#[utoipa::path(patch, path = "/v1/patients/{id}", tag = "patients",
+    params(("id" = i64, Path, description = "Patient id"),
+           ("If-Match" = Option<String>, Header, description = "ETag from a read, e.g. W/\"3\"")),
+    request_body = PatientUpdate,
+    responses(
+        (status = 200, description = "Changed", body = Patient),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 412, description = "version_conflict: stale If-Match", body = ErrorBody),
+    ))]
+async fn update_patient(
+    State(ctx): Ctx,
+    caller: Caller,
+    Path(id): Path<i64>,
+    IfMatch(expected): IfMatch,
+    Json(u): Json<PatientUpdate>,
+) -> Result<Response, Error> {
+    let u = ValidUpdate::parse(u, today(&ctx))?;
+    let now = ctx.clock.now();
+    let mut tx = ctx.db.begin().await?;
+    let p = match store::update(&mut tx, id, &u, expected, now).await? {
+        Changed::Done(p) => p,
+        Changed::NotFound => return Err(Error::not_found(format!("patient {id}"))),
+        Changed::Stale(v) => return Err(Error::version_conflict(v)),
+    };
+    let cid = correlation::current_id();
+    let fields = u.fields();
+    let mut audit = row(&caller, &cid, id, "update", "/v1/patients/{id}");
+    audit.detail = Some(fields.join(","));
+    store::audit(&mut tx, &[audit], now).await.map_err(audit_unavailable)?;
+    ctx.outbox
+        .enqueue(&mut tx, event(&p, "patient.updated", json!({ "changed": fields })))
+        .await?;
+    ctx.outbox.commit(tx).await?;
+    tracing::info!(patient_id = id, changed = ?fields, "patient updated");
+    Ok(with_etag(p.version, StatusCode::OK, &p))
+}
+
+/// Deactivate a patient: kept on record, but no new appointments. Repeating it changes nothing.
+#[utoipa::path(post, path = "/v1/patients/{id}/deactivate", tag = "patients",
+    params(("id" = i64, Path, description = "Patient id"),
+           ("If-Match" = Option<String>, Header, description = "ETag from a read")),
+    responses(
+        (status = 200, description = "Inactive", body = Patient),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 412, body = ErrorBody),
+    ))]
+async fn deactivate_patient(
+    State(ctx): Ctx,
+    caller: Caller,
+    Path(id): Path<i64>,
+    IfMatch(expected): IfMatch,
+) -> Result<Response, Error> {
+    let now = ctx.clock.now();
+    let mut tx = ctx.db.begin().await?;
+    let (outcome, changed) = store::deactivate(&mut tx, id, expected, now).await?;
+    let p = match outcome {
+        Changed::Done(p) => p,
+        Changed::NotFound => return Err(Error::not_found(format!("patient {id}"))),
+        Changed::Stale(v) => return Err(Error::version_conflict(v)),
+    };
+    let cid = correlation::current_id();
+    let action = if changed { "deactivate" } else { "read" };
+    store::audit(&mut tx, &[row(&caller, &cid, id, action, "/v1/patients/{id}/deactivate")], now)
+        .await
+        .map_err(audit_unavailable)?;
+    if changed {
+        ctx.outbox
+            .enqueue(&mut tx, event(&p, "patient.deactivated", json!({})))
+            .await?;
+    }
+    ctx.outbox.commit(tx).await?;
+    Ok(with_etag(p.version, StatusCode::OK, &p))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AuditQuery {
+    /// Page size, 1–500 (default 50).
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// A patient's audit trail, oldest first (admin only; reading it is itself audited).
+#[utoipa::path(get, path = "/v1/patients/{id}/audit", tag = "patients",
+    params(("id" = i64, Path, description = "Patient id"), AuditQuery),
+    responses(
+        (status = 200, description = "One page of audit rows", body = Page<AuditEntry>),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn patient_audit(
+    State(ctx): Ctx,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Page<AuditEntry>>, Error> {
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    if store::get(ctx.db.pool(), id).await?.is_none() {
+        return Err(Error::not_found(format!("patient {id}")));
+    }
+    let cid = correlation::current_id();
+    disclose(&ctx, &[row(&caller, &cid, id, "audit_read", "/v1/patients/{id}/audit")]).await?;
+    let rows = store::audit_trail(ctx.db.pool(), id, page).await?;
+    Ok(Json(page.page(rows, |a| a.audit_id)))
+}

@@ -1,0 +1,278 @@
+//! Patient SQL, written once for SQLite and PostgreSQL.
+
+use crate::domain::{ValidPatient, ValidUpdate};
+use chrono::{DateTime, Utc};
+use hms_client::models::{AuditEntry, Patient, PatientQuery};
+use hms_kit::db::{contains_pattern, sync_id_sequence, violation, Backend, Bind, Select, Tx, Violation};
+use hms_kit::pagination::PageRequest;
+use hms_kit::time::{date_from_db, date_to_db, from_db, to_db};
+use hms_kit::Error;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
+
+const COLUMNS: &str =
+    "patient_id, name, email, phone, dob, active, version, created_at, updated_at";
+
+fn patient(r: &AnyRow) -> Result<Patient, sqlx::Error> {
+    Ok(Patient {
+        patient_id: r.try_get("patient_id")?,
+        name: r.try_get("name")?,
+        email: r.try_get("email")?,
+        phone: r.try_get("phone")?,
+        dob: date_from_db(&r.try_get::<String, _>("dob")?)?,
+        active: r.try_get::<i64, _>("active")? == 1,
+        version: r.try_get("version")?,
+        created_at: from_db(&r.try_get::<String, _>("created_at")?)?,
+        updated_at: from_db(&r.try_get::<String, _>("updated_at")?)?,
+    })
+}
+
+/// Registers a patient; an explicit id that exists already is 409 `already_exists`.
+pub async fn insert(
+    backend: Backend,
+    tx: &mut Tx,
+    p: &ValidPatient,
+    now: DateTime<Utc>,
+) -> Result<Patient, Error> {
+    let created = to_db(p.created_at.unwrap_or(now));
+    let email = p.email.as_ref().map(|e| e.expose().to_string());
+    let row = match p.patient_id {
+        Some(id) => {
+            sqlx::query(&format!(
+                "INSERT INTO patients (patient_id, name, email, phone, dob, active, version, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, 1, 1, $6, $7) RETURNING {COLUMNS}"
+            ))
+            .bind(id)
+            .bind(p.name.expose())
+            .bind(email)
+            .bind(p.phone.expose())
+            .bind(date_to_db(p.dob))
+            .bind(&created)
+            .bind(to_db(now))
+            .fetch_one(&mut **tx)
+            .await
+        }
+        None => {
+            sqlx::query(&format!(
+                "INSERT INTO patients (name, email, phone, dob, active, version, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 1, 1, $5, $6) RETURNING {COLUMNS}"
+            ))
+            .bind(p.name.expose())
+            .bind(email)
+            .bind(p.phone.expose())
+            .bind(date_to_db(p.dob))
+            .bind(&created)
+            .bind(to_db(now))
+            .fetch_one(&mut **tx)
+            .await
+        }
+    };
+    let row = row.map_err(|e| match violation(&e) {
+        Some(Violation::Unique) => Error::conflict(
+            "already_exists",
+            format!("patient {} already exists", p.patient_id.unwrap_or_default()),
+        ),
+        _ => e.into(),
+    })?;
+    if p.patient_id.is_some() {
+        sync_id_sequence(backend, tx, "patients", "patient_id").await?;
+    }
+    Ok(patient(&row)?)
+}
+
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    id: i64,
+) -> Result<Option<Patient>, Error> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM patients WHERE patient_id = $1"))
+        .bind(id)
+        .fetch_optional(exec)
+        .await?;
+    Ok(row.as_ref().map(patient).transpose()?)
+}
+
+/// One page of patients matching every given filter, in id order.
+pub async fn list<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    q: &PatientQuery,
+    page: PageRequest,
+) -> Result<Vec<Patient>, Error> {
+    let mut sel = Select::new(&format!("SELECT {COLUMNS} FROM patients WHERE 1 = 1"));
+    sel.and("patient_id > ?", Bind::Int(page.after_or_min()));
+    if let Some(name) = q.name.as_deref().filter(|n| !n.trim().is_empty()) {
+        sel.push(" AND LOWER(name) LIKE ? ESCAPE '\\'", [Bind::Text(contains_pattern(name.trim()))]);
+    }
+    if let Some(email) = q.email.as_deref().filter(|n| !n.trim().is_empty()) {
+        sel.push(" AND LOWER(email) LIKE ? ESCAPE '\\'", [Bind::Text(contains_pattern(email.trim()))]);
+    }
+    if let Some(phone) = q.phone.as_deref() {
+        let digits: String = phone.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect();
+        if digits.is_empty() {
+            return Err(Error::validation("phone", "phone search needs digits"));
+        }
+        sel.push(" AND phone LIKE ? ESCAPE '\\'", [Bind::Text(contains_pattern(&digits))]);
+    }
+    if let Some(active) = q.active {
+        sel.and("active = ?", Bind::Int(i64::from(active)));
+    }
+    sel.push(" ORDER BY patient_id LIMIT ?", [Bind::Int(page.fetch())]);
+    let rows = sel.fetch_all(exec).await?;
+    Ok(rows.iter().map(patient).collect::<Result<_, _>>()?)
+}
+
+/// What a guarded change found.
+pub enum Changed {
+    Done(Patient),
+    NotFound,
+    /// `If-Match` was stale; the current version.
+    Stale(i64),
+}
+
+/// Applies `u`; with `expected`, only if the version still matches (optimistic concurrency,
+/// decided by the UPDATE's own WHERE so two writers cannot both pass).
+pub async fn update(
+    tx: &mut Tx,
+    id: i64,
+    u: &ValidUpdate,
+    expected: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<Changed, Error> {
+    let mut s = Select::new("UPDATE patients SET version = version + 1");
+    s.push(", updated_at = ?", [Bind::Text(to_db(now))]);
+    if let Some(n) = &u.name {
+        s.push(", name = ?", [Bind::Text(n.expose().to_string())]);
+    }
+    match &u.email {
+        Some(Some(e)) => {
+            s.push(", email = ?", [Bind::Text(e.expose().to_string())]);
+        }
+        Some(None) => {
+            s.push(", email = NULL", []);
+        }
+        None => {}
+    }
+    if let Some(p) = &u.phone {
+        s.push(", phone = ?", [Bind::Text(p.expose().to_string())]);
+    }
+    if let Some(d) = u.dob {
+        s.push(", dob = ?", [Bind::Text(date_to_db(d))]);
+    }
+    s.push(" WHERE patient_id = ?", [Bind::Int(id)]);
+    if let Some(v) = expected {
+        s.and("version = ?", Bind::Int(v));
+    }
+    s.push(&format!(" RETURNING {COLUMNS}"), []);
+    match s.query().fetch_optional(&mut **tx).await? {
+        Some(row) => Ok(Changed::Done(patient(&row)?)),
+        None => stale_or_missing(tx, id).await,
+    }
+}
+
+async fn stale_or_missing(tx: &mut Tx, id: i64) -> Result<Changed, Error> {
+    Ok(match get(&mut **tx, id).await? {
+        None => Changed::NotFound,
+        Some(p) => Changed::Stale(p.version),
+    })
+}
+
+/// Marks a patient inactive. Already inactive → unchanged (`Done` with the same version).
+pub async fn deactivate(
+    tx: &mut Tx,
+    id: i64,
+    expected: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<(Changed, bool), Error> {
+    let mut s = Select::new("UPDATE patients SET active = 0, version = version + 1");
+    s.push(", updated_at = ?", [Bind::Text(to_db(now))]);
+    s.push(" WHERE patient_id = ? AND active = 1", [Bind::Int(id)]);
+    if let Some(v) = expected {
+        s.and("version = ?", Bind::Int(v));
+    }
+    s.push(&format!(" RETURNING {COLUMNS}"), []);
+    if let Some(row) = s.query().fetch_optional(&mut **tx).await? {
+        return Ok((Changed::Done(patient(&row)?), true));
+    }
+    match get(&mut **tx, id).await? {
+        None => Ok((Changed::NotFound, false)),
+        Some(p) if expected.is_some_and(|v| v != p.version) => Ok((Changed::Stale(p.version), false)),
+        Some(p) => Ok((Changed::Done(p), false)),
+    }
+}
+
+/// One audit row to write.
+#[derive(Debug, Clone)]
+pub struct Audit<'a> {
+    pub patient_id: i64,
+    pub subject: &'a str,
+    pub role: &'a str,
+    pub action: &'a str,
+    pub route: &'a str,
+    pub correlation_id: &'a str,
+    pub detail: Option<String>,
+}
+
+/// Appends audit rows (one statement for all of them).
+pub async fn audit(tx: &mut Tx, rows: &[Audit<'_>], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut s = Select::new(
+        "INSERT INTO patient_audit (at, patient_id, subject, role, action, route, outcome, correlation_id, detail) VALUES ",
+    );
+    let at = to_db(now);
+    for (i, a) in rows.iter().enumerate() {
+        if i > 0 {
+            s.push(", ", []);
+        }
+        s.push(
+            "(?, ?, ?, ?, ?, ?, 'success', ?, ?)",
+            [
+                Bind::Text(at.clone()),
+                Bind::Int(a.patient_id),
+                Bind::Text(a.subject.to_string()),
+                Bind::Text(a.role.to_string()),
+                Bind::Text(a.action.to_string()),
+                Bind::Text(a.route.to_string()),
+                Bind::Text(a.correlation_id.to_string()),
+                Bind::Text(a.detail.clone().unwrap_or_default()),
+            ],
+        );
+    }
+    s.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// One page of a patient's audit trail, oldest first.
+pub async fn audit_trail<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    patient_id: i64,
+    page: PageRequest,
+) -> Result<Vec<AuditEntry>, Error> {
+    let rows = sqlx::query(
+        "SELECT audit_id, at, patient_id, subject, role, action, route, outcome, correlation_id, detail \
+         FROM patient_audit WHERE patient_id = $1 AND audit_id > $2 ORDER BY audit_id LIMIT $3",
+    )
+    .bind(patient_id)
+    .bind(page.after_or_min())
+    .bind(page.fetch())
+    .fetch_all(exec)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let detail: Option<String> = r.try_get("detail")?;
+            Ok(AuditEntry {
+                audit_id: r.try_get("audit_id")?,
+                at: from_db(&r.try_get::<String, _>("at")?)?,
+                patient_id: r.try_get("patient_id")?,
+                subject: r.try_get("subject")?,
+                role: r.try_get("role")?,
+                action: r.try_get("action")?,
+                route: r.try_get("route")?,
+                outcome: r.try_get("outcome")?,
+                correlation_id: r.try_get("correlation_id")?,
+                detail: detail.filter(|d| !d.is_empty()),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
+}
