@@ -1,1 +1,268 @@
-fn main() {}
+//! `hms-daemon`: runs one, several or all HMS services, and issues tokens.
+//!
+//! With no arguments it is `hms-daemon serve --all`: every service on its port, each with its
+//! own SQLite file under `./hms-data`, a signing key and an admin token created on first start.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use hms_kit::auth::{write_private, Keys, Role};
+use hms_kit::clock::Clock;
+use hms_kit::config::Config;
+use hms_kit::server::{self, Running, ServiceDef};
+use hms_kit::Service;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Every service this build can run, in port order.
+fn registry() -> Vec<&'static ServiceDef> {
+    vec![&hms_patient::SERVICE, &hms_doctor::SERVICE]
+}
+
+#[derive(Parser)]
+#[command(
+    name = "hms-daemon",
+    version,
+    about = "Runs the HMS services (all of them, with no arguments)"
+)]
+struct Cli {
+    #[command(flatten)]
+    place: Place,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Where the services live; these override configuration (file and HMS_* variables).
+#[derive(Args, Clone, Default)]
+struct Place {
+    /// Directory of the SQLite files, signing key and admin token [default: ./hms-data]
+    #[arg(long, global = true, env = "HMS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1]
+    #[arg(long, global = true, env = "HMS_BIND")]
+    bind: Option<IpAddr>,
+    /// Port of the patient service; the others follow in order [default: 8001]
+    #[arg(long, global = true, env = "HMS_BASE_PORT")]
+    base_port: Option<u16>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run services: `serve --all`, or `serve patient doctor`.
+    Serve {
+        /// Run every service this build has.
+        #[arg(long, conflicts_with = "services")]
+        all: bool,
+        /// Services to run (patient, doctor, billing, appointment, prescription, payment, notification).
+        services: Vec<Service>,
+    },
+    /// Tokens for people and scripts.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a token signed with this deployment's key.
+    Issue {
+        /// reception, doctor, billing, admin or service
+        #[arg(long)]
+        role: Role,
+        /// Who the token is for (a user name, or service:<name> for services).
+        #[arg(long)]
+        subject: String,
+        /// The doctor's id (required for --role doctor; scopes the token to that doctor).
+        #[arg(long)]
+        doctor_id: Option<i64>,
+        /// How long it is valid: 30m, 8h, 30d [default: 8h]
+        #[arg(long, default_value = "8h", value_parser = parse_ttl)]
+        ttl: chrono::Duration,
+    },
+}
+
+fn parse_ttl(s: &str) -> Result<chrono::Duration, String> {
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 30m, 8h or 30d"))?;
+    let d = match unit {
+        "s" => chrono::Duration::seconds(n),
+        "m" => chrono::Duration::minutes(n),
+        "h" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        _ => return Err(format!("'{s}' is not a duration like 30m, 8h or 30d")),
+    };
+    if n <= 0 {
+        return Err("the duration must be positive".into());
+    }
+    Ok(d)
+}
+
+fn load_config(place: &Place) -> anyhow::Result<Config> {
+    let mut cfg = Config::load()?;
+    if let Some(d) = &place.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    if let Some(b) = place.bind {
+        cfg.bind = b;
+    }
+    if let Some(p) = place.base_port {
+        cfg.base_port = p;
+    }
+    Ok(cfg)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(&cli.place, true, Vec::new()).await,
+        Some(Command::Serve { all, services }) => {
+            let all = all || services.is_empty();
+            serve(&cli.place, all, services).await
+        }
+        Some(Command::Token { command }) => issue(&cli.place, command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hms-daemon: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn issue(place: &Place, cmd: TokenCommand) -> anyhow::Result<()> {
+    let TokenCommand::Issue {
+        role,
+        subject,
+        doctor_id,
+        ttl,
+    } = cmd;
+    if role == Role::Doctor && doctor_id.is_none() {
+        anyhow::bail!("--role doctor needs --doctor-id (a doctor token is scoped to one doctor)");
+    }
+    let cfg = load_config(place)?;
+    let (keys, _) = Keys::load(cfg.jwt_secret.as_deref(), &cfg.jwt_secret_path(), false)
+        .context("no signing key: start hms-daemon once to create one, or set HMS_JWT_SECRET")?;
+    println!("{}", keys.issue(role, &subject, doctor_id, ttl));
+    Ok(())
+}
+
+async fn serve(place: &Place, all: bool, wanted: Vec<Service>) -> anyhow::Result<()> {
+    let cfg = load_config(place)?;
+    hms_kit::logging::init(&cfg.log_level, &cfg.log_format);
+    let built = registry();
+    let defs: Vec<&ServiceDef> = if all {
+        built.clone()
+    } else {
+        wanted
+            .iter()
+            .map(|w| {
+                built
+                    .iter()
+                    .copied()
+                    .find(|d| d.service == *w)
+                    .ok_or_else(|| {
+                        let have: Vec<_> = built.iter().map(|d| d.service.name()).collect();
+                        anyhow::anyhow!(
+                            "the {w} service is not part of this build (available: {})",
+                            have.join(", ")
+                        )
+                    })
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+
+    // The embedded default (SQLite everywhere, no key configured) creates its own key and an
+    // admin token on first start. Anything else must be given its key: auth is never off.
+    let embedded = defs
+        .iter()
+        .all(|d| cfg.database_url(d.service).starts_with("sqlite:"))
+        && cfg.jwt_secret.is_none();
+    let (keys, created) = Keys::load(cfg.jwt_secret.as_deref(), &cfg.jwt_secret_path(), embedded)
+        .context(
+        "set HMS_JWT_SECRET (or HMS_JWT_SECRET_FILE) to the deployment's signing key",
+    )?;
+    let keys = Arc::new(keys);
+    let admin_token = cfg.data_dir.join("admin.token");
+    if created || (embedded && !admin_token.exists()) {
+        let token = keys.issue(Role::Admin, "admin", None, chrono::Duration::days(365));
+        write_private(&admin_token, &token)?;
+    }
+
+    let cfg = Arc::new(cfg);
+    let mut running: Vec<Running> = Vec::new();
+    for def in &defs {
+        let addr = SocketAddr::new(cfg.bind, cfg.port(def.service));
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                for r in running {
+                    r.stop().await;
+                }
+                anyhow::bail!(
+                    "{} service cannot listen on {addr}: {e} (use --base-port or HMS_{}_PORT)",
+                    def.service,
+                    def.service.name().to_uppercase()
+                );
+            }
+        };
+        match server::start(def, cfg.clone(), keys.clone(), Clock::system(), listener).await {
+            Ok(r) => running.push(r),
+            Err(e) => {
+                for r in running {
+                    r.stop().await;
+                }
+                return Err(e);
+            }
+        }
+    }
+
+    eprintln!("HMS is running:");
+    for r in &running {
+        eprintln!(
+            "  {:<13} {}   (API page: {}/docs)",
+            r.service.name(),
+            r.url(),
+            r.url()
+        );
+    }
+    if embedded && admin_token.exists() {
+        eprintln!(
+            "Admin token: {} (send it as 'Authorization: Bearer <token>'; hmsctl reads it from there)",
+            admin_token.display()
+        );
+        eprintln!("More tokens: hms-daemon token issue --role reception --subject <name>");
+    }
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    for r in running {
+        r.stop().await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -349,10 +349,7 @@ pub async fn decode<T: DeserializeOwned>(
     resp: reqwest::Response,
 ) -> Result<T, ClientError> {
     let status = resp.status();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| unavailable(service, &e))?;
+    let bytes = resp.bytes().await.map_err(|e| unavailable(service, &e))?;
     if status.is_success() {
         return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
             service: service.name().to_string(),

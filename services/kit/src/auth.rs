@@ -161,7 +161,10 @@ impl Keys {
         create_if_missing: bool,
     ) -> anyhow::Result<(Keys, bool)> {
         if let Some(secret) = inline {
-            anyhow::ensure!(secret.len() >= 32, "jwt_secret must be at least 32 characters");
+            anyhow::ensure!(
+                secret.len() >= 32,
+                "jwt_secret must be at least 32 characters"
+            );
             return Ok((Keys::from_secret(secret.as_bytes()), false));
         }
         match std::fs::read_to_string(file) {
@@ -222,7 +225,9 @@ impl Keys {
             })?;
         let c = data.claims;
         if c.role == Role::Doctor && c.doctor_id.is_none() {
-            return Err(Error::unauthenticated("a doctor token must carry doctor_id"));
+            return Err(Error::unauthenticated(
+                "a doctor token must carry doctor_id",
+            ));
         }
         Ok(Caller {
             subject: c.sub,
@@ -280,6 +285,15 @@ impl AccessTable {
         )
     }
 
+    /// The methods that have a rule on `path`.
+    pub fn methods(&self, path: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.method.as_str())
+            .collect()
+    }
+
     pub fn roles(&self, method: &Method, path: &str) -> Option<&'static [Role]> {
         self.0
             .iter()
@@ -310,7 +324,11 @@ pub async fn middleware(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let Some(path) = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()) else {
+    let Some(path) = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+    else {
         // Unknown routes fall through to the 404 fallback.
         return next.run(req).await;
     };
@@ -318,8 +336,25 @@ pub async fn middleware(
         return next.run(req).await;
     }
     let Some(roles) = state.table.roles(req.method(), &path) else {
-        // Startup refuses a router with unlisted routes; this is the belt to those braces.
-        return Error::forbidden("this route has no access rule").into_response();
+        let allowed = state.table.methods(&path);
+        if allowed.is_empty() {
+            // Startup refuses a router with unlisted routes; this is the belt to those braces.
+            return Error::forbidden("this route has no access rule").into_response();
+        }
+        let mut resp = Error::new(
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!(
+                "{} is not allowed on {path} (allowed: {})",
+                req.method(),
+                allowed.join(", ")
+            ),
+        )
+        .into_response();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&allowed.join(", ")) {
+            resp.headers_mut().insert(header::ALLOW, v);
+        }
+        return resp;
     };
     let caller = match bearer(req.headers()) {
         None => {
@@ -360,7 +395,11 @@ mod tests {
         assert_eq!(other.verify(&t).unwrap_err().code, "unauthenticated");
 
         let expired = keys.issue(Role::Admin, "a", None, chrono::Duration::hours(-2));
-        assert!(keys.verify(&expired).unwrap_err().message.contains("expired"));
+        assert!(keys
+            .verify(&expired)
+            .unwrap_err()
+            .message
+            .contains("expired"));
 
         // alg:none: header {"alg":"none"} with the same claims and no signature
         let parts: Vec<&str> = t.split('.').collect();

@@ -9,6 +9,9 @@
 //! | `jwt_secret_file` | `HMS_JWT_SECRET_FILE` | `<data_dir>/signing.key` |
 //! | `clinic_timezone` | `HMS_CLINIC_TIMEZONE` | `Asia/Kolkata` |
 //! | `currency` | `HMS_CURRENCY` | `INR` |
+//! | `clinic_open` / `clinic_close` | `HMS_CLINIC_OPEN` / `HMS_CLINIC_CLOSE` | `09:00` / `18:00` (clinic time) |
+//! | `booking_lead_minutes` | `HMS_BOOKING_LEAD_MINUTES` | `120` |
+//! | `daily_cap` | `HMS_DAILY_CAP` | `8` (appointments per doctor per clinic day) |
 //! | `log_level` | `HMS_LOG_LEVEL` | `info` |
 //! | `log_format` | `HMS_LOG_FORMAT` | `json` (`pretty` for a terminal) |
 //! | `http_timeout_ms` | `HMS_HTTP_TIMEOUT_MS` | `3000` (calls to other services) |
@@ -56,6 +59,14 @@ pub struct Config {
     pub jwt_secret_file: Option<PathBuf>,
     pub clinic_timezone: String,
     pub currency: String,
+    /// Clinic opening time, clinic-local `HH:MM`.
+    pub clinic_open: String,
+    /// Clinic closing time, clinic-local `HH:MM` (the last slot ends here).
+    pub clinic_close: String,
+    /// Minimum time between now and a booked slot's start.
+    pub booking_lead_minutes: i64,
+    /// Most appointments a doctor may have in one clinic-local day.
+    pub daily_cap: i64,
     pub log_level: String,
     pub log_format: String,
     pub http_timeout_ms: u64,
@@ -78,6 +89,10 @@ impl Default for Config {
             jwt_secret_file: None,
             clinic_timezone: "Asia/Kolkata".into(),
             currency: "INR".into(),
+            clinic_open: "09:00".into(),
+            clinic_close: "18:00".into(),
+            booking_lead_minutes: 120,
+            daily_cap: 8,
             log_level: "info".into(),
             log_format: "json".into(),
             http_timeout_ms: 3000,
@@ -98,7 +113,10 @@ impl fmt::Debug for Config {
             .field("bind", &self.bind)
             .field("base_port", &self.base_port)
             .field("data_dir", &self.data_dir)
-            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("jwt_secret_file", &self.jwt_secret_file)
             .field("clinic_timezone", &self.clinic_timezone)
             .field("currency", &self.currency)
@@ -144,7 +162,21 @@ impl Config {
                 self.clinic_timezone
             );
         }
+        let open = parse_hhmm(&self.clinic_open)
+            .ok_or_else(|| anyhow::anyhow!("clinic_open '{}' is not HH:MM", self.clinic_open))?;
+        let close = parse_hhmm(&self.clinic_close)
+            .ok_or_else(|| anyhow::anyhow!("clinic_close '{}' is not HH:MM", self.clinic_close))?;
+        anyhow::ensure!(open < close, "clinic_open must be before clinic_close");
+        anyhow::ensure!(self.daily_cap >= 1, "daily_cap must be at least 1");
         Ok(())
+    }
+
+    /// Clinic hours as minutes after clinic-local midnight: `(open, close)`.
+    pub fn clinic_hours(&self) -> (u32, u32) {
+        (
+            parse_hhmm(&self.clinic_open).unwrap_or(9 * 60),
+            parse_hhmm(&self.clinic_close).unwrap_or(18 * 60),
+        )
     }
 
     fn settings(&self, svc: &str) -> ServiceSettings {
@@ -208,7 +240,9 @@ impl Config {
 
     /// The clinic's time zone (validated at load).
     pub fn clinic_tz(&self) -> chrono_tz::Tz {
-        self.clinic_timezone.parse().unwrap_or(chrono_tz::Asia::Kolkata)
+        self.clinic_timezone
+            .parse()
+            .unwrap_or(chrono_tz::Asia::Kolkata)
     }
 
     /// Where the signing key lives when not given inline.
@@ -217,6 +251,16 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("signing.key"))
     }
+}
+
+/// `HH:MM` → minutes after midnight (`24:00` allowed as the end of a day).
+pub fn parse_hhmm(s: &str) -> Option<u32> {
+    let (h, m) = s.trim().split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
 }
 
 /// Variables become typed values; comma-separated `*_SUBSCRIBERS` become lists
@@ -234,7 +278,8 @@ fn env_lists(env: Env) -> Figment {
                 .collect();
             fig = fig.merge(Serialized::global(&key, list));
         } else {
-            let value: figment::value::Value = value.parse().expect("parsing a value is infallible");
+            let value: figment::value::Value =
+                value.parse().expect("parsing a value is infallible");
             fig = fig.merge(Serialized::global(&key, value));
         }
     }
@@ -259,12 +304,17 @@ mod tests {
     fn defaults_derive_ports_urls_and_files() {
         let cfg = Config::default();
         assert_eq!(cfg.port(Service::Notification), 8007);
-        assert_eq!(
-            cfg.url("doctor").as_deref(),
-            Some("http://127.0.0.1:8002")
-        );
-        assert!(cfg.database_url(Service::Patient).ends_with("patient.db?mode=rwc"));
-        assert!(format!("{:?}", Config { jwt_secret: Some("s3cret".into()), ..Config::default() })
-            .contains("<redacted>"));
+        assert_eq!(cfg.url("doctor").as_deref(), Some("http://127.0.0.1:8002"));
+        assert!(cfg
+            .database_url(Service::Patient)
+            .ends_with("patient.db?mode=rwc"));
+        assert!(format!(
+            "{:?}",
+            Config {
+                jwt_secret: Some("s3cret".into()),
+                ..Config::default()
+            }
+        )
+        .contains("<redacted>"));
     }
 }

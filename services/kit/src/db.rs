@@ -267,31 +267,6 @@ pub fn contains_pattern(term: &str) -> String {
     p
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn select_numbers_placeholders_in_order() {
-        let mut q = Select::new("SELECT 1 FROM t WHERE 1=1");
-        q.and("a = ?", Bind::Int(1))
-            .and("b LIKE ?", Bind::Text("x".into()))
-            .push(" LIMIT ?", [Bind::Int(5)]);
-        assert_eq!(q.sql(), "SELECT 1 FROM t WHERE 1=1 AND a = $1 AND b LIKE $2 LIMIT $3");
-        assert_eq!(contains_pattern("50%_A"), "%50\\%\\_a%");
-    }
-
-    #[test]
-    fn sqlite_file_is_found_in_urls() {
-        assert_eq!(
-            sqlite_file("sqlite://./d/p.db?mode=rwc"),
-            Some(PathBuf::from("./d/p.db"))
-        );
-        assert_eq!(sqlite_file("sqlite::memory:"), None);
-        assert_eq!(sqlite_file("postgres://x"), None);
-    }
-}
-
 /// After rows were inserted with explicit ids (legacy imports keep theirs), moves
 /// PostgreSQL's id sequence past them so assigned ids never collide. SQLite's rowid needs
 /// nothing. The one backend-specific statement outside migrations, kept here.
@@ -310,4 +285,32 @@ pub async fn sync_id_sequence(
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_numbers_placeholders_in_order() {
+        let mut q = Select::new("SELECT 1 FROM t WHERE 1=1");
+        q.and("a = ?", Bind::Int(1))
+            .and("b LIKE ?", Bind::Text("x".into()))
+            .push(" LIMIT ?", [Bind::Int(5)]);
+        assert_eq!(
+            q.sql(),
+            "SELECT 1 FROM t WHERE 1=1 AND a = $1 AND b LIKE $2 LIMIT $3"
+        );
+        assert_eq!(contains_pattern("50%_A"), "%50\\%\\_a%");
+    }
+
+    #[test]
+    fn sqlite_file_is_found_in_urls() {
+        assert_eq!(
+            sqlite_file("sqlite://./d/p.db?mode=rwc"),
+            Some(PathBuf::from("./d/p.db"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://x"), None);
+    }
 }

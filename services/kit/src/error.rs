@@ -55,7 +55,11 @@ impl Error {
 
     /// 404 `not_found`: "patient 42 not found".
     pub fn not_found(what: impl fmt::Display) -> Self {
-        Error::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Error::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     /// 409 with a specific code (`slot_taken`, `invalid_transition`, …).
@@ -127,9 +131,10 @@ impl Error {
             StatusCode::UNAUTHORIZED => ("unauthenticated", "a valid bearer token is required"),
             StatusCode::FORBIDDEN => ("forbidden", "your role may not do this"),
             StatusCode::NOT_FOUND => ("not_found", "no such resource"),
-            StatusCode::METHOD_NOT_ALLOWED => {
-                ("method_not_allowed", "this method is not allowed on this route")
-            }
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "method_not_allowed",
+                "this method is not allowed on this route",
+            ),
             StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
             StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => (
@@ -147,7 +152,13 @@ impl Error {
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)?;
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )?;
         if let Some(s) = &self.source {
             write!(f, " ({s:#})")?;
         }
@@ -214,7 +225,9 @@ impl From<hms_client::ClientError> for Error {
                 service,
                 status,
                 body,
-            } if status >= 500 => Error::dependency(&service, format!("it answered {status} {}", body.code)),
+            } if status >= 500 => {
+                Error::dependency(&service, format!("it answered {status} {}", body.code))
+            }
             C::Api { status, body, .. } => {
                 let code = leak_code(&body.code);
                 let mut err = Error::new(
@@ -236,7 +249,10 @@ fn leak_code(code: &str) -> &'static str {
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};
     static CODES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut set = CODES.get_or_init(Default::default).lock().expect("code set");
+    let mut set = CODES
+        .get_or_init(Default::default)
+        .lock()
+        .expect("code set");
     if let Some(c) = set.get(code) {
         return c;
     }

@@ -96,9 +96,18 @@ mod tests {
 
     #[test]
     fn names_the_field_serde_complains_about() {
-        assert_eq!(field_of("missing field `name` at line 1 column 2").as_deref(), Some("name"));
-        assert_eq!(field_of("dob: input contains invalid characters").as_deref(), Some("dob"));
-        assert_eq!(field_of("unknown field `active`, expected one of").as_deref(), Some("active"));
+        assert_eq!(
+            field_of("missing field `name` at line 1 column 2").as_deref(),
+            Some("name")
+        );
+        assert_eq!(
+            field_of("dob: input contains invalid characters").as_deref(),
+            Some("dob")
+        );
+        assert_eq!(
+            field_of("unknown field `active`, expected one of").as_deref(),
+            Some("active")
+        );
         assert_eq!(field_of("expected value at line 1 column 1"), None);
     }
 }
@@ -120,7 +129,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         let s = v.to_str().unwrap_or("").trim();
         let inner = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
         inner.parse::<i64>().map(|n| IfMatch(Some(n))).map_err(|_| {
-            Error::validation("If-Match", "If-Match must be the ETag you read, e.g. W/\"3\"")
+            Error::validation(
+                "If-Match",
+                "If-Match must be the ETag you read, e.g. W/\"3\"",
+            )
         })
     }
 }

@@ -17,7 +17,9 @@ pub fn authorise(caller: &Caller, event: &Event, sources: &[Service]) -> Result<
         return Err(Error::forbidden("only services deliver events"));
     }
     let Some(name) = caller.service_name() else {
-        return Err(Error::forbidden("a service token's subject must be service:<name>"));
+        return Err(Error::forbidden(
+            "a service token's subject must be service:<name>",
+        ));
     };
     if name != event.source {
         return Err(Error::forbidden(format!(

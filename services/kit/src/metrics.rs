@@ -35,7 +35,13 @@ pub fn handle() -> PrometheusHandle {
 
 /// Counts one request and records its latency (`http_requests_total`,
 /// `http_request_duration_seconds`), labelled by service, method, route template and status.
-pub fn record_request(service: &'static str, method: &str, route: &str, status: u16, took: Duration) {
+pub fn record_request(
+    service: &'static str,
+    method: &str,
+    route: &str,
+    status: u16,
+    took: Duration,
+) {
     let labels = [
         ("service", service.to_string()),
         ("method", method.to_string()),

@@ -139,8 +139,13 @@ pub async fn stats(db: &Db) -> Result<OutboxStats, sqlx::Error> {
 
 /// Puts parked deliveries back in the queue (all, or one event's); returns how many.
 pub async fn requeue_parked(db: &Db, event_id: Option<&str>) -> Result<u64, sqlx::Error> {
-    let mut q = Select::new("UPDATE outbox_delivery SET state = 'pending', attempts = 0, lease_until = NULL");
-    q.push(", next_attempt_at = ? WHERE state = 'parked'", [Bind::Text(to_db(Utc::now()))]);
+    let mut q = Select::new(
+        "UPDATE outbox_delivery SET state = 'pending', attempts = 0, lease_until = NULL",
+    );
+    q.push(
+        ", next_attempt_at = ? WHERE state = 'parked'",
+        [Bind::Text(to_db(Utc::now()))],
+    );
     if let Some(id) = event_id {
         q.and("event_id = ?", Bind::Text(id.to_string()));
     }
@@ -317,13 +322,19 @@ impl Relay {
         Ok(n)
     }
 
-    async fn load_events(&self, claimed: &[Claimed]) -> Result<HashMap<String, Event>, sqlx::Error> {
+    async fn load_events(
+        &self,
+        claimed: &[Claimed],
+    ) -> Result<HashMap<String, Event>, sqlx::Error> {
         let mut q = Select::new(
             "SELECT event_id, aggregate_type, aggregate_id, aggregate_seq, event_type, payload, \
              correlation_id, occurred_at FROM outbox WHERE event_id IN (",
         );
         for (i, c) in claimed.iter().enumerate() {
-            q.push(if i == 0 { "?" } else { ", ?" }, [Bind::Text(c.event_id.clone())]);
+            q.push(
+                if i == 0 { "?" } else { ", ?" },
+                [Bind::Text(c.event_id.clone())],
+            );
         }
         q.push(")", []);
         let mut out = HashMap::new();
@@ -332,9 +343,7 @@ impl Relay {
             let payload: String = r.try_get("payload")?;
             let occurred: String = r.try_get("occurred_at")?;
             let ev = Event {
-                event_id: id
-                    .parse()
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                event_id: id.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
                 event_type: r.try_get("event_type")?,
                 source: self.service.name().to_string(),
                 aggregate_type: r.try_get("aggregate_type")?,
@@ -352,7 +361,9 @@ impl Relay {
 
     async fn deliver(&self, subscriber: &str, ev: &Event) -> Outcome {
         let Some(base) = self.targets.get(subscriber) else {
-            return Outcome::Park(format!("no URL is configured for subscriber '{subscriber}'"));
+            return Outcome::Park(format!(
+                "no URL is configured for subscriber '{subscriber}'"
+            ));
         };
         let token = self.keys.issue(
             Role::Service,

@@ -87,7 +87,10 @@ mod tests {
         let next = PageRequest::parse(Some(2), page.next_cursor.as_deref()).unwrap();
         assert_eq!(next.after, Some(2));
         assert!(req.page(vec![1, 2], |x| *x).next_cursor.is_none());
-        assert_eq!(PageRequest::parse(Some(501), None).unwrap_err().code, "validation_failed");
+        assert_eq!(
+            PageRequest::parse(Some(501), None).unwrap_err().code,
+            "validation_failed"
+        );
         assert!(PageRequest::parse(Some(0), None).is_err());
         assert!(PageRequest::parse(None, Some("garbage!")).is_err());
     }

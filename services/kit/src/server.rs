@@ -100,6 +100,8 @@ pub async fn start(
     listener: TcpListener,
 ) -> anyhow::Result<Running> {
     let service = def.service;
+    // Install the recorder before the first request is counted.
+    let _ = crate::metrics::handle();
     let db = Db::connect(&config.database_url(service))
         .await
         .map_err(|e| anyhow::anyhow!("{service}: cannot open its database: {e}"))?;
@@ -217,7 +219,10 @@ async fn no_store(mut resp: axum::response::Response) -> axum::response::Respons
     resp
 }
 
-type Op<'a> = (&'static str, &'a mut Option<utoipa::openapi::path::Operation>);
+type Op<'a> = (
+    &'static str,
+    &'a mut Option<utoipa::openapi::path::Operation>,
+);
 
 fn operations(item: &mut utoipa::openapi::PathItem) -> [Op<'_>; 5] {
     [
@@ -243,7 +248,10 @@ pub fn check_access(doc: &OpenApi, access: &AccessTable) -> anyhow::Result<()> {
     }
     for (method, path) in &documented {
         anyhow::ensure!(
-            access.0.iter().any(|r| r.method.as_str() == method && r.path == path),
+            access
+                .0
+                .iter()
+                .any(|r| r.method.as_str() == method && r.path == path),
             "{method} {path} has no access rule"
         );
     }
@@ -281,7 +289,10 @@ fn describe(doc: &mut OpenApi, def: &ServiceDef, access: &AccessTable) {
             let method: axum::http::Method = method.parse().expect("known method");
             if let Some(roles) = access.roles(&method, path) {
                 let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-                op.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+                op.security = Some(vec![SecurityRequirement::new(
+                    "bearer",
+                    Vec::<String>::new(),
+                )]);
                 let ext = utoipa::openapi::extensions::ExtensionsBuilder::new()
                     .add("x-roles", serde_json::json!(names))
                     .build();

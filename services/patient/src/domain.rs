@@ -54,8 +54,8 @@ fn field(name: &'static str) -> impl Fn(String) -> Error {
 
 /// Date of birth: not in the future (clinic-local `today`) and not before 1900.
 pub fn check_dob(dob: NaiveDate, today: NaiveDate) -> Result<NaiveDate, Error> {
-    let oldest = NaiveDate::from_ymd_opt(OLDEST_DOB.0, OLDEST_DOB.1, OLDEST_DOB.2)
-        .expect("a valid date");
+    let oldest =
+        NaiveDate::from_ymd_opt(OLDEST_DOB.0, OLDEST_DOB.1, OLDEST_DOB.2).expect("a valid date");
     if dob > today {
         return Err(Error::validation("dob", "dob must not be in the future"));
     }
@@ -76,7 +76,10 @@ impl ValidPatient {
     pub fn parse(new: NewPatient, today: NaiveDate) -> Result<Self, Error> {
         if let Some(id) = new.patient_id {
             if id <= 0 {
-                return Err(Error::validation("patient_id", "patient_id must be positive"));
+                return Err(Error::validation(
+                    "patient_id",
+                    "patient_id must be positive",
+                ));
             }
         }
         Ok(ValidPatient {
@@ -145,13 +148,19 @@ mod tests {
         assert!(ValidPatient::parse(ok, today()).is_ok());
         let cases = [
             (new(" ", None, "9876543210", "1990-05-01"), "name"),
-            (new("Asha", Some("nope"), "9876543210", "1990-05-01"), "email"),
+            (
+                new("Asha", Some("nope"), "9876543210", "1990-05-01"),
+                "email",
+            ),
             (new("Asha", None, "12-34", "1990-05-01"), "phone"),
             (new("Asha", None, "9876543210", "2026-11-26"), "dob"),
             (new("Asha", None, "9876543210", "1899-12-31"), "dob"),
         ];
         for (input, expected) in cases {
-            assert_eq!(field_of(ValidPatient::parse(input, today()).unwrap_err()), expected);
+            assert_eq!(
+                field_of(ValidPatient::parse(input, today()).unwrap_err()),
+                expected
+            );
         }
     }
 

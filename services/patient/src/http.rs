@@ -25,7 +25,13 @@ use utoipa_axum::routes;
 
 type Ctx = State<Arc<ServiceCtx>>;
 
-const EVERYONE: &[Role] = &[Role::Reception, Role::Doctor, Role::Billing, Role::Admin, Role::Service];
+const EVERYONE: &[Role] = &[
+    Role::Reception,
+    Role::Doctor,
+    Role::Billing,
+    Role::Admin,
+    Role::Service,
+];
 const FRONT_DESK: &[Role] = &[Role::Reception, Role::Admin];
 const ADMIN: &[Role] = &[Role::Admin];
 
@@ -65,7 +71,13 @@ fn audit_unavailable(e: impl std::fmt::Display) -> Error {
     .with_retry_after(1)
 }
 
-fn row<'a>(caller: &'a Caller, cid: &'a str, id: i64, action: &'a str, route: &'a str) -> Audit<'a> {
+fn row<'a>(
+    caller: &'a Caller,
+    cid: &'a str,
+    id: i64,
+    action: &'a str,
+    route: &'a str,
+) -> Audit<'a> {
     Audit {
         patient_id: id,
         subject: &caller.subject,
@@ -91,7 +103,8 @@ async fn disclose(ctx: &ServiceCtx, rows: &[Audit<'_>]) -> Result<(), Error> {
 }
 
 fn event(p: &Patient, event_type: &'static str, extra: serde_json::Value) -> NewEvent<'static> {
-    let mut payload = json!({ "patient_id": p.patient_id, "active": p.active, "version": p.version });
+    let mut payload =
+        json!({ "patient_id": p.patient_id, "active": p.active, "version": p.version });
     if let (Some(obj), Some(more)) = (payload.as_object_mut(), extra.as_object()) {
         obj.extend(more.clone());
     }
@@ -115,9 +128,15 @@ fn event(p: &Patient, event_type: &'static str, extra: serde_json::Value) -> New
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "already_exists: that patient_id is taken", body = ErrorBody),
     ))]
-async fn create_patient(State(ctx): Ctx, caller: Caller, Json(new): Json<NewPatient>) -> Result<Response, Error> {
+async fn create_patient(
+    State(ctx): Ctx,
+    caller: Caller,
+    Json(new): Json<NewPatient>,
+) -> Result<Response, Error> {
     if (new.patient_id.is_some() || new.created_at.is_some()) && caller.role != Role::Admin {
-        return Err(Error::forbidden("only an admin may set patient_id or created_at (legacy import)"));
+        return Err(Error::forbidden(
+            "only an admin may set patient_id or created_at (legacy import)",
+        ));
     }
     let p = ValidPatient::parse(new, today(&ctx))?;
     let now = ctx.clock.now();
@@ -126,7 +145,13 @@ async fn create_patient(State(ctx): Ctx, caller: Caller, Json(new): Json<NewPati
     let cid = correlation::current_id();
     store::audit(
         &mut tx,
-        &[row(&caller, &cid, created.patient_id, "create", "/v1/patients")],
+        &[row(
+            &caller,
+            &cid,
+            created.patient_id,
+            "create",
+            "/v1/patients",
+        )],
         now,
     )
     .await
@@ -154,7 +179,11 @@ async fn create_patient(State(ctx): Ctx, caller: Caller, Json(new): Json<NewPati
         (status = 200, description = "One page of patients", body = Page<Patient>),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
     ))]
-async fn list_patients(State(ctx): Ctx, caller: Caller, Query(q): Query<PatientQuery>) -> Result<Json<Page<Patient>>, Error> {
+async fn list_patients(
+    State(ctx): Ctx,
+    caller: Caller,
+    Query(q): Query<PatientQuery>,
+) -> Result<Json<Page<Patient>>, Error> {
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
     let rows = store::list(ctx.db.pool(), &q, page).await?;
     let page = page.page(rows, |p| p.patient_id);
@@ -177,7 +206,11 @@ async fn list_patients(State(ctx): Ctx, caller: Caller, Query(q): Query<PatientQ
         (status = 404, body = ErrorBody),
         (status = 503, description = "audit_unavailable: nothing is disclosed unaudited", body = ErrorBody),
     ))]
-async fn get_patient(State(ctx): Ctx, caller: Caller, Path(id): Path<i64>) -> Result<Response, Error> {
+async fn get_patient(
+    State(ctx): Ctx,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Response, Error> {
     let p = store::get(ctx.db.pool(), id)
         .await?
         .ok_or_else(|| Error::not_found(format!("patient {id}")))?;
@@ -216,9 +249,14 @@ async fn update_patient(
     let fields = u.fields();
     let mut audit = row(&caller, &cid, id, "update", "/v1/patients/{id}");
     audit.detail = Some(fields.join(","));
-    store::audit(&mut tx, &[audit], now).await.map_err(audit_unavailable)?;
+    store::audit(&mut tx, &[audit], now)
+        .await
+        .map_err(audit_unavailable)?;
     ctx.outbox
-        .enqueue(&mut tx, event(&p, "patient.updated", json!({ "changed": fields })))
+        .enqueue(
+            &mut tx,
+            event(&p, "patient.updated", json!({ "changed": fields })),
+        )
         .await?;
     ctx.outbox.commit(tx).await?;
     tracing::info!(patient_id = id, changed = ?fields, "patient updated");
@@ -250,9 +288,19 @@ async fn deactivate_patient(
     };
     let cid = correlation::current_id();
     let action = if changed { "deactivate" } else { "read" };
-    store::audit(&mut tx, &[row(&caller, &cid, id, action, "/v1/patients/{id}/deactivate")], now)
-        .await
-        .map_err(audit_unavailable)?;
+    store::audit(
+        &mut tx,
+        &[row(
+            &caller,
+            &cid,
+            id,
+            action,
+            "/v1/patients/{id}/deactivate",
+        )],
+        now,
+    )
+    .await
+    .map_err(audit_unavailable)?;
     if changed {
         ctx.outbox
             .enqueue(&mut tx, event(&p, "patient.deactivated", json!({})))
@@ -288,7 +336,17 @@ async fn patient_audit(
         return Err(Error::not_found(format!("patient {id}")));
     }
     let cid = correlation::current_id();
-    disclose(&ctx, &[row(&caller, &cid, id, "audit_read", "/v1/patients/{id}/audit")]).await?;
+    disclose(
+        &ctx,
+        &[row(
+            &caller,
+            &cid,
+            id,
+            "audit_read",
+            "/v1/patients/{id}/audit",
+        )],
+    )
+    .await?;
     let rows = store::audit_trail(ctx.db.pool(), id, page).await?;
     Ok(Json(page.page(rows, |a| a.audit_id)))
 }

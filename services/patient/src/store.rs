@@ -3,7 +3,9 @@
 use crate::domain::{ValidPatient, ValidUpdate};
 use chrono::{DateTime, Utc};
 use hms_client::models::{AuditEntry, Patient, PatientQuery};
-use hms_kit::db::{contains_pattern, sync_id_sequence, violation, Backend, Bind, Select, Tx, Violation};
+use hms_kit::db::{
+    contains_pattern, sync_id_sequence, violation, Backend, Bind, Select, Tx, Violation,
+};
 use hms_kit::pagination::PageRequest;
 use hms_kit::time::{date_from_db, date_to_db, from_db, to_db};
 use hms_kit::Error;
@@ -70,7 +72,10 @@ pub async fn insert(
     let row = row.map_err(|e| match violation(&e) {
         Some(Violation::Unique) => Error::conflict(
             "already_exists",
-            format!("patient {} already exists", p.patient_id.unwrap_or_default()),
+            format!(
+                "patient {} already exists",
+                p.patient_id.unwrap_or_default()
+            ),
         ),
         _ => e.into(),
     })?;
@@ -84,10 +89,12 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     exec: E,
     id: i64,
 ) -> Result<Option<Patient>, Error> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM patients WHERE patient_id = $1"))
-        .bind(id)
-        .fetch_optional(exec)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM patients WHERE patient_id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(exec)
+    .await?;
     Ok(row.as_ref().map(patient).transpose()?)
 }
 
@@ -100,17 +107,29 @@ pub async fn list<'e, E: Executor<'e, Database = Any>>(
     let mut sel = Select::new(&format!("SELECT {COLUMNS} FROM patients WHERE 1 = 1"));
     sel.and("patient_id > ?", Bind::Int(page.after_or_min()));
     if let Some(name) = q.name.as_deref().filter(|n| !n.trim().is_empty()) {
-        sel.push(" AND LOWER(name) LIKE ? ESCAPE '\\'", [Bind::Text(contains_pattern(name.trim()))]);
+        sel.push(
+            " AND LOWER(name) LIKE ? ESCAPE '\\'",
+            [Bind::Text(contains_pattern(name.trim()))],
+        );
     }
     if let Some(email) = q.email.as_deref().filter(|n| !n.trim().is_empty()) {
-        sel.push(" AND LOWER(email) LIKE ? ESCAPE '\\'", [Bind::Text(contains_pattern(email.trim()))]);
+        sel.push(
+            " AND LOWER(email) LIKE ? ESCAPE '\\'",
+            [Bind::Text(contains_pattern(email.trim()))],
+        );
     }
     if let Some(phone) = q.phone.as_deref() {
-        let digits: String = phone.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect();
+        let digits: String = phone
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '+')
+            .collect();
         if digits.is_empty() {
             return Err(Error::validation("phone", "phone search needs digits"));
         }
-        sel.push(" AND phone LIKE ? ESCAPE '\\'", [Bind::Text(contains_pattern(&digits))]);
+        sel.push(
+            " AND phone LIKE ? ESCAPE '\\'",
+            [Bind::Text(contains_pattern(&digits))],
+        );
     }
     if let Some(active) = q.active {
         sel.and("active = ?", Bind::Int(i64::from(active)));
@@ -194,7 +213,9 @@ pub async fn deactivate(
     }
     match get(&mut **tx, id).await? {
         None => Ok((Changed::NotFound, false)),
-        Some(p) if expected.is_some_and(|v| v != p.version) => Ok((Changed::Stale(p.version), false)),
+        Some(p) if expected.is_some_and(|v| v != p.version) => {
+            Ok((Changed::Stale(p.version), false))
+        }
         Some(p) => Ok((Changed::Done(p), false)),
     }
 }

@@ -1,0 +1,146 @@
+//! The `hms-daemon` binary: first start creates a key and an admin token; `token issue`
+//! signs with that key; SIGTERM shuts down cleanly.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn free_base_port() -> u16 {
+    // Seven consecutive free ports.
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = l.local_addr().unwrap().port();
+        drop(l);
+        if base < 60000
+            && (0..7).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        {
+            return base;
+        }
+    }
+}
+
+#[tokio::test]
+async fn first_start_creates_an_admin_token_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base_port();
+    let bin = env!("CARGO_BIN_EXE_hms-daemon");
+    let mut child = Command::new(bin)
+        .args(["--base-port", &base.to_string(), "--data-dir"])
+        .arg(dir.path())
+        .env_remove("HMS_JWT_SECRET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let patient = format!("http://127.0.0.1:{base}");
+    let doctor = format!("http://127.0.0.1:{}", base + 1);
+    let mut up = false;
+    for _ in 0..100 {
+        if http
+            .get(format!("{doctor}/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "hms-daemon came up");
+    assert!(dir.path().join("patient.db").exists() && dir.path().join("doctor.db").exists());
+
+    let admin = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    let r = http
+        .get(format!("{patient}/v1/patients"))
+        .bearer_auth(admin.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("{patient}/v1/patients"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "auth is on from the first start");
+
+    let out = Command::new(bin)
+        .args([
+            "token",
+            "issue",
+            "--role",
+            "reception",
+            "--subject",
+            "front-desk-1",
+            "--ttl",
+            "1h",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reception = String::from_utf8(out.stdout).unwrap();
+    let r = http
+        .get(format!("{patient}/v1/patients"))
+        .bearer_auth(reception.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("{patient}/v1/patients/1/audit"))
+        .bearer_auth(reception.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    let bad = Command::new(bin)
+        .args([
+            "token",
+            "issue",
+            "--role",
+            "doctor",
+            "--subject",
+            "x",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success(), "a doctor token needs --doctor-id");
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = status.expect("hms-daemon exits after SIGTERM");
+    assert!(status.success(), "clean exit, got {status}");
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("Admin token:"),
+        "first start tells how to use the token: {err}"
+    );
+}

@@ -1,0 +1,73 @@
+//! Doctor service: registration, filters, working hours, leave, availability.
+
+use crate::both_backends;
+use crate::support::*;
+use hms_client::models::{DoctorQuery, DoctorUpdate, NewLeave, WeeklyHours, WorkingHours};
+use hms_kit::auth::Role;
+use hms_kit::clock::Clock;
+
+both_backends! {
+    async fn doctors_are_registered_filtered_and_changed(b: Backend) {
+        let app = TestApp::spawn(&b, &[&hms_doctor::SERVICE]).await;
+        let admin = app.client(Role::Admin);
+        let a = admin.create_doctor(&new_doctor("Dr. Aditya Iyer", "Cardiology", "Cardiologist")).await.unwrap();
+        let c = admin.create_doctor(&new_doctor("Dr. Pari Das", "Orthopedics", "Surgeon")).await.unwrap();
+        let d = admin.create_doctor(&new_doctor("Dr. Karan Iyer", "Cardiology", "Electrophysiologist")).await.unwrap();
+        assert_eq!(a.consultation_fee.to_string(), "500.00");
+        let ids = |q: DoctorQuery| { let admin = admin.clone(); async move { admin.list_doctors(&q).await.unwrap().items.iter().map(|d| d.doctor_id).collect::<Vec<_>>() } };
+        assert_eq!(ids(DoctorQuery { department: Some("cardiology".into()), ..Default::default() }).await, vec![a.doctor_id, d.doctor_id]);
+        assert_eq!(ids(DoctorQuery { specialization: Some("SURGEON".into()), ..Default::default() }).await, vec![c.doctor_id]);
+        assert_eq!(ids(DoctorQuery { name: Some("iyer".into()), ..Default::default() }).await, vec![a.doctor_id, d.doctor_id]);
+
+        let hours = admin.working_hours(a.doctor_id).await.unwrap().hours;
+        assert_eq!(hours.len(), 5, "Monday to Friday by default");
+        assert_eq!((hours[0].start.as_str(), hours[0].end.as_str()), ("09:00", "18:00"));
+
+        let changed = admin.update_doctor(d.doctor_id, &DoctorUpdate { consultation_fee: Some("750.50".parse().unwrap()), active: Some(false), ..Default::default() }).await.unwrap();
+        assert_eq!((changed.consultation_fee.to_string().as_str(), changed.active, changed.version), ("750.50", false, 2));
+        assert_eq!(ids(DoctorQuery { department: Some("Cardiology".into()), active: Some(true), ..Default::default() }).await, vec![a.doctor_id]);
+
+        let bad = admin.create_doctor(&hms_client::models::NewDoctor { department: " ".into(), ..new_doctor("Dr. X Y", "", "S") }).await.unwrap_err();
+        assert_eq!(bad.code(), Some("validation_failed"));
+        app.stop().await;
+    }
+
+    async fn availability_follows_hours_leave_and_clinic_time(b: Backend) {
+        // Monday 2026-11-30, 00:00 UTC; the dates below are in the clinic's zone (Asia/Kolkata).
+        let clock = Clock::manual("2026-11-30T00:00:00Z".parse().unwrap());
+        let app = TestApp::spawn_with(&b, &[&hms_doctor::SERVICE], clock.clone(), |_| {}).await;
+        let admin = app.client(Role::Admin);
+        let a = admin.create_doctor(&new_doctor("Dr. Slot Maker", "Dermatology", "Dermatologist")).await.unwrap();
+        let short = admin.create_doctor(&new_doctor("Dr. Half Day", "Dermatology", "Dermatologist")).await.unwrap();
+        admin.set_working_hours(short.doctor_id, &WeeklyHours { hours: vec![
+            WorkingHours { weekday: 2, start: "08:00".into(), end: "10:15".into() },
+            WorkingHours { weekday: 2, start: "16:00".into(), end: "20:00".into() },
+        ]}).await.unwrap();
+
+        let tuesday = "2026-12-01".parse().unwrap();
+        let full = admin.doctor_availability(a.doctor_id, tuesday).await.unwrap();
+        assert_eq!(full.slots.len(), 18, "09:00–18:00 in 30-minute slots");
+        assert_eq!(full.slots[0].slot_start.to_rfc3339(), "2026-12-01T03:30:00+00:00", "09:00 IST is 03:30 UTC");
+        let half = admin.doctor_availability(short.doctor_id, tuesday).await.unwrap();
+        let local: Vec<String> = half.slots.iter()
+            .map(|s| s.slot_start.with_timezone(&chrono_tz::Asia::Kolkata).format("%H:%M").to_string()).collect();
+        assert_eq!(local, ["09:00", "09:30", "16:00", "16:30", "17:00", "17:30"], "clipped to clinic hours");
+
+        let saturday = admin.doctor_availability(a.doctor_id, "2026-12-05".parse().unwrap()).await.unwrap();
+        assert_eq!((saturday.slots.len(), saturday.unavailable_reason.as_deref()), (0, Some("not_working")));
+
+        admin.add_leave(a.doctor_id, &NewLeave { start_date: tuesday, end_date: tuesday, reason: Some("conference".into()) }).await.unwrap();
+        let away = admin.doctor_availability(a.doctor_id, tuesday).await.unwrap();
+        assert_eq!((away.slots.len(), away.unavailable_reason.as_deref()), (0, Some("on_leave")));
+
+        let dept = admin.department_availability("dermatology", tuesday).await.unwrap();
+        let counts: Vec<(i64, usize)> = dept.doctors.iter().map(|d| (d.doctor_id, d.slots.len())).collect();
+        assert_eq!(counts, vec![(a.doctor_id, 0), (short.doctor_id, 6)]);
+
+        // The lead time hides slots that start too soon: at 10:00 IST on Tuesday, 12:00 is the first.
+        clock.set("2026-12-01T04:30:00Z".parse().unwrap());
+        let soon = admin.doctor_availability(short.doctor_id, tuesday).await.unwrap();
+        assert_eq!(soon.slots.len(), 4, "the morning slots are past the lead time");
+        app.stop().await;
+    }
+}

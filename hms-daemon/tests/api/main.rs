@@ -1,0 +1,13 @@
+//! Black-box tests: the real services, spawned on random ports with throw-away databases,
+//! driven over HTTP. Every test runs on SQLite and, with `HMS_TEST_POSTGRES_URL`, on PostgreSQL.
+
+mod support;
+
+mod auth;
+mod daemon;
+mod doctor;
+mod errors;
+mod ops;
+mod outbox;
+mod patient;
+mod pii;
