@@ -300,6 +300,35 @@ mod tests {
         assert_eq!(env_key("NOTIFICATION_URL"), "services.notification.url");
     }
 
+    /// The only test in this crate that touches the environment.
+    #[test]
+    fn variables_override_defaults_and_lists_split_on_commas() {
+        std::env::set_var("HMS_PATIENT_DATABASE_URL", "postgres://p@db/patient");
+        std::env::set_var("HMS_PATIENT_SUBSCRIBERS", "appointment, notification");
+        std::env::set_var("HMS_DOCTOR_PORT", "9102");
+        std::env::set_var("HMS_DAILY_CAP", "12");
+        let cfg = Config::load().unwrap();
+        for k in [
+            "HMS_PATIENT_DATABASE_URL",
+            "HMS_PATIENT_SUBSCRIBERS",
+            "HMS_DOCTOR_PORT",
+            "HMS_DAILY_CAP",
+        ] {
+            std::env::remove_var(k);
+        }
+        assert_eq!(
+            cfg.database_url(Service::Patient),
+            "postgres://p@db/patient"
+        );
+        assert_eq!(
+            cfg.subscribers(Service::Patient, &[]),
+            vec!["appointment", "notification"]
+        );
+        assert_eq!(cfg.port(Service::Doctor), 9102);
+        assert_eq!(cfg.daily_cap, 12);
+        assert_eq!(cfg.port(Service::Patient), 8001);
+    }
+
     #[test]
     fn defaults_derive_ports_urls_and_files() {
         let cfg = Config::default();

@@ -182,7 +182,7 @@ pub enum Bind {
 
 /// A query with optional filters, numbered `$n` placeholders, bound in order.
 ///
-/// ```ignore
+/// ```text
 /// let mut q = Select::new("SELECT … FROM patients WHERE 1=1");
 /// if let Some(n) = name { q.and("LOWER(name) LIKE ?", Bind::Text(like(n))); }
 /// q.push(" ORDER BY patient_id LIMIT ?", Bind::Int(limit));

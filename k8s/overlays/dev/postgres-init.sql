@@ -1,0 +1,5 @@
+-- One database and one role per service: no service can read another's tables.
+CREATE ROLE patient LOGIN PASSWORD 'patient';
+CREATE DATABASE patient OWNER patient;
+CREATE ROLE doctor LOGIN PASSWORD 'doctor';
+CREATE DATABASE doctor OWNER doctor;
