@@ -61,6 +61,27 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Inspect and repair services' outboxes (their databases, per configuration).
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Pending and parked deliveries per service.
+    Status {
+        /// Services to look at (default: all in this build).
+        services: Vec<Service>,
+    },
+    /// Put parked deliveries back in the queue, after fixing their cause.
+    Requeue {
+        services: Vec<Service>,
+        /// Only this event.
+        #[arg(long)]
+        event: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -124,6 +145,7 @@ async fn main() -> std::process::ExitCode {
             serve(&cli.place, all, services).await
         }
         Some(Command::Token { command }) => issue(&cli.place, command),
+        Some(Command::Outbox { command }) => outbox(&cli.place, command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -148,6 +170,54 @@ fn issue(place: &Place, cmd: TokenCommand) -> anyhow::Result<()> {
     let (keys, _) = Keys::load(cfg.jwt_secret.as_deref(), &cfg.jwt_secret_path(), false)
         .context("no signing key: start hms-daemon once to create one, or set HMS_JWT_SECRET")?;
     println!("{}", keys.issue(role, &subject, doctor_id, ttl));
+    Ok(())
+}
+
+fn select(wanted: &[Service]) -> anyhow::Result<Vec<&'static ServiceDef>> {
+    let built = registry();
+    if wanted.is_empty() {
+        return Ok(built);
+    }
+    wanted
+        .iter()
+        .map(|w| {
+            built
+                .iter()
+                .copied()
+                .find(|d| d.service == *w)
+                .ok_or_else(|| {
+                    let have: Vec<_> = built.iter().map(|d| d.service.name()).collect();
+                    anyhow::anyhow!(
+                        "the {w} service is not part of this build (available: {})",
+                        have.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
+async fn outbox(place: &Place, cmd: OutboxCommand) -> anyhow::Result<()> {
+    let cfg = load_config(place)?;
+    let (services, event) = match &cmd {
+        OutboxCommand::Status { services } => (services, None),
+        OutboxCommand::Requeue { services, event } => (services, event.as_deref()),
+    };
+    for def in select(services)? {
+        let db = hms_kit::db::Db::connect(&cfg.database_url(def.service)).await?;
+        db.migrate((def.migrations)(db.backend())).await?;
+        if let OutboxCommand::Requeue { .. } = cmd {
+            let n = hms_kit::outbox::requeue_parked(&db, event).await?;
+            println!("{:<13} re-queued {n}", def.service.name());
+        }
+        let s = hms_kit::outbox::stats(&db).await?;
+        println!(
+            "{:<13} pending {:>5}  parked {:>5}",
+            def.service.name(),
+            s.pending,
+            s.parked
+        );
+        db.close().await;
+    }
     Ok(())
 }
 
