@@ -16,7 +16,11 @@ use std::sync::Arc;
 
 /// Every service this build can run, in port order.
 fn registry() -> Vec<&'static ServiceDef> {
-    vec![&hms_patient::SERVICE, &hms_doctor::SERVICE]
+    vec![
+        &hms_patient::SERVICE,
+        &hms_doctor::SERVICE,
+        &hms_appointment::SERVICE,
+    ]
 }
 
 #[derive(Parser)]

@@ -327,6 +327,81 @@ impl HmsClient {
         )
         .await
     }
+
+    pub async fn doctor_schedule(
+        &self,
+        id: i64,
+        date: chrono::NaiveDate,
+    ) -> Result<DoctorSchedule, ClientError> {
+        self.get(
+            Service::Doctor,
+            &format!("/v1/doctors/{id}/schedule"),
+            &[("date", date.to_string())],
+        )
+        .await
+    }
+
+    // ---- appointment ------------------------------------------------------------------------
+
+    /// `POST /v1/appointments`; a retry with the same `idempotency_key` returns the same one.
+    pub async fn book_appointment(
+        &self,
+        new: &NewAppointment,
+        idempotency_key: Option<&str>,
+    ) -> Result<Appointment, ClientError> {
+        let mut req = self
+            .request(Service::Appointment, Method::POST, "/v1/appointments")
+            .json(new);
+        if let Some(k) = idempotency_key {
+            req = req.header("idempotency-key", k);
+        }
+        self.send(Service::Appointment, req).await
+    }
+
+    pub async fn get_appointment(&self, id: i64) -> Result<Appointment, ClientError> {
+        self.get(Service::Appointment, &format!("/v1/appointments/{id}"), &())
+            .await
+    }
+
+    pub async fn list_appointments(
+        &self,
+        q: &AppointmentQuery,
+    ) -> Result<Page<Appointment>, ClientError> {
+        self.get(Service::Appointment, "/v1/appointments", q).await
+    }
+
+    pub async fn reschedule_appointment(
+        &self,
+        id: i64,
+        to: &Reschedule,
+        if_match: Option<i64>,
+    ) -> Result<Appointment, ClientError> {
+        let req = self.transition_request(id, "reschedule", if_match).json(to);
+        self.send(Service::Appointment, req).await
+    }
+
+    /// `cancel`, `no-show` or `complete`.
+    pub async fn transition_appointment(
+        &self,
+        id: i64,
+        action: &str,
+        if_match: Option<i64>,
+    ) -> Result<Appointment, ClientError> {
+        let req = self.transition_request(id, action, if_match);
+        self.send(Service::Appointment, req).await
+    }
+
+    fn transition_request(&self, id: i64, action: &str, if_match: Option<i64>) -> RequestBuilder {
+        let mut req = self.request(
+            Service::Appointment,
+            Method::POST,
+            &format!("/v1/appointments/{id}/{action}"),
+        );
+        if let Some(v) = if_match {
+            req = req.header("if-match", format!("W/\"{v}\""));
+        }
+        req
+    }
 }
 
 fn unavailable(service: Service, e: &reqwest::Error) -> ClientError {

@@ -9,6 +9,7 @@ pub mod error;
 pub mod models;
 pub mod money;
 pub mod service;
+pub mod time;
 
 pub use client::{HmsClient, ServiceUrls};
 pub use error::{ClientError, ErrorBody};

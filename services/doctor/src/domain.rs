@@ -307,6 +307,40 @@ pub fn free_slots(plan: &DayPlan<'_>) -> (Vec<Slot>, Option<&'static str>) {
     (slots, reason)
 }
 
+/// The working periods of a clinic-local date, in UTC (shifts of that weekday).
+pub fn working_periods(date: NaiveDate, tz: Tz, shifts: &[Shift]) -> Vec<Slot> {
+    let weekday = date.weekday().number_from_monday() as u8;
+    let at = |m: u32| {
+        let local = if m >= 24 * 60 {
+            date.succ_opt()?.and_hms_opt(0, 0, 0)?
+        } else {
+            date.and_hms_opt(m / 60, m % 60, 0)?
+        };
+        tz.from_local_datetime(&local).earliest().map(|t| t.with_timezone(&Utc))
+    };
+    shifts
+        .iter()
+        .filter(|s| s.weekday == weekday)
+        .filter_map(|s| {
+            Some(Slot {
+                slot_start: at(s.start)?,
+                slot_end: at(s.end)?,
+            })
+        })
+        .collect()
+}
+
+/// The UTC bounds of a clinic-local date: `[midnight, next midnight)`.
+pub fn day_bounds(date: NaiveDate, tz: Tz) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = |d: NaiveDate| {
+        tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+    };
+    (start(date), start(date.succ_opt().unwrap_or(date)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +420,18 @@ mod tests {
         let winter = free_slots(&plan(&week, &[], "2026-12-01", ny)).0;
         assert_eq!(summer[0].slot_start.format("%H:%M").to_string(), "13:00");
         assert_eq!(winter[0].slot_start.format("%H:%M").to_string(), "14:00");
+    }
+
+    #[test]
+    fn working_periods_are_the_days_shifts_in_utc() {
+        let week = default_week(9 * 60, 18 * 60);
+        let p = working_periods("2026-12-01".parse().unwrap(), chrono_tz::Asia::Kolkata, &week);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].slot_start.to_rfc3339(), "2026-12-01T03:30:00+00:00");
+        assert_eq!(p[0].slot_end.to_rfc3339(), "2026-12-01T12:30:00+00:00");
+        assert!(working_periods("2026-12-05".parse().unwrap(), chrono_tz::UTC, &week).is_empty());
+        let (a, b) = day_bounds("2026-12-01".parse().unwrap(), chrono_tz::Asia::Kolkata);
+        assert_eq!((a.to_rfc3339(), b.to_rfc3339()), ("2026-11-30T18:30:00+00:00".into(), "2026-12-01T18:30:00+00:00".into()));
     }
 
     #[test]

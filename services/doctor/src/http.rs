@@ -3,6 +3,7 @@
 use crate::domain::{
     check_leave, free_slots, parse_week, DayPlan, Shift, ValidDoctor, ValidDoctorUpdate,
 };
+use crate::domain::{day_bounds, working_periods};
 use crate::store;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
@@ -44,6 +45,8 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(delete_leave))
         .routes(routes!(doctor_availability))
         .routes(routes!(department_availability))
+        .routes(routes!(doctor_schedule))
+        .routes(routes!(receive_event))
         .with_state(Arc::new(ctx.clone()));
     let access = AccessTable::new(&[
         (Method::POST, "/v1/doctors", ADMIN),
@@ -61,6 +64,8 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         ),
         (Method::GET, "/v1/doctors/{id}/availability", EVERYONE),
         (Method::GET, "/v1/availability", EVERYONE),
+        (Method::GET, "/v1/doctors/{id}/schedule", EVERYONE),
+        (Method::POST, "/v1/events", &[Role::Service]),
     ]);
     ServiceRoutes { api, access }
 }
@@ -306,6 +311,8 @@ async fn availability(
     let ids: Vec<i64> = doctors.iter().map(|d| d.doctor_id).collect();
     let hours = store::hours_of(ctx.db.pool(), &ids).await?;
     let away = store::on_leave(ctx.db.pool(), &ids, date).await?;
+    let (day_start, day_end) = day_bounds(date, ctx.config.clinic_tz());
+    let booked = store::booked_between(ctx.db.pool(), &ids, day_start, day_end).await?;
     let earliest = ctx.clock.now() + Duration::minutes(ctx.config.booking_lead_minutes);
     let none = Vec::new();
     Ok(doctors
@@ -318,8 +325,7 @@ async fn availability(
                 active: d.active,
                 on_leave: away.contains(&d.doctor_id),
                 shifts: hours.get(&d.doctor_id).unwrap_or(&none),
-                // Booked slots are subtracted once the appointment service exists.
-                booked: &[],
+                booked: booked.get(&d.doctor_id).map(Vec::as_slice).unwrap_or(&[]),
                 earliest,
             };
             let (slots, reason) = free_slots(&plan);
@@ -374,4 +380,53 @@ async fn department_availability(
         date: q.date,
         doctors,
     }))
+}
+
+/// A doctor's day as the booking rules need it: the doctor, leave, and working periods (UTC).
+#[utoipa::path(get, path = "/v1/doctors/{id}/schedule", tag = "schedule",
+    params(("id" = i64, Path, description = "Doctor id"), DateQuery),
+    responses((status = 200, body = DoctorSchedule), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn doctor_schedule(
+    State(ctx): Ctx,
+    Path(id): Path<i64>,
+    Query(q): Query<DateQuery>,
+) -> Result<Json<DoctorSchedule>, Error> {
+    let doctor = must_get(&ctx, id).await?;
+    let hours = store::hours_of(ctx.db.pool(), &[id]).await?;
+    let on_leave = !store::on_leave(ctx.db.pool(), &[id], q.date).await?.is_empty();
+    let working = working_periods(
+        q.date,
+        ctx.config.clinic_tz(),
+        hours.get(&id).map(Vec::as_slice).unwrap_or(&[]),
+    );
+    Ok(Json(DoctorSchedule {
+        doctor,
+        date: q.date,
+        on_leave,
+        working,
+    }))
+}
+
+/// Appointment events: keep the booked-slot read model that availability subtracts.
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    request_body = Event,
+    responses((status = 200, description = "Processed, or a duplicate", body = EventAck),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn receive_event(State(ctx): Ctx, caller: Caller, Json(ev): Json<Event>) -> Result<Json<EventAck>, Error> {
+    hms_kit::inbox::authorise(&caller, &ev, &[hms_kit::Service::Appointment])?;
+    let p = &ev.payload;
+    let field = |k: &str| p[k].as_i64().ok_or_else(|| Error::validation(k, format!("event payload lacks {k}")));
+    let (appointment_id, doctor_id) = (field("appointment_id")?, field("doctor_id")?);
+    let slot_start = p["slot_start"]
+        .as_str()
+        .and_then(|s| hms_client::time::parse_instant(s).ok())
+        .ok_or_else(|| Error::validation("slot_start", "event payload lacks slot_start"))?;
+    let active = p["status"].as_str() == Some("SCHEDULED");
+    let seq = ev.aggregate_seq;
+    let ack = hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, ctx.clock.now(), move |tx| {
+        Box::pin(async move { store::apply_booking(tx, appointment_id, doctor_id, slot_start, active, seq).await })
+    })
+    .await?;
+    Ok(Json(ack))
 }

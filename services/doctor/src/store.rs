@@ -354,3 +354,53 @@ pub async fn delete_leave(tx: &mut Tx, id: i64, leave_id: i64) -> Result<bool, E
         .rows_affected();
     Ok(n == 1)
 }
+
+/// Booked slot starts of several doctors within `[from, to)` (one query).
+pub async fn booked_between<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    ids: &[i64],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<HashMap<i64, Vec<DateTime<Utc>>>, Error> {
+    let mut out: HashMap<i64, Vec<DateTime<Utc>>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let mut s = Select::new("SELECT doctor_id, slot_start FROM booked_slots WHERE active = 1");
+    s.and("slot_start >= ?", Bind::Text(to_db(from)));
+    s.and("slot_start < ?", Bind::Text(to_db(to)));
+    in_list(&mut s, "doctor_id", ids);
+    for r in s.fetch_all(exec).await? {
+        let id: i64 = r.try_get("doctor_id")?;
+        out.entry(id)
+            .or_default()
+            .push(from_db(&r.try_get::<String, _>("slot_start")?)?);
+    }
+    Ok(out)
+}
+
+/// Applies one appointment event to the booked-slot read model, if it is newer than what is
+/// stored (events may arrive out of order or twice).
+pub async fn apply_booking(
+    tx: &mut Tx,
+    appointment_id: i64,
+    doctor_id: i64,
+    slot_start: DateTime<Utc>,
+    active: bool,
+    seq: i64,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO booked_slots (appointment_id, doctor_id, slot_start, active, seq) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (appointment_id) DO UPDATE SET doctor_id = excluded.doctor_id, \
+         slot_start = excluded.slot_start, active = excluded.active, seq = excluded.seq \
+         WHERE booked_slots.seq < excluded.seq",
+    )
+    .bind(appointment_id)
+    .bind(doctor_id)
+    .bind(to_db(slot_start))
+    .bind(i64::from(active))
+    .bind(seq)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

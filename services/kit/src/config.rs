@@ -12,6 +12,9 @@
 //! | `clinic_open` / `clinic_close` | `HMS_CLINIC_OPEN` / `HMS_CLINIC_CLOSE` | `09:00` / `18:00` (clinic time) |
 //! | `booking_lead_minutes` | `HMS_BOOKING_LEAD_MINUTES` | `120` |
 //! | `daily_cap` | `HMS_DAILY_CAP` | `8` (appointments per doctor per clinic day) |
+//! | `cancellation_fee_window_minutes` | `HMS_CANCELLATION_FEE_WINDOW_MINUTES` | `120` (50% fee at or inside it) |
+//! | `no_show_grace_minutes` | `HMS_NO_SHOW_GRACE_MINUTES` | `15` |
+//! | `reschedule_cutoff_minutes` | `HMS_RESCHEDULE_CUTOFF_MINUTES` | `60` |
 //! | `log_level` | `HMS_LOG_LEVEL` | `info` |
 //! | `log_format` | `HMS_LOG_FORMAT` | `json` (`pretty` for a terminal) |
 //! | `http_timeout_ms` | `HMS_HTTP_TIMEOUT_MS` | `3000` (calls to other services) |
@@ -67,6 +70,12 @@ pub struct Config {
     pub booking_lead_minutes: i64,
     /// Most appointments a doctor may have in one clinic-local day.
     pub daily_cap: i64,
+    /// A cancellation this close to the start (or later) carries the 50% fee.
+    pub cancellation_fee_window_minutes: i64,
+    /// A no-show may be recorded this long after the start, not before.
+    pub no_show_grace_minutes: i64,
+    /// No rescheduling this close to the current start.
+    pub reschedule_cutoff_minutes: i64,
     pub log_level: String,
     pub log_format: String,
     pub http_timeout_ms: u64,
@@ -93,6 +102,9 @@ impl Default for Config {
             clinic_close: "18:00".into(),
             booking_lead_minutes: 120,
             daily_cap: 8,
+            cancellation_fee_window_minutes: 120,
+            no_show_grace_minutes: 15,
+            reschedule_cutoff_minutes: 60,
             log_level: "info".into(),
             log_format: "json".into(),
             http_timeout_ms: 3000,

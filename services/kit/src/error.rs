@@ -209,6 +209,15 @@ impl From<sqlx::Error> for Error {
                 err.source = Some(e.into());
                 err
             }
+            // SQLite's single write lock stayed busy past the busy timeout.
+            sqlx::Error::Database(ref d) if matches!(d.code().as_deref(), Some("5") | Some("6")) => {
+                Error::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is busy; retry shortly",
+                )
+                .with_retry_after(1)
+            }
             other => Error::internal(other),
         }
     }

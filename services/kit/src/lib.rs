@@ -14,6 +14,7 @@ pub mod db;
 pub mod downstream;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod inbox;
 pub mod logging;
 pub mod metrics;

@@ -230,7 +230,15 @@ impl Relay {
     /// Runs until `shutdown` turns true. Deliveries in flight finish; leases of anything not
     /// finished simply expire, and the next relay picks the delivery up.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut last_sweep = std::time::Instant::now() - Duration::from_secs(3600);
         loop {
+            // Housekeeping rides on the relay: replayable responses older than 30 days go.
+            if last_sweep.elapsed() >= Duration::from_secs(3600) {
+                last_sweep = std::time::Instant::now();
+                if let Err(e) = crate::idempotency::sweep(&self.db, Utc::now()).await {
+                    tracing::warn!(error = %e, "idempotency sweep failed");
+                }
+            }
             if *shutdown.borrow() {
                 return;
             }

@@ -161,3 +161,13 @@ pub struct AvailabilityQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub department: Option<String>,
 }
+
+/// A doctor's day as the booking rules need it: the doctor, whether on leave, and the working
+/// periods of that clinic-local date in UTC (`GET /v1/doctors/{id}/schedule?date=`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DoctorSchedule {
+    pub doctor: Doctor,
+    pub date: NaiveDate,
+    pub on_leave: bool,
+    pub working: Vec<Slot>,
+}

@@ -1,0 +1,42 @@
+//! What booking needs to know from other services, asked synchronously through the shared
+//! client: the patient (exists, active) and the doctor's day (active, department, leave,
+//! working hours). Either service down → 503 `dependency_unavailable` naming it.
+
+use chrono::NaiveDate;
+use hms_client::models::{DoctorSchedule, Patient};
+use hms_client::ClientError;
+use hms_kit::server::ServiceCtx;
+use hms_kit::Error;
+
+fn map(e: ClientError) -> Error {
+    match &e {
+        // Our own token refused is a deployment fault, not the caller's.
+        ClientError::Api { service, status, .. } if *status == 401 || *status == 403 => {
+            Error::dependency(service, "it refused this service's token")
+        }
+        _ => e.into(),
+    }
+}
+
+/// The patient and the doctor's schedule for `date`, fetched concurrently.
+pub async fn patient_and_doctor(
+    ctx: &ServiceCtx,
+    patient_id: i64,
+    doctor_id: i64,
+    date: NaiveDate,
+) -> Result<(Patient, DoctorSchedule), Error> {
+    let client = ctx.downstream.client();
+    let (patient, schedule) = tokio::join!(
+        client.get_patient(patient_id),
+        client.doctor_schedule(doctor_id, date)
+    );
+    let patient = patient.map_err(map)?;
+    let schedule = schedule.map_err(map)?;
+    if !patient.active {
+        return Err(Error::rule(
+            "patient_inactive",
+            format!("patient {patient_id} is not active"),
+        ));
+    }
+    Ok((patient, schedule))
+}

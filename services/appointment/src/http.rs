@@ -1,0 +1,399 @@
+//! Appointment routes, their access rules, and the translation of the database's verdicts.
+
+use crate::checks;
+use crate::domain::{self, check_doctor, Action, FeeDecision, Rules, Status};
+use crate::store::{self, Booking, Fee, Refused};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hms_client::models::{Appointment, AppointmentQuery, NewAppointment, Page, Reschedule};
+use hms_client::ErrorBody;
+use hms_kit::auth::{AccessTable, Caller, Role};
+use hms_kit::extract::{with_etag, IfMatch, Json, Path, Query};
+use hms_kit::idempotency::{self, Claim};
+use hms_kit::outbox::NewEvent;
+use hms_kit::pagination::PageRequest;
+use hms_kit::server::{ServiceCtx, ServiceRoutes};
+use hms_kit::Error;
+use serde_json::json;
+use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+type Ctx = State<Arc<ServiceCtx>>;
+
+const DESK: &[Role] = &[Role::Reception, Role::Admin];
+const READERS: &[Role] = &[Role::Reception, Role::Doctor, Role::Billing, Role::Admin, Role::Service];
+/// A doctor completes their own appointments; the desk may too.
+const COMPLETERS: &[Role] = &[Role::Reception, Role::Doctor, Role::Admin];
+
+pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
+    let api = OpenApiRouter::new()
+        .routes(routes!(book, list))
+        .routes(routes!(get_one))
+        .routes(routes!(reschedule))
+        .routes(routes!(cancel))
+        .routes(routes!(no_show))
+        .routes(routes!(complete))
+        .with_state(Arc::new(ctx.clone()));
+    let access = AccessTable::new(&[
+        (Method::POST, "/v1/appointments", DESK),
+        (Method::GET, "/v1/appointments", READERS),
+        (Method::GET, "/v1/appointments/{id}", READERS),
+        (Method::POST, "/v1/appointments/{id}/reschedule", DESK),
+        (Method::POST, "/v1/appointments/{id}/cancel", DESK),
+        (Method::POST, "/v1/appointments/{id}/no-show", DESK),
+        (Method::POST, "/v1/appointments/{id}/complete", COMPLETERS),
+    ]);
+    ServiceRoutes { api, access }
+}
+
+fn event(a: &Appointment, event_type: &'static str, extra: serde_json::Value) -> NewEvent<'static> {
+    let mut payload = json!({
+        "appointment_id": a.appointment_id,
+        "patient_id": a.patient_id,
+        "doctor_id": a.doctor_id,
+        "department": a.department,
+        "slot_start": a.slot_start,
+        "slot_end": a.slot_end,
+        "status": a.status,
+        "reschedule_count": a.reschedule_count,
+        "consultation_fee": a.consultation_fee,
+        "fee_decision": a.fee_decision,
+    });
+    if let (Some(obj), Some(more)) = (payload.as_object_mut(), extra.as_object()) {
+        obj.extend(more.clone());
+    }
+    NewEvent {
+        aggregate_type: "appointment",
+        aggregate_id: a.appointment_id.to_string(),
+        aggregate_seq: a.version,
+        event_type,
+        payload,
+    }
+}
+
+/// A doctor sees only their own appointments; to them, others' do not exist.
+fn visible_to(caller: &Caller, a: &Appointment) -> bool {
+    caller.role != Role::Doctor || caller.doctor_id == Some(a.doctor_id)
+}
+
+async fn load(ctx: &ServiceCtx, caller: &Caller, id: i64) -> Result<Appointment, Error> {
+    store::get(ctx.db.pool(), id)
+        .await?
+        .filter(|a| visible_to(caller, a))
+        .ok_or_else(|| Error::not_found(format!("appointment {id}")))
+}
+
+fn created(a: &Appointment) -> Response {
+    let mut resp = with_etag(a.version, StatusCode::CREATED, a);
+    if let Ok(loc) = format!("/v1/appointments/{}", a.appointment_id).parse() {
+        resp.headers_mut().insert(axum::http::header::LOCATION, loc);
+    }
+    resp
+}
+
+/// Book a standard slot.
+///
+/// Rules, each with its own code: the slot is standard (`slot_not_standard`), inside clinic
+/// hours (`outside_clinic_hours`), at least 2 h ahead (`lead_time`); the patient exists and is
+/// active (`patient_inactive`); the doctor is active (`doctor_inactive`), in the department
+/// (`department_mismatch`), working and not on leave (`doctor_unavailable`); the slot is free
+/// for the doctor (409 `slot_taken`) and the patient (409 `patient_busy`); the doctor's day is
+/// not full (`daily_cap_reached`). With `Idempotency-Key`, a retry returns the same appointment.
+#[utoipa::path(post, path = "/v1/appointments", tag = "appointments",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body return the same appointment")),
+    request_body = NewAppointment,
+    responses(
+        (status = 201, description = "Booked (SCHEDULED)", body = Appointment),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such patient or doctor", body = ErrorBody),
+        (status = 409, description = "slot_taken, patient_busy, idempotency_key_in_progress", body = ErrorBody),
+        (status = 422, description = "A booking rule refused it (see the code)", body = ErrorBody),
+        (status = 503, description = "dependency_unavailable: patient or doctor service down", body = ErrorBody),
+    ))]
+async fn book(
+    State(ctx): Ctx,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(new): Json<NewAppointment>,
+) -> Result<Response, Error> {
+    let now = ctx.clock.now();
+    let key = idempotency::key_from(&headers)?;
+    let fingerprint = idempotency::fingerprint(
+        "appointments.create",
+        "",
+        &serde_json::to_value(&new).map_err(Error::internal)?,
+    );
+    let idem = key.as_deref().map(|k| idempotency::Request {
+        key: k,
+        operation: "appointments.create",
+        subject: &caller.subject,
+        fingerprint: fingerprint.clone(),
+    });
+    // A retry is answered before any rule is re-judged (the slot may be "too soon" by now).
+    if let Some(req) = &idem {
+        if let Some(stored) = idempotency::lookup(&ctx.db, req).await? {
+            return Ok(stored.into_response());
+        }
+    }
+    if new.department.trim().is_empty() {
+        return Err(Error::validation("department", "department is required"));
+    }
+    let rules = Rules::from_config(&ctx.config);
+    let slot = rules.check_slot(new.slot_start, new.slot_end, now)?;
+    let (_patient, schedule) = checks::patient_and_doctor(&ctx, new.patient_id, new.doctor_id, slot.day).await?;
+    check_doctor(&schedule, &new.department, &slot)?;
+
+    let mut tx = match &idem {
+        Some(req) => match idempotency::claim(&ctx.db, req, now).await? {
+            Claim::Fresh(tx) => tx,
+            Claim::Replay(stored) => return Ok(stored.into_response()),
+        },
+        None => ctx.db.begin().await?,
+    };
+    let booking = Booking {
+        patient_id: new.patient_id,
+        doctor_id: new.doctor_id,
+        department: schedule.doctor.department.clone(),
+        slot,
+        fee: schedule.doctor.consultation_fee,
+    };
+    let a = store::book(&mut tx, &booking, rules.daily_cap, now).await?;
+    ctx.outbox
+        .enqueue(&mut tx, event(&a, "appointment.booked", json!({})))
+        .await?;
+    if let Some(k) = &key {
+        let body = serde_json::to_string(&a).map_err(Error::internal)?;
+        idempotency::record(&mut tx, k, StatusCode::CREATED, &body).await?;
+    }
+    ctx.outbox.commit(tx).await?;
+    metrics::counter!("appointments_created_total").increment(1);
+    tracing::info!(
+        appointment_id = a.appointment_id, patient_id = a.patient_id, doctor_id = a.doctor_id,
+        slot_start = %a.slot_start, "appointment booked"
+    );
+    Ok(created(&a))
+}
+
+/// List appointments; filter by patient, doctor, status, department and a slot-start range.
+/// A doctor sees only their own.
+#[utoipa::path(get, path = "/v1/appointments", tag = "appointments",
+    params(AppointmentQuery),
+    responses(
+        (status = 200, description = "One page", body = Page<Appointment>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    ))]
+async fn list(State(ctx): Ctx, caller: Caller, Query(mut q): Query<AppointmentQuery>) -> Result<Json<Page<Appointment>>, Error> {
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    let status = q.status.as_deref().map(str::parse::<Status>).transpose()?;
+    if caller.role == Role::Doctor {
+        match (q.doctor_id, caller.doctor_id) {
+            (Some(asked), Some(own)) if asked != own => {
+                return Err(Error::forbidden("a doctor sees only their own appointments"))
+            }
+            _ => q.doctor_id = caller.doctor_id,
+        }
+    }
+    if let (Some(f), Some(t)) = (q.from, q.to) {
+        if t <= f {
+            return Err(Error::validation("to", "to must be after from"));
+        }
+    }
+    let rows = store::list(ctx.db.pool(), &q, status, page).await?;
+    Ok(Json(page.page(rows, |a| a.appointment_id)))
+}
+
+/// One appointment. Carries `ETag: W/"<version>"`.
+#[utoipa::path(get, path = "/v1/appointments/{id}", tag = "appointments",
+    params(("id" = i64, Path, description = "Appointment id")),
+    responses((status = 200, body = Appointment), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_one(State(ctx): Ctx, caller: Caller, Path(id): Path<i64>) -> Result<Response, Error> {
+    let a = load(&ctx, &caller, id).await?;
+    Ok(with_etag(a.version, StatusCode::OK, &a))
+}
+
+/// Turns a refused guarded update into the rule it broke.
+fn refused(id: i64, action: Action, why: Refused, rules: &Rules, now: chrono::DateTime<chrono::Utc>) -> Error {
+    match why {
+        Refused::NotFound => Error::not_found(format!("appointment {id}")),
+        Refused::Stale(v) => Error::version_conflict(v),
+        Refused::Current(a) => {
+            let status: Status = a.status.parse().unwrap_or(Status::Scheduled);
+            if !domain::allowed(status, action) {
+                return domain::invalid_transition(status, action);
+            }
+            match action {
+                Action::NoShow => Error::rule(
+                    "no_show_too_early",
+                    format!(
+                        "a no-show can be recorded from {} ({} minutes after the start)",
+                        a.slot_start + rules.no_show_grace,
+                        rules.no_show_grace.num_minutes()
+                    ),
+                ),
+                Action::Complete => Error::rule(
+                    "complete_too_early",
+                    format!("the appointment starts at {}; it can be completed from then", a.slot_start),
+                ),
+                Action::Reschedule if a.reschedule_count >= domain::MAX_RESCHEDULES => Error::rule(
+                    "reschedule_limit",
+                    format!("an appointment can be rescheduled at most {} times", domain::MAX_RESCHEDULES),
+                ),
+                Action::Reschedule if a.slot_start <= rules.reschedule_earliest_start(now) => Error::rule(
+                    "reschedule_cutoff",
+                    format!(
+                        "no rescheduling within {} minutes of the start",
+                        rules.reschedule_cutoff.num_minutes()
+                    ),
+                ),
+                _ => domain::invalid_transition(status, action),
+            }
+        }
+    }
+}
+
+async fn finish(ctx: &ServiceCtx, caller: &Caller, id: i64, action: Action, expected: Option<i64>) -> Result<Response, Error> {
+    let current = load(ctx, caller, id).await?;
+    if action == Action::Complete {
+        caller.require_own_doctor(current.doctor_id)?;
+    }
+    let rules = Rules::from_config(&ctx.config);
+    let now = ctx.clock.now();
+    let (fee, bound) = match action {
+        Action::Cancel => (Fee::HalfIfStartsBy(rules.fee_threshold(now)), None),
+        Action::NoShow => (Fee::Fixed(FeeDecision::Full), Some(rules.no_show_latest_start(now))),
+        Action::Complete => (Fee::Unchanged, Some(now)),
+        Action::Reschedule => unreachable!("reschedule has its own handler"),
+    };
+    let mut tx = ctx.db.begin().await?;
+    let a = match store::finish(&mut tx, id, action.target(), fee, bound, expected, now).await? {
+        Ok(a) => a,
+        Err(why) => return Err(refused(id, action, why, &rules, now)),
+    };
+    let extra = match action {
+        Action::Cancel => json!({
+            "cancelled_at": now,
+            "minutes_before_start": (a.slot_start - now).num_minutes(),
+        }),
+        Action::NoShow => json!({ "recorded_at": now }),
+        _ => json!({ "completed_at": now }),
+    };
+    ctx.outbox.enqueue(&mut tx, event(&a, action.event_type(), extra)).await?;
+    ctx.outbox.commit(tx).await?;
+    tracing::info!(appointment_id = id, action = action.as_str(), fee = ?a.fee_decision, "appointment transition");
+    Ok(with_etag(a.version, StatusCode::OK, &a))
+}
+
+/// Cancel: releases the slot. 2 hours or less before the start (or later), a 50% fee is
+/// decided (`fee_decision: half`), else none; the event carries it.
+#[utoipa::path(post, path = "/v1/appointments/{id}/cancel", tag = "appointments",
+    params(("id" = i64, Path, description = "Appointment id"), ("If-Match" = Option<String>, Header, description = "ETag from a read")),
+    responses(
+        (status = 200, description = "CANCELLED", body = Appointment), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "invalid_transition", body = ErrorBody), (status = 412, body = ErrorBody),
+    ))]
+async fn cancel(State(ctx): Ctx, caller: Caller, Path(id): Path<i64>, IfMatch(v): IfMatch) -> Result<Response, Error> {
+    finish(&ctx, &caller, id, Action::Cancel, v).await
+}
+
+/// No-show: once the 15-minute grace period after the start has passed; 100% fee.
+#[utoipa::path(post, path = "/v1/appointments/{id}/no-show", tag = "appointments",
+    params(("id" = i64, Path, description = "Appointment id"), ("If-Match" = Option<String>, Header, description = "ETag from a read")),
+    responses(
+        (status = 200, description = "NO_SHOW", body = Appointment), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 412, body = ErrorBody),
+        (status = 422, description = "no_show_too_early", body = ErrorBody),
+    ))]
+async fn no_show(State(ctx): Ctx, caller: Caller, Path(id): Path<i64>, IfMatch(v): IfMatch) -> Result<Response, Error> {
+    finish(&ctx, &caller, id, Action::NoShow, v).await
+}
+
+/// Complete: from the slot's start; a doctor completes only their own appointments.
+#[utoipa::path(post, path = "/v1/appointments/{id}/complete", tag = "appointments",
+    params(("id" = i64, Path, description = "Appointment id"), ("If-Match" = Option<String>, Header, description = "ETag from a read")),
+    responses(
+        (status = 200, description = "COMPLETED", body = Appointment), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 412, body = ErrorBody),
+        (status = 422, description = "complete_too_early", body = ErrorBody),
+    ))]
+async fn complete(State(ctx): Ctx, caller: Caller, Path(id): Path<i64>, IfMatch(v): IfMatch) -> Result<Response, Error> {
+    finish(&ctx, &caller, id, Action::Complete, v).await
+}
+
+/// The new slot, from a JSON body or (the original system's form) query parameters.
+fn new_slot(query: Option<String>, body: &Bytes) -> Result<Reschedule, Error> {
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        return serde_json::from_slice::<Reschedule>(body).map_err(|e| {
+            let field = if e.to_string().contains("new_slot_start") { "new_slot_start" } else { "body" };
+            Error::validation(field, format!("invalid JSON body: {e}"))
+        });
+    }
+    let q = query.unwrap_or_default();
+    if q.is_empty() {
+        return Err(Error::validation(
+            "new_slot_start",
+            "give new_slot_start (and new_slot_end) as a JSON body or as query parameters",
+        ));
+    }
+    let uri: axum::http::Uri = format!("/?{q}")
+        .parse()
+        .map_err(|_| Error::bad_request("the query string is malformed"))?;
+    let axum::extract::Query(r) = axum::extract::Query::<Reschedule>::try_from_uri(&uri)?;
+    Ok(r)
+}
+
+/// Reschedule to a new slot: at most twice, not within 1 hour of the current start, and the
+/// new slot passes every booking rule. The version is bumped; the slot claims move atomically.
+#[utoipa::path(post, path = "/v1/appointments/{id}/reschedule", tag = "appointments",
+    params(("id" = i64, Path, description = "Appointment id"), ("If-Match" = Option<String>, Header, description = "ETag from a read"), Reschedule),
+    request_body(content = Option<Reschedule>, description = "The new slot; or send it as query parameters"),
+    responses(
+        (status = 200, description = "Moved", body = Appointment), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "slot_taken, patient_busy, invalid_transition", body = ErrorBody),
+        (status = 412, body = ErrorBody),
+        (status = 422, description = "reschedule_limit, reschedule_cutoff, or a booking rule", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn reschedule(
+    State(ctx): Ctx,
+    caller: Caller,
+    Path(id): Path<i64>,
+    IfMatch(expected): IfMatch,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<Response, Error> {
+    let to = new_slot(query, &body)?;
+    let current = load(&ctx, &caller, id).await?;
+    let rules = Rules::from_config(&ctx.config);
+    let now = ctx.clock.now();
+    let status: Status = current.status.parse()?;
+    if !domain::allowed(status, Action::Reschedule) {
+        return Err(domain::invalid_transition(status, Action::Reschedule));
+    }
+    let slot = rules.check_slot(to.new_slot_start, to.new_slot_end, now)?;
+    let (_patient, schedule) =
+        checks::patient_and_doctor(&ctx, current.patient_id, current.doctor_id, slot.day).await?;
+    check_doctor(&schedule, &current.department, &slot)?;
+
+    let mut tx = ctx.db.begin().await?;
+    let earliest = rules.reschedule_earliest_start(now);
+    let (a, previous) = match store::reschedule(&mut tx, id, &slot, earliest, expected, rules.daily_cap, now).await? {
+        Ok(moved) => moved,
+        Err(why) => return Err(refused(id, Action::Reschedule, why, &rules, now)),
+    };
+    ctx.outbox
+        .enqueue(
+            &mut tx,
+            event(&a, "appointment.rescheduled", json!({ "previous_slot_start": previous })),
+        )
+        .await?;
+    ctx.outbox.commit(tx).await?;
+    tracing::info!(appointment_id = id, slot_start = %a.slot_start, "appointment rescheduled");
+    Ok(with_etag(a.version, StatusCode::OK, &a))
+}

@@ -1,0 +1,32 @@
+//! Appointment service (port 8004): book, reschedule, cancel, no-show, complete — every rule
+//! of SPEC §2, with the ones concurrency could break held by the database.
+//!
+//! `domain` holds the rules (pure), `store` the SQL, `checks` the calls to the patient and
+//! doctor services, `http` the routes and access table.
+
+pub mod checks;
+pub mod domain;
+pub mod http;
+pub mod store;
+
+use hms_kit::db::Backend;
+use hms_kit::server::ServiceDef;
+use hms_kit::Service;
+
+/// The appointment service, as the daemon runs it.
+pub const SERVICE: ServiceDef = ServiceDef {
+    service: Service::Appointment,
+    description: "Appointments: book, reschedule, cancel, no-show, complete; no double booking, daily caps.",
+    // The doctor service keeps booked slots for availability; billing and notification
+    // subscribe when they are part of the build.
+    subscribers: &[Service::Doctor],
+    migrations,
+    routes: http::routes,
+};
+
+fn migrations(backend: Backend) -> sqlx::migrate::Migrator {
+    match backend {
+        Backend::Sqlite => sqlx::migrate!("../../migrations/appointment/sqlite"),
+        Backend::Postgres => sqlx::migrate!("../../migrations/appointment/postgres"),
+    }
+}

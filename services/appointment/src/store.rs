@@ -1,0 +1,355 @@
+//! Appointment SQL, written once for SQLite and PostgreSQL. The database decides every rule
+//! concurrency could break: slot claims (primary keys), the daily cap (a counter under a
+//! CHECK, bumped by a guarded upsert), and transitions (guarded UPDATEs that bump `version`).
+
+use crate::domain::{FeeDecision, SlotChoice, Status};
+use chrono::{DateTime, NaiveDate, Utc};
+use hms_client::models::{Appointment, AppointmentQuery};
+use hms_client::Money;
+use hms_kit::db::{violation, Bind, Select, Tx, Violation};
+use hms_kit::pagination::PageRequest;
+use hms_kit::time::{date_to_db, from_db, to_db};
+use hms_kit::Error;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
+
+const COLUMNS: &str = "appointment_id, patient_id, doctor_id, department, slot_start, slot_end, \
+    status, reschedule_count, version, consultation_fee, fee_decision, created_at, updated_at";
+
+fn appointment(r: &AnyRow) -> Result<Appointment, sqlx::Error> {
+    Ok(Appointment {
+        appointment_id: r.try_get("appointment_id")?,
+        patient_id: r.try_get("patient_id")?,
+        doctor_id: r.try_get("doctor_id")?,
+        department: r.try_get("department")?,
+        slot_start: from_db(&r.try_get::<String, _>("slot_start")?)?,
+        slot_end: from_db(&r.try_get::<String, _>("slot_end")?)?,
+        status: r.try_get("status")?,
+        reschedule_count: r.try_get("reschedule_count")?,
+        version: r.try_get("version")?,
+        consultation_fee: Money(r.try_get("consultation_fee")?),
+        fee_decision: r.try_get("fee_decision")?,
+        created_at: from_db(&r.try_get::<String, _>("created_at")?)?,
+        updated_at: from_db(&r.try_get::<String, _>("updated_at")?)?,
+    })
+}
+
+/// A booking that passed the rules outside the database.
+#[derive(Debug, Clone)]
+pub struct Booking {
+    pub patient_id: i64,
+    pub doctor_id: i64,
+    pub department: String,
+    pub slot: SlotChoice,
+    pub fee: Money,
+}
+
+/// Claims the doctor's and the patient's slot as separate statements, so the one the
+/// database refuses says which rule failed.
+async fn claim(
+    tx: &mut Tx,
+    appointment_id: i64,
+    doctor_id: i64,
+    patient_id: i64,
+    slot: &SlotChoice,
+) -> Result<(), Error> {
+    let start = to_db(slot.start);
+    sqlx::query(
+        "INSERT INTO doctor_slot_claims (doctor_id, slot_start, clinic_day, appointment_id) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(doctor_id)
+    .bind(&start)
+    .bind(date_to_db(slot.day))
+    .bind(appointment_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| match violation(&e) {
+        Some(Violation::Unique) => Error::conflict(
+            "slot_taken",
+            format!("doctor {doctor_id} already has an appointment at {}", slot.start),
+        ),
+        _ => e.into(),
+    })?;
+    sqlx::query(
+        "INSERT INTO patient_slot_claims (patient_id, slot_start, appointment_id) VALUES ($1, $2, $3)",
+    )
+    .bind(patient_id)
+    .bind(&start)
+    .bind(appointment_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| match violation(&e) {
+        Some(Violation::Unique) => Error::conflict(
+            "patient_busy",
+            format!("patient {patient_id} already has an appointment at {}", slot.start),
+        ),
+        _ => e.into(),
+    })?;
+    Ok(())
+}
+
+/// Releases an appointment's claims; returns the clinic day its doctor claim was on.
+async fn release(tx: &mut Tx, appointment_id: i64) -> Result<Option<NaiveDate>, Error> {
+    let day: Option<String> = sqlx::query_scalar(
+        "DELETE FROM doctor_slot_claims WHERE appointment_id = $1 RETURNING clinic_day",
+    )
+    .bind(appointment_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM patient_slot_claims WHERE appointment_id = $1")
+        .bind(appointment_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(day.map(|d| hms_kit::time::date_from_db(&d)).transpose()?)
+}
+
+/// One more appointment on a doctor's day, unless the cap is reached (the upsert's WHERE
+/// decides; the CHECK is the backstop).
+async fn count_in(tx: &mut Tx, doctor_id: i64, day: NaiveDate, cap: i64) -> Result<(), Error> {
+    let n = sqlx::query(
+        "INSERT INTO doctor_day_load (doctor_id, day, booked, cap) VALUES ($1, $2, 1, $3) \
+         ON CONFLICT (doctor_id, day) DO UPDATE SET booked = doctor_day_load.booked + 1, cap = excluded.cap \
+         WHERE doctor_day_load.booked < excluded.cap",
+    )
+    .bind(doctor_id)
+    .bind(date_to_db(day))
+    .bind(cap)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| match violation(&e) {
+        Some(Violation::Check) => cap_reached(doctor_id, day, cap),
+        _ => e.into(),
+    })?
+    .rows_affected();
+    if n == 0 {
+        return Err(cap_reached(doctor_id, day, cap));
+    }
+    Ok(())
+}
+
+fn cap_reached(doctor_id: i64, day: NaiveDate, cap: i64) -> Error {
+    Error::rule(
+        "daily_cap_reached",
+        format!("doctor {doctor_id} already has {cap} appointments on {day}"),
+    )
+}
+
+async fn count_out(tx: &mut Tx, doctor_id: i64, day: NaiveDate) -> Result<(), Error> {
+    sqlx::query("UPDATE doctor_day_load SET booked = booked - 1 WHERE doctor_id = $1 AND day = $2")
+        .bind(doctor_id)
+        .bind(date_to_db(day))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Books: the appointment row, its two slot claims, and its place in the doctor's day.
+pub async fn book(tx: &mut Tx, b: &Booking, cap: i64, now: DateTime<Utc>) -> Result<Appointment, Error> {
+    let row = sqlx::query(&format!(
+        "INSERT INTO appointments (patient_id, doctor_id, department, slot_start, slot_end, clinic_day, \
+         status, reschedule_count, version, consultation_fee, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'SCHEDULED', 0, 1, $7, $8, $8) RETURNING {COLUMNS}"
+    ))
+    .bind(b.patient_id)
+    .bind(b.doctor_id)
+    .bind(&b.department)
+    .bind(to_db(b.slot.start))
+    .bind(to_db(b.slot.end))
+    .bind(date_to_db(b.slot.day))
+    .bind(b.fee.0)
+    .bind(to_db(now))
+    .fetch_one(&mut **tx)
+    .await?;
+    let a = appointment(&row)?;
+    claim(tx, a.appointment_id, b.doctor_id, b.patient_id, &b.slot).await?;
+    count_in(tx, b.doctor_id, b.slot.day, cap).await?;
+    Ok(a)
+}
+
+pub async fn get<'e, E: Executor<'e, Database = Any>>(exec: E, id: i64) -> Result<Option<Appointment>, Error> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM appointments WHERE appointment_id = $1"))
+        .bind(id)
+        .fetch_optional(exec)
+        .await?;
+    Ok(row.as_ref().map(appointment).transpose()?)
+}
+
+/// One page of appointments matching every given filter, in id order.
+pub async fn list<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    q: &AppointmentQuery,
+    status: Option<Status>,
+    page: PageRequest,
+) -> Result<Vec<Appointment>, Error> {
+    let mut s = Select::new(&format!("SELECT {COLUMNS} FROM appointments WHERE 1 = 1"));
+    s.and("appointment_id > ?", Bind::Int(page.after_or_min()));
+    if let Some(p) = q.patient_id {
+        s.and("patient_id = ?", Bind::Int(p));
+    }
+    if let Some(d) = q.doctor_id {
+        s.and("doctor_id = ?", Bind::Int(d));
+    }
+    if let Some(st) = status {
+        s.and("status = ?", Bind::Text(st.as_str().into()));
+    }
+    if let Some(d) = q.department.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        s.and("LOWER(department) = ?", Bind::Text(d.to_lowercase()));
+    }
+    if let Some(f) = q.from {
+        s.and("slot_start >= ?", Bind::Text(to_db(f)));
+    }
+    if let Some(t) = q.to {
+        s.and("slot_start < ?", Bind::Text(to_db(t)));
+    }
+    s.push(" ORDER BY appointment_id LIMIT ?", [Bind::Int(page.fetch())]);
+    let rows = s.fetch_all(exec).await?;
+    Ok(rows.iter().map(appointment).collect::<Result<_, _>>()?)
+}
+
+/// Why a guarded UPDATE changed nothing.
+pub enum Refused {
+    NotFound,
+    /// `If-Match` was stale; the current version.
+    Stale(i64),
+    /// The row is as it is; the caller decides which rule it broke.
+    Current(Appointment),
+}
+
+async fn why_not(tx: &mut Tx, id: i64, expected: Option<i64>) -> Result<Refused, Error> {
+    Ok(match get(&mut **tx, id).await? {
+        None => Refused::NotFound,
+        Some(a) if expected.is_some_and(|v| v != a.version) => Refused::Stale(a.version),
+        Some(a) => Refused::Current(a),
+    })
+}
+
+/// How a transition sets `fee_decision`.
+#[derive(Debug, Clone, Copy)]
+pub enum Fee {
+    Unchanged,
+    Fixed(FeeDecision),
+    /// A cancellation: `half` if the slot starts at or before this instant, else `none` —
+    /// decided by the UPDATE against the row it changes, so a concurrent reschedule cannot
+    /// make the fee stale.
+    HalfIfStartsBy(DateTime<Utc>),
+}
+
+/// Cancel, no-show or complete, guarded in SQL so that one of any concurrent transitions wins.
+/// `start_bound` narrows which slots qualify (`slot_start <= bound`), e.g. the no-show grace.
+/// Cancel and no-show release the slot and the doctor's day count.
+pub async fn finish(
+    tx: &mut Tx,
+    id: i64,
+    to: Status,
+    fee: Fee,
+    start_bound: Option<DateTime<Utc>>,
+    expected: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<Result<Appointment, Refused>, Error> {
+    let mut s = Select::new("UPDATE appointments SET version = version + 1");
+    s.push(", status = ?", [Bind::Text(to.as_str().into())]);
+    s.push(", updated_at = ?", [Bind::Text(to_db(now))]);
+    match fee {
+        Fee::Unchanged => {}
+        Fee::Fixed(f) => {
+            s.push(", fee_decision = ?", [Bind::Text(f.as_str().into())]);
+        }
+        Fee::HalfIfStartsBy(t) => {
+            s.push(
+                ", fee_decision = CASE WHEN slot_start <= ? THEN 'half' ELSE 'none' END",
+                [Bind::Text(to_db(t))],
+            );
+        }
+    }
+    s.push(" WHERE appointment_id = ? AND status = 'SCHEDULED'", [Bind::Int(id)]);
+    if let Some(b) = start_bound {
+        s.and("slot_start <= ?", Bind::Text(to_db(b)));
+    }
+    if let Some(v) = expected {
+        s.and("version = ?", Bind::Int(v));
+    }
+    s.push(&format!(" RETURNING {COLUMNS}"), []);
+    let Some(row) = s.query().fetch_optional(&mut **tx).await? else {
+        return Ok(Err(why_not(tx, id, expected).await?));
+    };
+    let a = appointment(&row)?;
+    if matches!(to, Status::Cancelled | Status::NoShow) {
+        if let Some(day) = release(tx, id).await? {
+            count_out(tx, a.doctor_id, day).await?;
+        }
+    }
+    Ok(Ok(a))
+}
+
+/// Moves an appointment to `slot`: at most twice, not within the cut-off of its current
+/// start (both in the UPDATE's WHERE); the claims move and the day counts follow.
+pub async fn reschedule(
+    tx: &mut Tx,
+    id: i64,
+    slot: &SlotChoice,
+    earliest_current_start: DateTime<Utc>,
+    expected: Option<i64>,
+    cap: i64,
+    now: DateTime<Utc>,
+) -> Result<Result<(Appointment, DateTime<Utc>), Refused>, Error> {
+    let mut s = Select::new("UPDATE appointments SET version = version + 1, reschedule_count = reschedule_count + 1");
+    s.push(", slot_start = ?", [Bind::Text(to_db(slot.start))]);
+    s.push(", slot_end = ?", [Bind::Text(to_db(slot.end))]);
+    s.push(", clinic_day = ?", [Bind::Text(date_to_db(slot.day))]);
+    s.push(", updated_at = ?", [Bind::Text(to_db(now))]);
+    s.push(
+        " WHERE appointment_id = ? AND status = 'SCHEDULED' AND reschedule_count < 2",
+        [Bind::Int(id)],
+    );
+    s.and("slot_start > ?", Bind::Text(to_db(earliest_current_start)));
+    if let Some(v) = expected {
+        s.and("version = ?", Bind::Int(v));
+    }
+    s.push(&format!(" RETURNING {COLUMNS}"), []);
+    let Some(row) = s.query().fetch_optional(&mut **tx).await? else {
+        return Ok(Err(why_not(tx, id, expected).await?));
+    };
+    let a = appointment(&row)?;
+    // The row is locked by our UPDATE: its claims are ours to move.
+    let old_start: Option<String> = sqlx::query_scalar(
+        "SELECT slot_start FROM doctor_slot_claims WHERE appointment_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let old_day = release(tx, id).await?;
+    claim(tx, id, a.doctor_id, a.patient_id, slot).await?;
+    match old_day {
+        Some(d) if d == slot.day => {}
+        Some(d) => {
+            // Always touch a doctor's day rows in date order, so concurrent moves cannot deadlock.
+            if d < slot.day {
+                count_out(tx, a.doctor_id, d).await?;
+                count_in(tx, a.doctor_id, slot.day, cap).await?;
+            } else {
+                count_in(tx, a.doctor_id, slot.day, cap).await?;
+                count_out(tx, a.doctor_id, d).await?;
+            }
+        }
+        None => count_in(tx, a.doctor_id, slot.day, cap).await?,
+    }
+    let previous = old_start
+        .map(|s| from_db(&s))
+        .transpose()?
+        .unwrap_or(slot.start);
+    Ok(Ok((a, previous)))
+}
+
+/// The daily counter of a doctor's day (for tests and operators).
+pub async fn day_load<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    doctor_id: i64,
+    day: NaiveDate,
+) -> Result<i64, Error> {
+    let n: Option<i64> = sqlx::query_scalar("SELECT booked FROM doctor_day_load WHERE doctor_id = $1 AND day = $2")
+        .bind(doctor_id)
+        .bind(date_to_db(day))
+        .fetch_optional(exec)
+        .await?;
+    Ok(n.unwrap_or(0))
+}

@@ -1,0 +1,203 @@
+//! Idempotency keys (RELIABILITY.md I1–I7): a retried request with the same key and body gets
+//! the original status and body (`Idempotent-Replayed: true`) and nothing runs twice; the same
+//! key with another body, operation or caller is 422 `idempotency_key_reused`.
+//!
+//! The key row is inserted in the transaction that does the work and holds the response, so the
+//! work and the key commit together. A concurrent duplicate waits on the key's unique index
+//! (PostgreSQL: at most 5 s, then 409 `idempotency_key_in_progress`; SQLite: on the write lock)
+//! and then replays what the first one committed; if the first rolled back, it does the work.
+
+use crate::db::{Backend, Db, Tx};
+use crate::error::Error;
+use crate::time::to_db;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+pub const HEADER: &str = "idempotency-key";
+/// How long stored responses are replayed.
+pub const RETENTION_DAYS: i64 = 30;
+
+/// The `Idempotency-Key` header: absent → `None`; present, 1–255 visible ASCII characters.
+pub fn key_from(headers: &HeaderMap) -> Result<Option<String>, Error> {
+    let Some(v) = headers.get(HEADER) else {
+        return Ok(None);
+    };
+    let s = v.to_str().unwrap_or("");
+    if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::validation(
+            "Idempotency-Key",
+            "Idempotency-Key must be 1–255 visible ASCII characters (a UUIDv4 is recommended)",
+        ));
+    }
+    Ok(Some(s.to_string()))
+}
+
+/// What identifies a request: operation, path parameters and the canonical JSON body (keys
+/// sorted, whitespace dropped), hashed.
+pub fn fingerprint(operation: &str, path: &str, body: &serde_json::Value) -> String {
+    let mut h = Sha256::new();
+    h.update(operation.as_bytes());
+    h.update([0]);
+    h.update(path.as_bytes());
+    h.update([0]);
+    h.update(body.to_string().as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One idempotent request.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub key: &'a str,
+    pub operation: &'a str,
+    pub subject: &'a str,
+    pub fingerprint: String,
+}
+
+/// A response stored under a key.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub status: u16,
+    pub body: String,
+}
+
+impl IntoResponse for Stored {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
+        let mut resp = (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            self.body,
+        )
+            .into_response();
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        resp
+    }
+}
+
+/// Either the work is ours to do (in this transaction), or it was done: replay it.
+pub enum Claim {
+    Fresh(Tx),
+    Replay(Stored),
+}
+
+/// What a key already did: the stored response, `None` if it is new or still in flight, or
+/// 422 if it was used for a different request.
+pub async fn lookup(db: &Db, req: &Request<'_>) -> Result<Option<Stored>, Error> {
+    let row = sqlx::query(
+        "SELECT operation, subject, request_hash, status_code, response_body FROM idempotency_keys WHERE key = $1",
+    )
+    .bind(req.key)
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let (op, subject, hash): (String, String, String) =
+        (r.try_get("operation")?, r.try_get("subject")?, r.try_get("request_hash")?);
+    if op != req.operation || subject != req.subject || hash != req.fingerprint {
+        return Err(Error::rule(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request; use a new key for a new request",
+        ));
+    }
+    let status: Option<i64> = r.try_get("status_code")?;
+    let body: Option<String> = r.try_get("response_body")?;
+    match (status, body) {
+        (Some(s), Some(b)) => Ok(Some(Stored { status: s as u16, body: b })),
+        _ => Ok(None),
+    }
+}
+
+fn in_progress() -> Error {
+    Error::conflict(
+        "idempotency_key_in_progress",
+        "a request with this Idempotency-Key is still being processed; retry shortly",
+    )
+    .with_retry_after(1)
+}
+
+/// Claims `req.key`, or answers with what it already did.
+pub async fn claim(db: &Db, req: &Request<'_>, now: DateTime<Utc>) -> Result<Claim, Error> {
+    if let Some(stored) = lookup(db, req).await? {
+        return Ok(Claim::Replay(stored));
+    }
+    let mut tx = db.begin().await?;
+    if db.backend() == Backend::Postgres {
+        sqlx::query("SET LOCAL lock_timeout = '5s'")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (key, operation, subject, request_hash, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(req.key)
+    .bind(req.operation)
+    .bind(req.subject)
+    .bind(&req.fingerprint)
+    .bind(to_db(now))
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Ok(r) if r.rows_affected() == 1 => Ok(Claim::Fresh(tx)),
+        Ok(_) => {
+            // The first request committed while we waited: replay it.
+            tx.rollback().await?;
+            lookup(db, req).await?.map(Claim::Replay).ok_or_else(in_progress)
+        }
+        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("55P03") => {
+            Err(in_progress())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Stores the response in the claiming transaction, to be committed with the work.
+pub async fn record(tx: &mut Tx, key: &str, status: StatusCode, body: &str) -> Result<(), Error> {
+    sqlx::query("UPDATE idempotency_keys SET status_code = $1, response_body = $2 WHERE key = $3")
+        .bind(i64::from(status.as_u16()))
+        .bind(body)
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Deletes stored responses older than the retention period; returns how many.
+pub async fn sweep(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let cutoff = now - chrono::Duration::days(RETENTION_DAYS);
+    Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+        .bind(to_db(cutoff))
+        .execute(db.pool())
+        .await?
+        .rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_ignore_key_order_but_not_values() {
+        let a: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":"525.00"}"#).unwrap();
+        let b: serde_json::Value = serde_json::from_str(r#"{ "b":"525.00", "a":1 }"#).unwrap();
+        let c: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":"525.0"}"#).unwrap();
+        assert_eq!(fingerprint("op", "", &a), fingerprint("op", "", &b));
+        assert_ne!(fingerprint("op", "", &a), fingerprint("op", "", &c));
+        assert_ne!(fingerprint("op", "", &a), fingerprint("other", "", &a));
+    }
+
+    #[test]
+    fn keys_are_validated() {
+        let mut h = HeaderMap::new();
+        assert_eq!(key_from(&h).unwrap(), None);
+        h.insert(HEADER, HeaderValue::from_static("abc-123"));
+        assert_eq!(key_from(&h).unwrap().as_deref(), Some("abc-123"));
+        h.insert(HEADER, HeaderValue::from_str(&"k".repeat(256)).unwrap());
+        assert!(key_from(&h).is_err());
+        h.insert(HEADER, HeaderValue::from_static("has space"));
+        assert!(key_from(&h).is_err());
+    }
+}
