@@ -3,6 +3,7 @@
 
 mod support;
 
+mod appointment;
 mod auth;
 mod daemon;
 mod doctor;

@@ -1,108 +1,17 @@
 //! Outbox delivery survives a subscriber that is down; the inbox processes an event once.
 
 use crate::both_backends;
+use crate::support::subscriber::{closed_port, Subscriber};
 use crate::support::*;
-use axum::extract::State;
-use axum::routing::post;
-use hms_client::models::{Event, EventAck};
-use hms_kit::auth::{AccessTable, AuthState, Caller, Role};
-use hms_kit::db::Db;
-use hms_kit::extract::Json;
-use hms_kit::outbox::Outbox;
+use hms_client::models::Event;
+use hms_kit::auth::Role;
 use hms_kit::Service;
 use sqlx::Row;
-use std::sync::Arc;
-
-/// A subscriber built from the kit's real inbox, on its own database: it records each
-/// patient event it processes.
-struct Subscriber {
-    db: Db,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-#[derive(Clone)]
-struct SubState {
-    db: Db,
-    outbox: Outbox,
-}
-
-async fn receive(
-    State(s): State<SubState>,
-    caller: Caller,
-    Json(ev): Json<Event>,
-) -> Result<Json<EventAck>, hms_kit::Error> {
-    hms_kit::inbox::authorise(&caller, &ev, &[Service::Patient])?;
-    let id = ev.payload["patient_id"].as_i64().unwrap_or_default();
-    let kind = ev.event_type.clone();
-    let ack = hms_kit::inbox::receive(&s.db, &s.outbox, &ev, chrono::Utc::now(), move |tx| {
-        Box::pin(async move {
-            sqlx::query("INSERT INTO received (event_type, patient_id) VALUES ($1, $2)")
-                .bind(kind)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-            Ok(())
-        })
-    })
-    .await?;
-    Ok(Json(ack))
-}
-
-async fn start_subscriber(app: &TestApp, db_url: &str, port: u16) -> Subscriber {
-    let db = Db::connect(db_url).await.unwrap();
-    db.migrate(sqlx::migrate::Migrator::DEFAULT).await.unwrap();
-    sqlx::query("CREATE TABLE IF NOT EXISTS received (event_type TEXT NOT NULL, patient_id BIGINT NOT NULL)")
-        .execute(db.pool()).await.unwrap();
-    let auth = Arc::new(AuthState {
-        keys: app.keys.clone(),
-        table: AccessTable::new(&[(axum::http::Method::POST, "/v1/events", &[Role::Service])]),
-    });
-    let state = SubState {
-        db: db.clone(),
-        outbox: Outbox::new(Service::Notification, vec![], app.clock.clone()),
-    };
-    let router = axum::Router::new()
-        .route("/v1/events", post(receive))
-        .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(
-            auth,
-            hms_kit::auth::middleware,
-        ));
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("subscriber port is free again");
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    Subscriber { db, stop, task }
-}
-
-async fn received(db: &Db) -> Vec<(String, i64)> {
-    sqlx::query("SELECT event_type, patient_id FROM received ORDER BY event_type")
-        .fetch_all(db.pool())
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r.get::<String, _>("event_type"),
-                r.get::<i64, _>("patient_id"),
-            )
-        })
-        .collect()
-}
 
 both_backends! {
     async fn events_wait_for_a_subscriber_that_is_down_and_are_processed_once(b: Backend) {
         // Reserve a port for the subscriber, then leave it closed: the subscriber is down.
-        let port = { let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); l.local_addr().unwrap().port() };
+        let port = closed_port();
         let app = TestApp::spawn_with(&b, &[&hms_patient::SERVICE], hms_kit::clock::Clock::system(), |c| {
             c.service_mut("patient").subscribers = Some(vec!["testsub".into()]);
             c.service_mut("testsub").url = Some(format!("http://127.0.0.1:{port}"));
@@ -119,13 +28,14 @@ both_backends! {
         }}).await;
 
         let sub_db = fresh_database(&b, app.dir.path(), "testsub").await;
-        let sub = start_subscriber(&app, &sub_db, port).await;
+        let sub = Subscriber::start(&app, &sub_db, port, &[Service::Patient]).await;
         desk.deactivate_patient(p.patient_id).await.unwrap();
-        let got = eventually(15, "both events delivered", || { let db = sub.db.clone(); async move {
-            let r = received(&db).await;
+        let got = eventually(15, "both events delivered", || async {
+            let r = sub.received().await;
             (r.len() == 2).then_some(r)
-        }}).await;
-        assert_eq!(got, vec![("patient.deactivated".to_string(), p.patient_id), ("patient.registered".to_string(), p.patient_id)]);
+        }).await;
+        let id = p.patient_id.to_string();
+        assert_eq!(got, vec![("patient.registered".to_string(), id.clone()), ("patient.deactivated".to_string(), id)], "in aggregate order");
         let states: Vec<String> = sqlx::query("SELECT state FROM outbox_delivery").fetch_all(&pool).await.unwrap()
             .iter().map(|r| r.get("state")).collect();
         assert_eq!(states, vec!["delivered", "delivered"]);
@@ -154,7 +64,7 @@ both_backends! {
             let ack: serde_json::Value = r.json().await.unwrap();
             assert_eq!(ack["duplicate"], true);
         }
-        assert_eq!(received(&sub.db).await.len(), 2, "a redelivered event has no second effect");
+        assert_eq!(sub.received().await.len(), 2, "a redelivered event has no second effect");
 
         // Only the producer itself may deliver its events.
         let imposter = app.keys.issue(Role::Service, "service:doctor", None, chrono::Duration::minutes(5));
@@ -164,9 +74,7 @@ both_backends! {
         let r = app.http.post(format!("http://127.0.0.1:{port}/v1/events")).bearer_auth(&person).json(&ev).send().await.unwrap();
         assert_eq!(r.status(), 403);
 
-        let _ = sub.stop.send(());
-        let _ = sub.task.await;
-        sub.db.close().await;
+        sub.stop().await;
         if let Backend::Postgres(server) = &b { drop_database(server, &sub_db).await; }
         app.stop().await;
     }

@@ -11,7 +11,9 @@ use hms_kit::Error;
 fn map(e: ClientError) -> Error {
     match &e {
         // Our own token refused is a deployment fault, not the caller's.
-        ClientError::Api { service, status, .. } if *status == 401 || *status == 403 => {
+        ClientError::Api {
+            service, status, ..
+        } if *status == 401 || *status == 403 => {
             Error::dependency(service, "it refused this service's token")
         }
         _ => e.into(),

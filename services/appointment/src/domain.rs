@@ -177,7 +177,7 @@ impl Rules {
         let local = start.with_timezone(&self.tz);
         if start.second() != 0
             || start.nanosecond() != 0
-            || local.minute() % 30 != 0
+            || !local.minute().is_multiple_of(30)
             || end.is_some_and(|e| e != standard_end)
         {
             return Err(Error::rule(
@@ -320,25 +320,71 @@ mod tests {
         let now = t("2026-11-30T00:00:00Z");
         let r = rules();
         // 09:00 IST = 03:30 UTC
-        assert_eq!(code(r.check_slot(t("2026-12-01T03:30:00Z"), None, now)), "ok");
-        assert_eq!(code(r.check_slot(t("2026-12-01T03:30:00Z"), Some(t("2026-12-01T04:00:00Z")), now)), "ok");
-        assert_eq!(code(r.check_slot(t("2026-12-01T03:45:00Z"), None, now)), "slot_not_standard");
-        assert_eq!(code(r.check_slot(t("2026-12-01T03:30:00Z"), Some(t("2026-12-01T04:30:00Z")), now)), "slot_not_standard");
-        assert_eq!(code(r.check_slot(t("2026-12-01T03:30:10Z"), None, now)), "slot_not_standard");
-        assert_eq!(code(r.check_slot(t("2026-12-01T03:00:00Z"), None, now)), "outside_clinic_hours"); // 08:30
-        assert_eq!(code(r.check_slot(t("2026-12-01T12:00:00Z"), None, now)), "ok"); // 17:30–18:00
-        assert_eq!(code(r.check_slot(t("2026-12-01T12:30:00Z"), None, now)), "outside_clinic_hours"); // 18:00
-        assert_eq!(code(r.check_slot(t("2026-11-30T03:30:00Z"), None, t("2026-11-30T02:00:00Z"))), "lead_time");
-        assert_eq!(code(r.check_slot(t("2026-11-30T02:00:00Z"), None, t("2026-11-30T00:00:00Z"))), "outside_clinic_hours");
+        assert_eq!(
+            code(r.check_slot(t("2026-12-01T03:30:00Z"), None, now)),
+            "ok"
+        );
+        assert_eq!(
+            code(r.check_slot(
+                t("2026-12-01T03:30:00Z"),
+                Some(t("2026-12-01T04:00:00Z")),
+                now
+            )),
+            "ok"
+        );
+        assert_eq!(
+            code(r.check_slot(t("2026-12-01T03:45:00Z"), None, now)),
+            "slot_not_standard"
+        );
+        assert_eq!(
+            code(r.check_slot(
+                t("2026-12-01T03:30:00Z"),
+                Some(t("2026-12-01T04:30:00Z")),
+                now
+            )),
+            "slot_not_standard"
+        );
+        assert_eq!(
+            code(r.check_slot(t("2026-12-01T03:30:10Z"), None, now)),
+            "slot_not_standard"
+        );
+        assert_eq!(
+            code(r.check_slot(t("2026-12-01T03:00:00Z"), None, now)),
+            "outside_clinic_hours"
+        ); // 08:30
+        assert_eq!(
+            code(r.check_slot(t("2026-12-01T12:00:00Z"), None, now)),
+            "ok"
+        ); // 17:30–18:00
+        assert_eq!(
+            code(r.check_slot(t("2026-12-01T12:30:00Z"), None, now)),
+            "outside_clinic_hours"
+        ); // 18:00
+        assert_eq!(
+            code(r.check_slot(t("2026-11-30T03:30:00Z"), None, t("2026-11-30T02:00:00Z"))),
+            "lead_time"
+        );
+        assert_eq!(
+            code(r.check_slot(t("2026-11-30T02:00:00Z"), None, t("2026-11-30T00:00:00Z"))),
+            "outside_clinic_hours"
+        );
         // Exactly the lead time ahead is allowed.
-        assert_eq!(code(r.check_slot(t("2026-12-01T03:30:00Z"), None, t("2026-12-01T01:30:00Z"))), "ok");
-        assert_eq!(code(r.check_slot(t("2026-12-01T03:30:00Z"), None, t("2026-12-01T01:30:01Z"))), "lead_time");
+        assert_eq!(
+            code(r.check_slot(t("2026-12-01T03:30:00Z"), None, t("2026-12-01T01:30:00Z"))),
+            "ok"
+        );
+        assert_eq!(
+            code(r.check_slot(t("2026-12-01T03:30:00Z"), None, t("2026-12-01T01:30:01Z"))),
+            "lead_time"
+        );
     }
 
     #[test]
     fn the_clinic_day_is_local() {
         // 18:30 UTC on the 1st is 00:00 IST on the 2nd; 03:30 UTC on the 2nd is 09:00 IST.
-        let c = rules().check_slot(t("2026-12-02T03:30:00Z"), None, t("2026-11-30T00:00:00Z")).unwrap();
+        let c = rules()
+            .check_slot(t("2026-12-02T03:30:00Z"), None, t("2026-11-30T00:00:00Z"))
+            .unwrap();
         assert_eq!(c.day.to_string(), "2026-12-02");
     }
 
@@ -346,14 +392,28 @@ mod tests {
     fn fee_boundary_is_two_hours_inclusive() {
         let r = rules();
         let start = t("2026-12-01T10:00:00Z");
-        assert_eq!(r.cancellation_fee(start, t("2026-12-01T07:59:59Z")), FeeDecision::None);
-        assert_eq!(r.cancellation_fee(start, t("2026-12-01T08:00:00Z")), FeeDecision::Half);
-        assert_eq!(r.cancellation_fee(start, t("2026-12-01T11:00:00Z")), FeeDecision::Half);
+        assert_eq!(
+            r.cancellation_fee(start, t("2026-12-01T07:59:59Z")),
+            FeeDecision::None
+        );
+        assert_eq!(
+            r.cancellation_fee(start, t("2026-12-01T08:00:00Z")),
+            FeeDecision::Half
+        );
+        assert_eq!(
+            r.cancellation_fee(start, t("2026-12-01T11:00:00Z")),
+            FeeDecision::Half
+        );
     }
 
     #[test]
     fn only_scheduled_appointments_move() {
-        for a in [Action::Reschedule, Action::Cancel, Action::NoShow, Action::Complete] {
+        for a in [
+            Action::Reschedule,
+            Action::Cancel,
+            Action::NoShow,
+            Action::Complete,
+        ] {
             assert!(allowed(Status::Scheduled, a));
             for s in [Status::Cancelled, Status::NoShow, Status::Completed] {
                 assert!(!allowed(s, a));

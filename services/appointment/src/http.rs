@@ -24,7 +24,13 @@ use utoipa_axum::routes;
 type Ctx = State<Arc<ServiceCtx>>;
 
 const DESK: &[Role] = &[Role::Reception, Role::Admin];
-const READERS: &[Role] = &[Role::Reception, Role::Doctor, Role::Billing, Role::Admin, Role::Service];
+const READERS: &[Role] = &[
+    Role::Reception,
+    Role::Doctor,
+    Role::Billing,
+    Role::Admin,
+    Role::Service,
+];
 /// A doctor completes their own appointments; the desk may too.
 const COMPLETERS: &[Role] = &[Role::Reception, Role::Doctor, Role::Admin];
 
@@ -143,7 +149,8 @@ async fn book(
     }
     let rules = Rules::from_config(&ctx.config);
     let slot = rules.check_slot(new.slot_start, new.slot_end, now)?;
-    let (_patient, schedule) = checks::patient_and_doctor(&ctx, new.patient_id, new.doctor_id, slot.day).await?;
+    let (_patient, schedule) =
+        checks::patient_and_doctor(&ctx, new.patient_id, new.doctor_id, slot.day).await?;
     check_doctor(&schedule, &new.department, &slot)?;
 
     let mut tx = match &idem {
@@ -185,13 +192,19 @@ async fn book(
         (status = 200, description = "One page", body = Page<Appointment>),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
     ))]
-async fn list(State(ctx): Ctx, caller: Caller, Query(mut q): Query<AppointmentQuery>) -> Result<Json<Page<Appointment>>, Error> {
+async fn list(
+    State(ctx): Ctx,
+    caller: Caller,
+    Query(mut q): Query<AppointmentQuery>,
+) -> Result<Json<Page<Appointment>>, Error> {
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
     let status = q.status.as_deref().map(str::parse::<Status>).transpose()?;
     if caller.role == Role::Doctor {
         match (q.doctor_id, caller.doctor_id) {
             (Some(asked), Some(own)) if asked != own => {
-                return Err(Error::forbidden("a doctor sees only their own appointments"))
+                return Err(Error::forbidden(
+                    "a doctor sees only their own appointments",
+                ))
             }
             _ => q.doctor_id = caller.doctor_id,
         }
@@ -215,7 +228,13 @@ async fn get_one(State(ctx): Ctx, caller: Caller, Path(id): Path<i64>) -> Result
 }
 
 /// Turns a refused guarded update into the rule it broke.
-fn refused(id: i64, action: Action, why: Refused, rules: &Rules, now: chrono::DateTime<chrono::Utc>) -> Error {
+fn refused(
+    id: i64,
+    action: Action,
+    why: Refused,
+    rules: &Rules,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Error {
     match why {
         Refused::NotFound => Error::not_found(format!("appointment {id}")),
         Refused::Stale(v) => Error::version_conflict(v),
@@ -235,26 +254,40 @@ fn refused(id: i64, action: Action, why: Refused, rules: &Rules, now: chrono::Da
                 ),
                 Action::Complete => Error::rule(
                     "complete_too_early",
-                    format!("the appointment starts at {}; it can be completed from then", a.slot_start),
+                    format!(
+                        "the appointment starts at {}; it can be completed from then",
+                        a.slot_start
+                    ),
                 ),
                 Action::Reschedule if a.reschedule_count >= domain::MAX_RESCHEDULES => Error::rule(
                     "reschedule_limit",
-                    format!("an appointment can be rescheduled at most {} times", domain::MAX_RESCHEDULES),
-                ),
-                Action::Reschedule if a.slot_start <= rules.reschedule_earliest_start(now) => Error::rule(
-                    "reschedule_cutoff",
                     format!(
-                        "no rescheduling within {} minutes of the start",
-                        rules.reschedule_cutoff.num_minutes()
+                        "an appointment can be rescheduled at most {} times",
+                        domain::MAX_RESCHEDULES
                     ),
                 ),
+                Action::Reschedule if a.slot_start <= rules.reschedule_earliest_start(now) => {
+                    Error::rule(
+                        "reschedule_cutoff",
+                        format!(
+                            "no rescheduling within {} minutes of the start",
+                            rules.reschedule_cutoff.num_minutes()
+                        ),
+                    )
+                }
                 _ => domain::invalid_transition(status, action),
             }
         }
     }
 }
 
-async fn finish(ctx: &ServiceCtx, caller: &Caller, id: i64, action: Action, expected: Option<i64>) -> Result<Response, Error> {
+async fn finish(
+    ctx: &ServiceCtx,
+    caller: &Caller,
+    id: i64,
+    action: Action,
+    expected: Option<i64>,
+) -> Result<Response, Error> {
     let current = load(ctx, caller, id).await?;
     if action == Action::Complete {
         caller.require_own_doctor(current.doctor_id)?;
@@ -263,7 +296,10 @@ async fn finish(ctx: &ServiceCtx, caller: &Caller, id: i64, action: Action, expe
     let now = ctx.clock.now();
     let (fee, bound) = match action {
         Action::Cancel => (Fee::HalfIfStartsBy(rules.fee_threshold(now)), None),
-        Action::NoShow => (Fee::Fixed(FeeDecision::Full), Some(rules.no_show_latest_start(now))),
+        Action::NoShow => (
+            Fee::Fixed(FeeDecision::Full),
+            Some(rules.no_show_latest_start(now)),
+        ),
         Action::Complete => (Fee::Unchanged, Some(now)),
         Action::Reschedule => unreachable!("reschedule has its own handler"),
     };
@@ -280,7 +316,9 @@ async fn finish(ctx: &ServiceCtx, caller: &Caller, id: i64, action: Action, expe
         Action::NoShow => json!({ "recorded_at": now }),
         _ => json!({ "completed_at": now }),
     };
-    ctx.outbox.enqueue(&mut tx, event(&a, action.event_type(), extra)).await?;
+    ctx.outbox
+        .enqueue(&mut tx, event(&a, action.event_type(), extra))
+        .await?;
     ctx.outbox.commit(tx).await?;
     tracing::info!(appointment_id = id, action = action.as_str(), fee = ?a.fee_decision, "appointment transition");
     Ok(with_etag(a.version, StatusCode::OK, &a))
@@ -295,7 +333,12 @@ async fn finish(ctx: &ServiceCtx, caller: &Caller, id: i64, action: Action, expe
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "invalid_transition", body = ErrorBody), (status = 412, body = ErrorBody),
     ))]
-async fn cancel(State(ctx): Ctx, caller: Caller, Path(id): Path<i64>, IfMatch(v): IfMatch) -> Result<Response, Error> {
+async fn cancel(
+    State(ctx): Ctx,
+    caller: Caller,
+    Path(id): Path<i64>,
+    IfMatch(v): IfMatch,
+) -> Result<Response, Error> {
     finish(&ctx, &caller, id, Action::Cancel, v).await
 }
 
@@ -308,7 +351,12 @@ async fn cancel(State(ctx): Ctx, caller: Caller, Path(id): Path<i64>, IfMatch(v)
         (status = 409, body = ErrorBody), (status = 412, body = ErrorBody),
         (status = 422, description = "no_show_too_early", body = ErrorBody),
     ))]
-async fn no_show(State(ctx): Ctx, caller: Caller, Path(id): Path<i64>, IfMatch(v): IfMatch) -> Result<Response, Error> {
+async fn no_show(
+    State(ctx): Ctx,
+    caller: Caller,
+    Path(id): Path<i64>,
+    IfMatch(v): IfMatch,
+) -> Result<Response, Error> {
     finish(&ctx, &caller, id, Action::NoShow, v).await
 }
 
@@ -321,7 +369,12 @@ async fn no_show(State(ctx): Ctx, caller: Caller, Path(id): Path<i64>, IfMatch(v
         (status = 409, body = ErrorBody), (status = 412, body = ErrorBody),
         (status = 422, description = "complete_too_early", body = ErrorBody),
     ))]
-async fn complete(State(ctx): Ctx, caller: Caller, Path(id): Path<i64>, IfMatch(v): IfMatch) -> Result<Response, Error> {
+async fn complete(
+    State(ctx): Ctx,
+    caller: Caller,
+    Path(id): Path<i64>,
+    IfMatch(v): IfMatch,
+) -> Result<Response, Error> {
     finish(&ctx, &caller, id, Action::Complete, v).await
 }
 
@@ -329,7 +382,11 @@ async fn complete(State(ctx): Ctx, caller: Caller, Path(id): Path<i64>, IfMatch(
 fn new_slot(query: Option<String>, body: &Bytes) -> Result<Reschedule, Error> {
     if !body.iter().all(u8::is_ascii_whitespace) {
         return serde_json::from_slice::<Reschedule>(body).map_err(|e| {
-            let field = if e.to_string().contains("new_slot_start") { "new_slot_start" } else { "body" };
+            let field = if e.to_string().contains("new_slot_start") {
+                "new_slot_start"
+            } else {
+                "body"
+            };
             Error::validation(field, format!("invalid JSON body: {e}"))
         });
     }
@@ -383,14 +440,21 @@ async fn reschedule(
 
     let mut tx = ctx.db.begin().await?;
     let earliest = rules.reschedule_earliest_start(now);
-    let (a, previous) = match store::reschedule(&mut tx, id, &slot, earliest, expected, rules.daily_cap, now).await? {
-        Ok(moved) => moved,
-        Err(why) => return Err(refused(id, Action::Reschedule, why, &rules, now)),
-    };
+    let (a, previous) =
+        match store::reschedule(&mut tx, id, &slot, earliest, expected, rules.daily_cap, now)
+            .await?
+        {
+            Ok(moved) => moved,
+            Err(why) => return Err(refused(id, Action::Reschedule, why, &rules, now)),
+        };
     ctx.outbox
         .enqueue(
             &mut tx,
-            event(&a, "appointment.rescheduled", json!({ "previous_slot_start": previous })),
+            event(
+                &a,
+                "appointment.rescheduled",
+                json!({ "previous_slot_start": previous }),
+            ),
         )
         .await?;
     ctx.outbox.commit(tx).await?;

@@ -16,7 +16,8 @@ use hms_kit::Service;
 /// The appointment service, as the daemon runs it.
 pub const SERVICE: ServiceDef = ServiceDef {
     service: Service::Appointment,
-    description: "Appointments: book, reschedule, cancel, no-show, complete; no double booking, daily caps.",
+    description:
+        "Appointments: book, reschedule, cancel, no-show, complete; no double booking, daily caps.",
     // The doctor service keeps booked slots for availability; billing and notification
     // subscribe when they are part of the build.
     subscribers: &[Service::Doctor],

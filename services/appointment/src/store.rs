@@ -144,7 +144,12 @@ async fn count_out(tx: &mut Tx, doctor_id: i64, day: NaiveDate) -> Result<(), Er
 }
 
 /// Books: the appointment row, its two slot claims, and its place in the doctor's day.
-pub async fn book(tx: &mut Tx, b: &Booking, cap: i64, now: DateTime<Utc>) -> Result<Appointment, Error> {
+pub async fn book(
+    tx: &mut Tx,
+    b: &Booking,
+    cap: i64,
+    now: DateTime<Utc>,
+) -> Result<Appointment, Error> {
     let row = sqlx::query(&format!(
         "INSERT INTO appointments (patient_id, doctor_id, department, slot_start, slot_end, clinic_day, \
          status, reschedule_count, version, consultation_fee, created_at, updated_at) \
@@ -166,11 +171,16 @@ pub async fn book(tx: &mut Tx, b: &Booking, cap: i64, now: DateTime<Utc>) -> Res
     Ok(a)
 }
 
-pub async fn get<'e, E: Executor<'e, Database = Any>>(exec: E, id: i64) -> Result<Option<Appointment>, Error> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM appointments WHERE appointment_id = $1"))
-        .bind(id)
-        .fetch_optional(exec)
-        .await?;
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    id: i64,
+) -> Result<Option<Appointment>, Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM appointments WHERE appointment_id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(exec)
+    .await?;
     Ok(row.as_ref().map(appointment).transpose()?)
 }
 
@@ -192,7 +202,12 @@ pub async fn list<'e, E: Executor<'e, Database = Any>>(
     if let Some(st) = status {
         s.and("status = ?", Bind::Text(st.as_str().into()));
     }
-    if let Some(d) = q.department.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+    if let Some(d) = q
+        .department
+        .as_deref()
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
         s.and("LOWER(department) = ?", Bind::Text(d.to_lowercase()));
     }
     if let Some(f) = q.from {
@@ -201,7 +216,10 @@ pub async fn list<'e, E: Executor<'e, Database = Any>>(
     if let Some(t) = q.to {
         s.and("slot_start < ?", Bind::Text(to_db(t)));
     }
-    s.push(" ORDER BY appointment_id LIMIT ?", [Bind::Int(page.fetch())]);
+    s.push(
+        " ORDER BY appointment_id LIMIT ?",
+        [Bind::Int(page.fetch())],
+    );
     let rows = s.fetch_all(exec).await?;
     Ok(rows.iter().map(appointment).collect::<Result<_, _>>()?)
 }
@@ -261,7 +279,10 @@ pub async fn finish(
             );
         }
     }
-    s.push(" WHERE appointment_id = ? AND status = 'SCHEDULED'", [Bind::Int(id)]);
+    s.push(
+        " WHERE appointment_id = ? AND status = 'SCHEDULED'",
+        [Bind::Int(id)],
+    );
     if let Some(b) = start_bound {
         s.and("slot_start <= ?", Bind::Text(to_db(b)));
     }
@@ -292,7 +313,9 @@ pub async fn reschedule(
     cap: i64,
     now: DateTime<Utc>,
 ) -> Result<Result<(Appointment, DateTime<Utc>), Refused>, Error> {
-    let mut s = Select::new("UPDATE appointments SET version = version + 1, reschedule_count = reschedule_count + 1");
+    let mut s = Select::new(
+        "UPDATE appointments SET version = version + 1, reschedule_count = reschedule_count + 1",
+    );
     s.push(", slot_start = ?", [Bind::Text(to_db(slot.start))]);
     s.push(", slot_end = ?", [Bind::Text(to_db(slot.end))]);
     s.push(", clinic_day = ?", [Bind::Text(date_to_db(slot.day))]);
@@ -311,12 +334,11 @@ pub async fn reschedule(
     };
     let a = appointment(&row)?;
     // The row is locked by our UPDATE: its claims are ours to move.
-    let old_start: Option<String> = sqlx::query_scalar(
-        "SELECT slot_start FROM doctor_slot_claims WHERE appointment_id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let old_start: Option<String> =
+        sqlx::query_scalar("SELECT slot_start FROM doctor_slot_claims WHERE appointment_id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
     let old_day = release(tx, id).await?;
     claim(tx, id, a.doctor_id, a.patient_id, slot).await?;
     match old_day {
@@ -346,10 +368,11 @@ pub async fn day_load<'e, E: Executor<'e, Database = Any>>(
     doctor_id: i64,
     day: NaiveDate,
 ) -> Result<i64, Error> {
-    let n: Option<i64> = sqlx::query_scalar("SELECT booked FROM doctor_day_load WHERE doctor_id = $1 AND day = $2")
-        .bind(doctor_id)
-        .bind(date_to_db(day))
-        .fetch_optional(exec)
-        .await?;
+    let n: Option<i64> =
+        sqlx::query_scalar("SELECT booked FROM doctor_day_load WHERE doctor_id = $1 AND day = $2")
+            .bind(doctor_id)
+            .bind(date_to_db(day))
+            .fetch_optional(exec)
+            .await?;
     Ok(n.unwrap_or(0))
 }

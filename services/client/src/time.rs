@@ -9,12 +9,19 @@ pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
             return Ok(t.and_utc());
         }
     }
-    Err(format!("'{s}' is not a date-time (use RFC 3339, e.g. 2026-12-01T09:30:00Z)"))
+    Err(format!(
+        "'{s}' is not a date-time (use RFC 3339, e.g. 2026-12-01T09:30:00Z)"
+    ))
 }
 
 /// `#[serde(with = "flexible")]` for a required instant.
@@ -48,7 +55,9 @@ pub mod flexible_option {
         match Option::<String>::deserialize(d)? {
             None => Ok(None),
             Some(s) if s.trim().is_empty() => Ok(None),
-            Some(s) => super::parse_instant(&s).map(Some).map_err(serde::de::Error::custom),
+            Some(s) => super::parse_instant(&s)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
         }
     }
 }

@@ -316,7 +316,9 @@ pub fn working_periods(date: NaiveDate, tz: Tz, shifts: &[Shift]) -> Vec<Slot> {
         } else {
             date.and_hms_opt(m / 60, m % 60, 0)?
         };
-        tz.from_local_datetime(&local).earliest().map(|t| t.with_timezone(&Utc))
+        tz.from_local_datetime(&local)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
     };
     shifts
         .iter()
@@ -425,13 +427,23 @@ mod tests {
     #[test]
     fn working_periods_are_the_days_shifts_in_utc() {
         let week = default_week(9 * 60, 18 * 60);
-        let p = working_periods("2026-12-01".parse().unwrap(), chrono_tz::Asia::Kolkata, &week);
+        let p = working_periods(
+            "2026-12-01".parse().unwrap(),
+            chrono_tz::Asia::Kolkata,
+            &week,
+        );
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].slot_start.to_rfc3339(), "2026-12-01T03:30:00+00:00");
         assert_eq!(p[0].slot_end.to_rfc3339(), "2026-12-01T12:30:00+00:00");
         assert!(working_periods("2026-12-05".parse().unwrap(), chrono_tz::UTC, &week).is_empty());
         let (a, b) = day_bounds("2026-12-01".parse().unwrap(), chrono_tz::Asia::Kolkata);
-        assert_eq!((a.to_rfc3339(), b.to_rfc3339()), ("2026-11-30T18:30:00+00:00".into(), "2026-12-01T18:30:00+00:00".into()));
+        assert_eq!(
+            (a.to_rfc3339(), b.to_rfc3339()),
+            (
+                "2026-11-30T18:30:00+00:00".into(),
+                "2026-12-01T18:30:00+00:00".into()
+            )
+        );
     }
 
     #[test]

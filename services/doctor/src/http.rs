@@ -394,7 +394,9 @@ async fn doctor_schedule(
 ) -> Result<Json<DoctorSchedule>, Error> {
     let doctor = must_get(&ctx, id).await?;
     let hours = store::hours_of(ctx.db.pool(), &[id]).await?;
-    let on_leave = !store::on_leave(ctx.db.pool(), &[id], q.date).await?.is_empty();
+    let on_leave = !store::on_leave(ctx.db.pool(), &[id], q.date)
+        .await?
+        .is_empty();
     let working = working_periods(
         q.date,
         ctx.config.clinic_tz(),
@@ -413,10 +415,17 @@ async fn doctor_schedule(
     request_body = Event,
     responses((status = 200, description = "Processed, or a duplicate", body = EventAck),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn receive_event(State(ctx): Ctx, caller: Caller, Json(ev): Json<Event>) -> Result<Json<EventAck>, Error> {
+async fn receive_event(
+    State(ctx): Ctx,
+    caller: Caller,
+    Json(ev): Json<Event>,
+) -> Result<Json<EventAck>, Error> {
     hms_kit::inbox::authorise(&caller, &ev, &[hms_kit::Service::Appointment])?;
     let p = &ev.payload;
-    let field = |k: &str| p[k].as_i64().ok_or_else(|| Error::validation(k, format!("event payload lacks {k}")));
+    let field = |k: &str| {
+        p[k].as_i64()
+            .ok_or_else(|| Error::validation(k, format!("event payload lacks {k}")))
+    };
     let (appointment_id, doctor_id) = (field("appointment_id")?, field("doctor_id")?);
     let slot_start = p["slot_start"]
         .as_str()
@@ -425,7 +434,9 @@ async fn receive_event(State(ctx): Ctx, caller: Caller, Json(ev): Json<Event>) -
     let active = p["status"].as_str() == Some("SCHEDULED");
     let seq = ev.aggregate_seq;
     let ack = hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, ctx.clock.now(), move |tx| {
-        Box::pin(async move { store::apply_booking(tx, appointment_id, doctor_id, slot_start, active, seq).await })
+        Box::pin(async move {
+            store::apply_booking(tx, appointment_id, doctor_id, slot_start, active, seq).await
+        })
     })
     .await?;
     Ok(Json(ack))

@@ -210,7 +210,9 @@ impl From<sqlx::Error> for Error {
                 err
             }
             // SQLite's single write lock stayed busy past the busy timeout.
-            sqlx::Error::Database(ref d) if matches!(d.code().as_deref(), Some("5") | Some("6")) => {
+            sqlx::Error::Database(ref d)
+                if matches!(d.code().as_deref(), Some("5") | Some("6")) =>
+            {
                 Error::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",

@@ -94,8 +94,11 @@ pub async fn lookup(db: &Db, req: &Request<'_>) -> Result<Option<Stored>, Error>
     .fetch_optional(db.pool())
     .await?;
     let Some(r) = row else { return Ok(None) };
-    let (op, subject, hash): (String, String, String) =
-        (r.try_get("operation")?, r.try_get("subject")?, r.try_get("request_hash")?);
+    let (op, subject, hash): (String, String, String) = (
+        r.try_get("operation")?,
+        r.try_get("subject")?,
+        r.try_get("request_hash")?,
+    );
     if op != req.operation || subject != req.subject || hash != req.fingerprint {
         return Err(Error::rule(
             "idempotency_key_reused",
@@ -105,7 +108,10 @@ pub async fn lookup(db: &Db, req: &Request<'_>) -> Result<Option<Stored>, Error>
     let status: Option<i64> = r.try_get("status_code")?;
     let body: Option<String> = r.try_get("response_body")?;
     match (status, body) {
-        (Some(s), Some(b)) => Ok(Some(Stored { status: s as u16, body: b })),
+        (Some(s), Some(b)) => Ok(Some(Stored {
+            status: s as u16,
+            body: b,
+        })),
         _ => Ok(None),
     }
 }
@@ -145,7 +151,10 @@ pub async fn claim(db: &Db, req: &Request<'_>, now: DateTime<Utc>) -> Result<Cla
         Ok(_) => {
             // The first request committed while we waited: replay it.
             tx.rollback().await?;
-            lookup(db, req).await?.map(Claim::Replay).ok_or_else(in_progress)
+            lookup(db, req)
+                .await?
+                .map(Claim::Replay)
+                .ok_or_else(in_progress)
         }
         Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("55P03") => {
             Err(in_progress())
@@ -168,11 +177,13 @@ pub async fn record(tx: &mut Tx, key: &str, status: StatusCode, body: &str) -> R
 /// Deletes stored responses older than the retention period; returns how many.
 pub async fn sweep(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     let cutoff = now - chrono::Duration::days(RETENTION_DAYS);
-    Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-        .bind(to_db(cutoff))
-        .execute(db.pool())
-        .await?
-        .rows_affected())
+    Ok(
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(to_db(cutoff))
+            .execute(db.pool())
+            .await?
+            .rows_affected(),
+    )
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod subscriber;
+
 use hms_client::{HmsClient, ServiceUrls};
 use hms_kit::auth::{Keys, Role};
 use hms_kit::clock::Clock;
@@ -276,6 +278,12 @@ impl TestApp {
         HmsClient::new(urls, Duration::from_secs(20)).with_token(self.token(role))
     }
 
+    /// The typed client, authenticated as doctor `doctor_id`.
+    pub fn doctor_client(&self, doctor_id: i64) -> HmsClient {
+        self.client(Role::Admin)
+            .with_token(self.doctor_token(doctor_id))
+    }
+
     /// A raw request to `svc`, authenticated as `role`.
     pub fn req(
         &self,
@@ -287,6 +295,24 @@ impl TestApp {
         self.http
             .request(method, format!("{}{path}", self.url(svc)))
             .bearer_auth(self.token(role))
+    }
+
+    /// Starts a second instance of `def` on its own port, sharing the first one's database and
+    /// configuration (what a second replica behind a Kubernetes Service is). Returns its URL.
+    pub async fn spawn_replica(&mut self, def: &'static ServiceDef) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let r = server::start(
+            def,
+            self.config.clone(),
+            self.keys.clone(),
+            self.clock.clone(),
+            l,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("replica of {} did not start: {e:#}", def.service));
+        let url = r.url();
+        self.running.push(r);
+        url
     }
 
     pub async fn stop(self) {

@@ -37,7 +37,11 @@ pub struct NewAppointment {
     #[serde(with = "crate::time::flexible")]
     #[schema(value_type = String, format = DateTime)]
     pub slot_start: DateTime<Utc>,
-    #[serde(default, with = "crate::time::flexible_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::time::flexible_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub slot_end: Option<DateTime<Utc>>,
 }
@@ -51,7 +55,11 @@ pub struct Reschedule {
     #[schema(value_type = String, format = DateTime)]
     #[param(value_type = Option<String>)]
     pub new_slot_start: DateTime<Utc>,
-    #[serde(default, with = "crate::time::flexible_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::time::flexible_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>, format = DateTime)]
     #[param(value_type = Option<String>)]
     pub new_slot_end: Option<DateTime<Utc>>,
@@ -71,11 +79,19 @@ pub struct AppointmentQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub department: Option<String>,
     /// Slots starting at or after this instant.
-    #[serde(default, with = "crate::time::flexible_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::time::flexible_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[param(value_type = Option<String>)]
     pub from: Option<DateTime<Utc>>,
     /// Slots starting before this instant.
-    #[serde(default, with = "crate::time::flexible_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::time::flexible_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[param(value_type = Option<String>)]
     pub to: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,532 @@
+//! Appointment service: every booking rule with its code, transitions, fees, idempotency, and
+//! the invariants concurrency could break, hammered with parallel requests.
+
+use crate::both_backends;
+use crate::support::subscriber::{closed_port, Subscriber};
+use crate::support::*;
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use hms_client::models::{AppointmentQuery, DoctorUpdate, NewAppointment, NewLeave, Reschedule};
+use hms_client::{ClientError, HmsClient};
+use hms_kit::auth::Role;
+use hms_kit::clock::Clock;
+use hms_kit::config::Config;
+use hms_kit::Service;
+use reqwest::Method;
+use serde_json::Value;
+use sqlx::Row;
+use std::collections::BTreeMap;
+
+const ALL: [&hms_kit::server::ServiceDef; 3] = [
+    &hms_patient::SERVICE,
+    &hms_doctor::SERVICE,
+    &hms_appointment::SERVICE,
+];
+
+/// Monday 2026-11-30, 05:30 in the clinic (Asia/Kolkata).
+fn monday() -> DateTime<Utc> {
+    "2026-11-30T00:00:00Z".parse().unwrap()
+}
+
+/// A clinic-local time as UTC: `ist("2026-12-01", "09:00")` is 03:30Z.
+fn ist(date: &str, hm: &str) -> DateTime<Utc> {
+    let d: NaiveDate = date.parse().unwrap();
+    let (h, m) = hm.split_once(':').unwrap();
+    let local = d
+        .and_hms_opt(h.parse().unwrap(), m.parse().unwrap(), 0)
+        .unwrap();
+    chrono_tz::Asia::Kolkata
+        .from_local_datetime(&local)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// The 18 slot starts of a clinic day.
+fn day_slots(date: &str) -> Vec<DateTime<Utc>> {
+    (0..18)
+        .map(|i| ist(date, "09:00") + Duration::minutes(30 * i))
+        .collect()
+}
+
+async fn clinic(b: &Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    TestApp::spawn_with(b, &ALL, Clock::manual(monday()), tweak).await
+}
+
+async fn patients(app: &TestApp, n: u32, tag: u32) -> Vec<i64> {
+    let desk = app.client(Role::Reception);
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(
+            desk.create_patient(&new_patient("Appointment Patient", tag * 1000 + i))
+                .await
+                .unwrap()
+                .patient_id,
+        );
+    }
+    ids
+}
+
+async fn doctors(app: &TestApp, n: u32, department: &str) -> Vec<i64> {
+    let admin = app.client(Role::Admin);
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let d = new_doctor(
+            &format!("Dr. Test Doctor {}", (b'A' + (i % 26) as u8) as char),
+            department,
+            "General",
+        );
+        ids.push(admin.create_doctor(&d).await.unwrap().doctor_id);
+    }
+    ids
+}
+
+fn booking(patient: i64, doctor: i64, department: &str, start: DateTime<Utc>) -> NewAppointment {
+    NewAppointment {
+        patient_id: patient,
+        doctor_id: doctor,
+        department: department.into(),
+        slot_start: start,
+        slot_end: Some(start + Duration::minutes(30)),
+    }
+}
+
+fn code(r: &Result<hms_client::models::Appointment, ClientError>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(e) => e
+            .code()
+            .map(str::to_string)
+            .unwrap_or_else(|| e.to_string()),
+    }
+}
+
+fn tally<T>(results: &[Result<T, ClientError>]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in results {
+        let k = match r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e
+                .code()
+                .map(str::to_string)
+                .unwrap_or_else(|| e.to_string()),
+        };
+        *m.entry(k).or_default() += 1;
+    }
+    m
+}
+
+fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+/// Clients for `role`, one per instance of the appointment service (two on PostgreSQL).
+async fn desks(app: &mut TestApp, b: &Backend, role: Role) -> Vec<HmsClient> {
+    let mut clients = vec![app.client(role)];
+    if b.is_postgres() {
+        let url = app.spawn_replica(&hms_appointment::SERVICE).await;
+        let mut urls = app.client(role).urls().clone();
+        urls.set(Service::Appointment, url);
+        clients.push(
+            HmsClient::new(urls, std::time::Duration::from_secs(30)).with_token(app.token(role)),
+        );
+    }
+    clients
+}
+
+async fn scheduled_rows(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM appointments WHERE status = 'SCHEDULED'")
+        .fetch_one(app.db(Service::Appointment).pool())
+        .await
+        .unwrap()
+}
+
+both_backends! {
+    async fn every_booking_rule_has_its_code(b: Backend) {
+        let app = clinic(&b, |c| c.daily_cap = 3).await;
+        let desk = app.client(Role::Reception);
+        let admin = app.client(Role::Admin);
+        let p = patients(&app, 6, 1).await;
+        let d = doctors(&app, 4, "Cardiology").await;
+        let ortho = doctors(&app, 1, "Orthopedics").await[0];
+        admin.update_doctor(d[1], &DoctorUpdate { active: Some(false), ..Default::default() }).await.unwrap();
+        admin.add_leave(d[2], &NewLeave { start_date: "2026-12-01".parse().unwrap(), end_date: "2026-12-01".parse().unwrap(), reason: None }).await.unwrap();
+        desk.deactivate_patient(p[1]).await.unwrap();
+        let tue = |hm| ist("2026-12-01", hm);
+        let c = "Cardiology";
+        let mut odd_end = booking(p[0], d[0], c, tue("10:00"));
+        odd_end.slot_end = Some(tue("11:00"));
+        let cases: Vec<(&str, NewAppointment, &str)> = vec![
+            ("valid", booking(p[0], d[0], c, tue("09:00")), "ok"),
+            ("quarter past", booking(p[0], d[0], c, tue("09:15")), "slot_not_standard"),
+            ("an hour long", odd_end, "slot_not_standard"),
+            ("before opening", booking(p[0], d[0], c, tue("08:30")), "outside_clinic_hours"),
+            ("at closing", booking(p[0], d[0], c, tue("18:00")), "outside_clinic_hours"),
+            ("inactive patient", booking(p[1], d[0], c, tue("10:00")), "patient_inactive"),
+            ("unknown patient", booking(999_999, d[0], c, tue("10:00")), "not_found"),
+            ("unknown doctor", booking(p[0], 999_999, c, tue("10:00")), "not_found"),
+            ("inactive doctor", booking(p[0], d[1], c, tue("10:00")), "doctor_inactive"),
+            ("wrong department", booking(p[0], ortho, c, tue("10:00")), "department_mismatch"),
+            ("department any case", booking(p[2], d[3], "  cardiology ", tue("10:00")), "ok"),
+            ("doctor on leave", booking(p[0], d[2], c, tue("10:00")), "doctor_unavailable"),
+            ("doctor not working (Saturday)", booking(p[0], d[0], c, ist("2026-12-05", "10:00")), "doctor_unavailable"),
+            ("slot taken", booking(p[3], d[0], c, tue("09:00")), "slot_taken"),
+            ("patient busy", booking(p[0], d[3], c, tue("09:00")), "patient_busy"),
+            ("second of the day", booking(p[3], d[0], c, tue("11:00")), "ok"),
+            ("third of the day", booking(p[4], d[0], c, tue("11:30")), "ok"),
+            ("fourth of the day", booking(p[5], d[0], c, tue("12:00")), "daily_cap_reached"),
+        ];
+        for (what, body, expected) in cases {
+            let r = desk.book_appointment(&body, None).await;
+            assert_eq!(code(&r), expected, "{what}: {r:?}");
+            if let Ok(a) = r {
+                assert_eq!((a.status.as_str(), a.version, a.reschedule_count), ("SCHEDULED", 1, 0));
+                assert_eq!(a.consultation_fee.to_string(), "500.00");
+            }
+        }
+        // Lead time: at 07:30 on Tuesday, 09:00 is too soon.
+        app.clock.set(tue("07:30"));
+        assert_eq!(code(&desk.book_appointment(&booking(p[2], d[3], c, tue("09:00")), None).await), "lead_time");
+        assert_eq!(code(&desk.book_appointment(&booking(p[2], d[3], c, tue("09:30")), None).await), "ok");
+        // Status codes: 409 for conflicts, 422 for rules.
+        let taken = desk.book_appointment(&booking(p[5], d[0], c, tue("11:00")), None).await.unwrap_err();
+        assert_eq!(taken.status(), Some(409));
+        let rule = desk.book_appointment(&booking(p[0], ortho, c, tue("14:00")), None).await.unwrap_err();
+        assert_eq!(rule.status(), Some(422));
+        assert_eq!(scheduled_rows(&app).await, 5);
+        app.stop().await;
+    }
+
+    async fn a_dependency_that_is_down_is_named(b: Backend) {
+        for down in ["patient", "doctor"] {
+            let port = closed_port();
+            let app = TestApp::spawn_with(&b, &ALL, Clock::manual(monday()), |c| {
+                c.service_mut(down).url = Some(format!("http://127.0.0.1:{port}"));
+            }).await;
+            let p = patients(&app, 1, 2).await[0];
+            let d = doctors(&app, 1, "Neurology").await[0];
+            let err = app.client(Role::Reception)
+                .book_appointment(&booking(p, d, "Neurology", ist("2026-12-01", "09:00")), None).await.unwrap_err();
+            match err {
+                ClientError::Api { status, body, .. } => {
+                    assert_eq!((status, body.code.as_str()), (503, "dependency_unavailable"));
+                    assert_eq!(body.details.unwrap()["dependency"], down);
+                    assert!(body.message.contains(down));
+                }
+                other => panic!("expected 503, got {other:?}"),
+            }
+            assert_eq!(scheduled_rows(&app).await, 0);
+            app.stop().await;
+        }
+    }
+
+    async fn sixty_four_patients_race_for_one_slot(b: Backend) {
+        let mut app = clinic(&b, |_| {}).await;
+        let p = patients(&app, 64, 3).await;
+        let d = doctors(&app, 1, "Cardiology").await[0];
+        let desks = desks(&mut app, &b, Role::Reception).await;
+        let slot = ist("2026-12-01", "10:00");
+        let results = futures::future::join_all(p.iter().enumerate().map(|(i, &pid)| {
+            let desk = desks[i % desks.len()].clone();
+            async move { desk.book_appointment(&booking(pid, d, "Cardiology", slot), None).await }
+        })).await;
+        assert_eq!(tally(&results), counts(&[("ok", 1), ("slot_taken", 63)]));
+        assert_eq!(scheduled_rows(&app).await, 1);
+        app.stop().await;
+    }
+
+    async fn one_patient_with_thirty_two_doctors_at_once(b: Backend) {
+        let mut app = clinic(&b, |_| {}).await;
+        let p = patients(&app, 1, 4).await[0];
+        let d = doctors(&app, 32, "Pediatrics").await;
+        let desks = desks(&mut app, &b, Role::Reception).await;
+        let slot = ist("2026-12-01", "11:00");
+        let results = futures::future::join_all(d.iter().enumerate().map(|(i, &did)| {
+            let desk = desks[i % desks.len()].clone();
+            async move { desk.book_appointment(&booking(p, did, "Pediatrics", slot), None).await }
+        })).await;
+        assert_eq!(tally(&results), counts(&[("ok", 1), ("patient_busy", 31)]));
+        assert_eq!(scheduled_rows(&app).await, 1);
+        app.stop().await;
+    }
+
+    async fn the_daily_cap_holds_under_parallel_bookings(b: Backend) {
+        let mut app = clinic(&b, |_| {}).await;
+        let p = patients(&app, 20, 5).await;
+        let d = doctors(&app, 1, "Dermatology").await[0];
+        let desks = desks(&mut app, &b, Role::Reception).await;
+        let mut slots = day_slots("2026-12-01");
+        slots.push(ist("2026-12-01", "18:00"));
+        slots.push(ist("2026-12-01", "18:30"));
+        let results = futures::future::join_all(slots.iter().zip(&p).enumerate().map(|(i, (&s, &pid))| {
+            let desk = desks[i % desks.len()].clone();
+            async move { desk.book_appointment(&booking(pid, d, "Dermatology", s), None).await }
+        })).await;
+        assert_eq!(tally(&results), counts(&[("ok", 8), ("daily_cap_reached", 10), ("outside_clinic_hours", 2)]));
+        assert_eq!(scheduled_rows(&app).await, 8);
+        let load = hms_appointment::store::day_load(app.db(Service::Appointment).pool(), d, "2026-12-01".parse().unwrap()).await.unwrap();
+        assert_eq!(load, 8, "the counter equals the booked appointments");
+        app.stop().await;
+    }
+
+    async fn parallel_reschedules_apply_at_most_twice(b: Backend) {
+        let mut app = clinic(&b, |c| c.daily_cap = 18).await;
+        let p = patients(&app, 1, 6).await[0];
+        let d = doctors(&app, 1, "Neurology").await[0];
+        let a = app.client(Role::Reception).book_appointment(&booking(p, d, "Neurology", ist("2026-12-01", "09:00")), None).await.unwrap();
+        let desks = desks(&mut app, &b, Role::Reception).await;
+        let targets = &day_slots("2026-12-02")[..16];
+        let results = futures::future::join_all(targets.iter().enumerate().map(|(i, &s)| {
+            let desk = desks[i % desks.len()].clone();
+            async move { desk.reschedule_appointment(a.appointment_id, &Reschedule { new_slot_start: s, new_slot_end: None }, None).await }
+        })).await;
+        assert_eq!(tally(&results), counts(&[("ok", 2), ("reschedule_limit", 14)]));
+        let now = app.client(Role::Reception).get_appointment(a.appointment_id).await.unwrap();
+        assert_eq!((now.reschedule_count, now.version), (2, 3));
+        let pool = app.db(Service::Appointment).pool();
+        let claims: Vec<String> = sqlx::query("SELECT slot_start FROM doctor_slot_claims WHERE appointment_id = $1")
+            .bind(a.appointment_id).fetch_all(pool).await.unwrap().iter().map(|r| r.get("slot_start")).collect();
+        assert_eq!(claims, vec![hms_kit::time::to_db(now.slot_start)], "one claim, at the final slot");
+        let tue = hms_appointment::store::day_load(pool, d, "2026-12-01".parse().unwrap()).await.unwrap();
+        let wed = hms_appointment::store::day_load(pool, d, "2026-12-02".parse().unwrap()).await.unwrap();
+        assert_eq!((tue, wed), (0, 1), "the day counts followed the move");
+        app.stop().await;
+    }
+
+    async fn cancel_racing_complete_has_one_winner(b: Backend) {
+        let mut app = clinic(&b, |c| c.daily_cap = 18).await;
+        let p = patients(&app, 20, 7).await;
+        let d = doctors(&app, 2, "Orthopedics").await;
+        let desk = app.client(Role::Reception);
+        let mut ids = Vec::new();
+        for (i, &pid) in p.iter().enumerate() {
+            let s = day_slots("2026-12-01")[i % 10];
+            ids.push(desk.book_appointment(&booking(pid, d[i / 10], "Orthopedics", s), None).await.unwrap().appointment_id);
+        }
+        // After the day's last start: completing is allowed, and so is cancelling.
+        app.clock.set(ist("2026-12-01", "17:45"));
+        let desks = desks(&mut app, &b, Role::Reception).await;
+        let admins: Vec<HmsClient> = desks.iter().map(|c| c.clone().with_token(app.token(Role::Admin))).collect();
+        let races = ids.iter().enumerate().map(|(i, &id)| {
+            let (desk, admin) = (desks[i % desks.len()].clone(), admins[(i + 1) % admins.len()].clone());
+            async move {
+                let (c, k) = tokio::join!(desk.transition_appointment(id, "cancel", None), admin.transition_appointment(id, "complete", None));
+                (c, k)
+            }
+        });
+        for (c, k) in futures::future::join_all(races).await {
+            let outcome = [code(&c), code(&k)];
+            assert!(outcome == ["ok".to_string(), "invalid_transition".into()] || outcome == ["invalid_transition".to_string(), "ok".into()], "{outcome:?}");
+        }
+        let rows = sqlx::query(
+            "SELECT aggregate_id, COUNT(*) AS n FROM outbox WHERE event_type IN ('appointment.cancelled', 'appointment.completed') GROUP BY aggregate_id",
+        ).fetch_all(app.db(Service::Appointment).pool()).await.unwrap();
+        assert_eq!(rows.len(), 20);
+        assert!(rows.iter().all(|r| r.get::<i64, _>("n") == 1), "exactly one terminal event per appointment");
+        app.stop().await;
+    }
+
+    async fn reschedule_moves_the_slot_and_keeps_every_rule(b: Backend) {
+        let app = clinic(&b, |_| {}).await;
+        let desk = app.client(Role::Reception);
+        let p = patients(&app, 2, 8).await;
+        let d = doctors(&app, 1, "Cardiology").await[0];
+        let x = ist("2026-12-01", "09:00");
+        let a = desk.book_appointment(&booking(p[0], d, "Cardiology", x), None).await.unwrap();
+        // Stale If-Match: refused, nothing changes.
+        let stale = desk.reschedule_appointment(a.appointment_id, &Reschedule { new_slot_start: ist("2026-12-01", "10:00"), new_slot_end: None }, Some(7)).await.unwrap_err();
+        assert_eq!((stale.status(), stale.code()), (Some(412), Some("version_conflict")));
+        assert_eq!(desk.get_appointment(a.appointment_id).await.unwrap(), a);
+        // A bad new slot is refused by the booking rules.
+        let bad = desk.reschedule_appointment(a.appointment_id, &Reschedule { new_slot_start: ist("2026-12-01", "10:10"), new_slot_end: None }, Some(1)).await.unwrap_err();
+        assert_eq!(bad.code(), Some("slot_not_standard"));
+        // The original system's form: query parameters.
+        let y = ist("2026-12-01", "10:00");
+        let url = format!("/v1/appointments/{}/reschedule?new_slot_start={}&new_slot_end={}", a.appointment_id,
+            y.format("%Y-%m-%dT%H:%M:%SZ"), (y + Duration::minutes(30)).format("%Y-%m-%dT%H:%M:%SZ"));
+        let resp = app.req(Role::Reception, Method::POST, Service::Appointment, &url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let moved: Value = resp.json().await.unwrap();
+        assert_eq!((moved["version"].as_i64(), moved["reschedule_count"].as_i64()), (Some(2), Some(1)));
+        // The old slot is free again.
+        desk.book_appointment(&booking(p[1], d, "Cardiology", x), None).await.unwrap();
+        // Within an hour of the start: too late to move.
+        app.clock.set(y - Duration::minutes(59));
+        let late = desk.reschedule_appointment(a.appointment_id, &Reschedule { new_slot_start: ist("2026-12-02", "10:00"), new_slot_end: None }, None).await.unwrap_err();
+        assert_eq!(late.code(), Some("reschedule_cutoff"));
+        app.clock.set(monday());
+        desk.reschedule_appointment(a.appointment_id, &Reschedule { new_slot_start: ist("2026-12-02", "10:00"), new_slot_end: None }, None).await.unwrap();
+        let third = desk.reschedule_appointment(a.appointment_id, &Reschedule { new_slot_start: ist("2026-12-02", "11:00"), new_slot_end: None }, None).await.unwrap_err();
+        assert_eq!(third.code(), Some("reschedule_limit"));
+        desk.transition_appointment(a.appointment_id, "cancel", None).await.unwrap();
+        let gone = desk.reschedule_appointment(a.appointment_id, &Reschedule { new_slot_start: ist("2026-12-03", "11:00"), new_slot_end: None }, None).await.unwrap_err();
+        assert_eq!((gone.status(), gone.code()), (Some(409), Some("invalid_transition")));
+        app.stop().await;
+    }
+
+    async fn cancellation_fee_turns_at_two_hours(b: Backend) {
+        let app = clinic(&b, |_| {}).await;
+        let desk = app.client(Role::Reception);
+        let p = patients(&app, 2, 9).await;
+        let d = doctors(&app, 1, "Cardiology").await[0];
+        let start = ist("2026-12-01", "12:00");
+        let early = desk.book_appointment(&booking(p[0], d, "Cardiology", start), None).await.unwrap();
+        let late = desk.book_appointment(&booking(p[1], d, "Cardiology", start + Duration::minutes(30)), None).await.unwrap();
+        app.clock.set(start - Duration::hours(2) - Duration::seconds(1));
+        let a = desk.transition_appointment(early.appointment_id, "cancel", Some(1)).await.unwrap();
+        assert_eq!((a.status.as_str(), a.fee_decision.as_deref(), a.version), ("CANCELLED", Some("none"), 2));
+        app.clock.set(late.slot_start - Duration::hours(2));
+        let a = desk.transition_appointment(late.appointment_id, "cancel", None).await.unwrap();
+        assert_eq!(a.fee_decision.as_deref(), Some("half"));
+        let again = desk.transition_appointment(late.appointment_id, "cancel", None).await.unwrap_err();
+        assert_eq!((again.status(), again.code()), (Some(409), Some("invalid_transition")));
+        let payloads: Vec<Value> = sqlx::query("SELECT payload FROM outbox WHERE event_type = 'appointment.cancelled' ORDER BY aggregate_id")
+            .fetch_all(app.db(Service::Appointment).pool()).await.unwrap()
+            .iter().map(|r| serde_json::from_str(&r.get::<String, _>("payload")).unwrap()).collect();
+        assert_eq!(payloads.len(), 2);
+        assert_eq!((payloads[0]["fee_decision"].as_str(), payloads[1]["fee_decision"].as_str()), (Some("none"), Some("half")));
+        assert_eq!(payloads[1]["consultation_fee"], "500.00");
+        app.stop().await;
+    }
+
+    async fn no_show_waits_for_the_grace_period_and_complete_for_the_start(b: Backend) {
+        let app = clinic(&b, |_| {}).await;
+        let desk = app.client(Role::Reception);
+        let p = patients(&app, 2, 10).await;
+        let d = doctors(&app, 1, "Cardiology").await[0];
+        let start = ist("2026-12-01", "10:00");
+        let a = desk.book_appointment(&booking(p[0], d, "Cardiology", start), None).await.unwrap();
+        let c = desk.book_appointment(&booking(p[1], d, "Cardiology", start + Duration::hours(1)), None).await.unwrap();
+        assert_eq!(code(&desk.transition_appointment(c.appointment_id, "complete", None).await), "complete_too_early");
+        app.clock.set(start + Duration::minutes(14));
+        assert_eq!(code(&desk.transition_appointment(a.appointment_id, "no-show", None).await), "no_show_too_early");
+        app.clock.set(start + Duration::minutes(15));
+        let ns = desk.transition_appointment(a.appointment_id, "no-show", None).await.unwrap();
+        assert_eq!((ns.status.as_str(), ns.fee_decision.as_deref()), ("NO_SHOW", Some("full")));
+        assert_eq!(code(&desk.transition_appointment(a.appointment_id, "complete", None).await), "invalid_transition");
+        app.clock.set(c.slot_start);
+        let done = app.doctor_client(d).transition_appointment(c.appointment_id, "complete", None).await.unwrap();
+        assert_eq!(done.status, "COMPLETED");
+        assert_eq!(code(&desk.transition_appointment(c.appointment_id, "cancel", None).await), "invalid_transition");
+        // The no-show released its slot and its place in the day; the completed one did not.
+        let load = hms_appointment::store::day_load(app.db(Service::Appointment).pool(), d, "2026-12-01".parse().unwrap()).await.unwrap();
+        assert_eq!(load, 1);
+        app.stop().await;
+    }
+
+    async fn an_idempotency_key_books_once(b: Backend) {
+        let mut app = clinic(&b, |_| {}).await;
+        let p = patients(&app, 2, 11).await;
+        let d = doctors(&app, 1, "Cardiology").await[0];
+        let body = booking(p[0], d, "Cardiology", ist("2026-12-01", "15:00"));
+        let desks = desks(&mut app, &b, Role::Reception).await;
+        let results = futures::future::join_all((0..10).map(|i| {
+            let desk = desks[i % desks.len()].clone();
+            let body = body.clone();
+            async move { desk.book_appointment(&body, Some("book-7f0c2a")).await }
+        })).await;
+        let ids: std::collections::BTreeSet<i64> = results.iter().map(|r| r.as_ref().unwrap().appointment_id).collect();
+        assert_eq!(ids.len(), 1, "ten tries, one appointment: {results:?}");
+        assert_eq!(scheduled_rows(&app).await, 1);
+        // A replay says so.
+        let resp = app.req(Role::Reception, Method::POST, Service::Appointment, "/v1/appointments")
+            .header("idempotency-key", "book-7f0c2a").json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), 201);
+        assert_eq!(resp.headers()["idempotent-replayed"], "true");
+        // The same key for another booking, or by another caller, is refused.
+        let other = booking(p[1], d, "Cardiology", ist("2026-12-01", "15:00"));
+        let reused = app.client(Role::Reception).book_appointment(&other, Some("book-7f0c2a")).await.unwrap_err();
+        assert_eq!((reused.status(), reused.code()), (Some(422), Some("idempotency_key_reused")));
+        let by_admin = app.client(Role::Admin).book_appointment(&body, Some("book-7f0c2a")).await.unwrap_err();
+        assert_eq!(by_admin.code(), Some("idempotency_key_reused"));
+        let bad = app.req(Role::Reception, Method::POST, Service::Appointment, "/v1/appointments")
+            .header("idempotency-key", "k".repeat(256)).json(&other).send().await.unwrap();
+        assert_eq!(bad.status(), 400);
+        assert_eq!(scheduled_rows(&app).await, 1);
+        app.stop().await;
+    }
+
+    async fn listing_filters_pages_and_doctor_scoping(b: Backend) {
+        let app = clinic(&b, |c| c.daily_cap = 18).await;
+        let desk = app.client(Role::Reception);
+        let p = patients(&app, 12, 12).await;
+        let d = doctors(&app, 2, "Cardiology").await;
+        let mut ids = Vec::new();
+        for (i, &pid) in p.iter().enumerate() {
+            ids.push(desk.book_appointment(&booking(pid, d[i % 2], "Cardiology", day_slots("2026-12-01")[i]), None).await.unwrap().appointment_id);
+        }
+        desk.transition_appointment(ids[0], "cancel", None).await.unwrap();
+        let q = |f: AppointmentQuery| { let desk = desk.clone(); async move { desk.list_appointments(&f).await.unwrap().items.iter().map(|a| a.appointment_id).collect::<Vec<_>>() } };
+        assert_eq!(q(AppointmentQuery { doctor_id: Some(d[0]), status: Some("scheduled".into()), ..Default::default() }).await,
+                   ids.iter().enumerate().filter(|(i, _)| i % 2 == 0 && *i > 0).map(|(_, id)| *id).collect::<Vec<_>>());
+        assert_eq!(q(AppointmentQuery { patient_id: Some(p[3]), ..Default::default() }).await, vec![ids[3]]);
+        assert_eq!(q(AppointmentQuery { from: Some(ist("2026-12-01", "10:00")), to: Some(ist("2026-12-01", "11:00")), ..Default::default() }).await, ids[2..4].to_vec());
+        let mut walked = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = desk.list_appointments(&AppointmentQuery { limit: Some(5), cursor, ..Default::default() }).await.unwrap();
+            walked.extend(page.items.iter().map(|a| a.appointment_id));
+            match page.next_cursor { Some(c) => cursor = Some(c), None => break }
+        }
+        assert_eq!(walked, ids);
+        let bad = desk.list_appointments(&AppointmentQuery { status: Some("DONE".into()), ..Default::default() }).await.unwrap_err();
+        assert_eq!(bad.code(), Some("validation_failed"));
+
+        // A doctor sees, and completes, only their own.
+        let own = app.doctor_client(d[0]);
+        let mine = own.list_appointments(&AppointmentQuery::default()).await.unwrap().items;
+        assert!(mine.iter().all(|a| a.doctor_id == d[0]) && mine.len() == 6);
+        assert_eq!(own.list_appointments(&AppointmentQuery { doctor_id: Some(d[1]), ..Default::default() }).await.unwrap_err().status(), Some(403));
+        assert_eq!(own.get_appointment(ids[1]).await.unwrap_err().status(), Some(404));
+        app.clock.set(ist("2026-12-01", "17:00"));
+        assert_eq!(own.transition_appointment(ids[1], "complete", None).await.unwrap_err().status(), Some(404));
+        assert_eq!(desk.get_appointment(ids[1]).await.unwrap().status, "SCHEDULED", "nothing changed");
+        app.stop().await;
+    }
+
+    async fn availability_leaves_out_booked_slots(b: Backend) {
+        let app = clinic(&b, |_| {}).await;
+        let desk = app.client(Role::Reception);
+        let p = patients(&app, 1, 13).await[0];
+        let d = doctors(&app, 1, "Dermatology").await[0];
+        let tue: NaiveDate = "2026-12-01".parse().unwrap();
+        let slot = ist("2026-12-01", "11:00");
+        let a = desk.book_appointment(&booking(p, d, "Dermatology", slot), None).await.unwrap();
+        let free = eventually(10, "the booked slot to leave availability", || async {
+            let v = desk.doctor_availability(d, tue).await.ok()?;
+            (v.slots.len() == 17).then_some(v)
+        }).await;
+        assert!(free.slots.iter().all(|s| s.slot_start != slot));
+        desk.transition_appointment(a.appointment_id, "cancel", None).await.unwrap();
+        eventually(10, "the cancelled slot to come back", || async {
+            let v = desk.doctor_availability(d, tue).await.ok()?;
+            v.slots.iter().any(|s| s.slot_start == slot).then_some(())
+        }).await;
+        let metrics = app.http.get(format!("{}/metrics", app.url(Service::Appointment))).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("appointments_created_total"), "{metrics}");
+        app.stop().await;
+    }
+
+    async fn booking_succeeds_while_notification_is_down(b: Backend) {
+        let port = closed_port();
+        let app = clinic(&b, |c| {
+            c.service_mut("appointment").subscribers = Some(vec!["doctor".into(), "notification".into()]);
+            c.service_mut("notification").url = Some(format!("http://127.0.0.1:{port}"));
+        }).await;
+        let p = patients(&app, 1, 14).await[0];
+        let d = doctors(&app, 1, "Neurology").await[0];
+        let a = app.client(Role::Reception).book_appointment(&booking(p, d, "Neurology", ist("2026-12-01", "09:30")), None).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        let db = fresh_database(&b, app.dir.path(), "notification_stand_in").await;
+        let sub = Subscriber::start(&app, &db, port, &[Service::Appointment]).await;
+        let got = eventually(15, "the confirmation event to arrive", || async {
+            let r = sub.received().await;
+            (!r.is_empty()).then_some(r)
+        }).await;
+        assert_eq!(got, vec![("appointment.booked".to_string(), a.appointment_id.to_string())]);
+        let payload = &sub.payloads("appointment.booked").await[0];
+        assert_eq!(payload["doctor_id"], d);
+        assert!(payload.get("email").is_none() && payload.get("phone").is_none(), "ids, not contact details");
+        sub.stop().await;
+        if let Backend::Postgres(server) = &b { drop_database(server, &db).await; }
+        app.stop().await;
+    }
+}

@@ -1,0 +1,131 @@
+//! A subscriber built from the kit's real inbox on its own database, standing in for a service
+//! that is not part of the build yet: it records each event it processes.
+
+use super::TestApp;
+use axum::extract::State;
+use axum::routing::post;
+use hms_client::models::{Event, EventAck};
+use hms_kit::auth::{AccessTable, AuthState, Caller, Role};
+use hms_kit::db::Db;
+use hms_kit::extract::Json;
+use hms_kit::outbox::Outbox;
+use hms_kit::Service;
+use sqlx::Row;
+use std::sync::Arc;
+
+pub struct Subscriber {
+    pub db: Db,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct SubState {
+    db: Db,
+    outbox: Outbox,
+    sources: Vec<Service>,
+}
+
+async fn receive(
+    State(s): State<SubState>,
+    caller: Caller,
+    Json(ev): Json<Event>,
+) -> Result<Json<EventAck>, hms_kit::Error> {
+    hms_kit::inbox::authorise(&caller, &ev, &s.sources)?;
+    let kind = ev.event_type.clone();
+    let aggregate = ev.aggregate_id.clone();
+    let payload = ev.payload.to_string();
+    let ack = hms_kit::inbox::receive(&s.db, &s.outbox, &ev, chrono::Utc::now(), move |tx| {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO received (event_type, aggregate_id, payload) VALUES ($1, $2, $3)",
+            )
+            .bind(kind)
+            .bind(aggregate)
+            .bind(payload)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        })
+    })
+    .await?;
+    Ok(Json(ack))
+}
+
+impl Subscriber {
+    /// Serves `POST /v1/events` on `port`, taking events from `sources`.
+    pub async fn start(app: &TestApp, db_url: &str, port: u16, sources: &[Service]) -> Subscriber {
+        let db = Db::connect(db_url).await.unwrap();
+        db.migrate(sqlx::migrate::Migrator::DEFAULT).await.unwrap();
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS received (event_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, payload TEXT NOT NULL)",
+        )
+        .execute(db.pool())
+        .await
+        .unwrap();
+        let auth = Arc::new(AuthState {
+            keys: app.keys.clone(),
+            table: AccessTable::new(&[(axum::http::Method::POST, "/v1/events", &[Role::Service])]),
+        });
+        let state = SubState {
+            db: db.clone(),
+            outbox: Outbox::new(Service::Notification, vec![], app.clock.clone()),
+            sources: sources.to_vec(),
+        };
+        let router = axum::Router::new()
+            .route("/v1/events", post(receive))
+            .with_state(state)
+            .layer(axum::middleware::from_fn_with_state(
+                auth,
+                hms_kit::auth::middleware,
+            ));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("subscriber port is free again");
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        Subscriber { db, stop, task }
+    }
+
+    /// `(event_type, aggregate_id)` of every event processed, in arrival order.
+    pub async fn received(&self) -> Vec<(String, String)> {
+        sqlx::query("SELECT event_type, aggregate_id FROM received")
+            .fetch_all(self.db.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get("event_type"), r.get("aggregate_id")))
+            .collect()
+    }
+
+    /// Payloads of the processed events of one type.
+    pub async fn payloads(&self, event_type: &str) -> Vec<serde_json::Value> {
+        sqlx::query("SELECT payload FROM received WHERE event_type = $1")
+            .bind(event_type)
+            .fetch_all(self.db.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_str(&r.get::<String, _>("payload")).unwrap())
+            .collect()
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+        self.db.close().await;
+    }
+}
+
+/// A port nothing listens on (reserved, then released): a service that is down.
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
