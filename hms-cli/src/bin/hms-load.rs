@@ -27,6 +27,9 @@ enum Workflow {
     CreatePatient,
     /// GET /v1/doctors/{id}/availability?date=…
     Availability,
+    /// POST /v1/appointments: every request a valid, distinct booking (patient and doctor
+    /// checked over HTTP, slot claims, daily-cap counter, outbox event)
+    Book,
 }
 
 #[derive(Parser)]
@@ -52,6 +55,12 @@ struct Args {
     /// Where the embedded default keeps its admin token.
     #[arg(long, default_value = "hms-data")]
     data_dir: PathBuf,
+    /// The clinic's time zone (bookings are placed in its clinic hours).
+    #[arg(long, default_value = "Asia/Kolkata")]
+    clinic_timezone: chrono_tz::Tz,
+    /// The configured daily cap per doctor (bookings fill this many slots per doctor-day).
+    #[arg(long, default_value_t = 8)]
+    daily_cap: usize,
 }
 
 #[tokio::main]
@@ -83,20 +92,27 @@ async fn main() -> anyhow::Result<()> {
         let p = client.create_patient(&fixture_patient(seed, i)).await?;
         patient_ids.push(p.patient_id);
     }
-    let doctor = client
-        .create_doctor(&hms_client::models::NewDoctor {
-            doctor_id: None,
-            name: "Dr. Load Generator".into(),
-            email: None,
-            phone: None,
-            department: "Benchmarking".into(),
-            specialization: "Throughput".into(),
-            consultation_fee: "500.00".parse()?,
-            working_hours: None,
-            created_at: None,
-        })
-        .await?;
+    let doctor = client.create_doctor(&fixture_doctor()).await?;
     let date = (chrono::Utc::now() + chrono::Duration::days(7)).date_naive();
+    // Booking: one doctor and one patient per client, so that bookings never collide: booking
+    // n goes to doctor n % D at the k-th free slot (k = n / D) of the working days ahead.
+    let mut plan = BookingPlan::default();
+    if matches!(args.workflow, Workflow::Book) {
+        for i in 0..args.connections as u32 {
+            plan.patients.push(
+                client
+                    .create_patient(&fixture_patient(seed, 500 + i))
+                    .await?
+                    .patient_id,
+            );
+            let d = client.create_doctor(&fixture_doctor()).await?;
+            plan.doctors.push(d.doctor_id);
+        }
+        plan.days = working_days(args.clinic_timezone, 400);
+        plan.per_day = args.daily_cap.min(18);
+        plan.tz = Some(args.clinic_timezone);
+    }
+    let plan = Arc::new(plan);
     let patient_ids = Arc::new(patient_ids);
 
     let errors = Arc::new(AtomicU64::new(0));
@@ -110,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
         let counter = counter.clone();
         let workflow = args.workflow;
         let doctor_id = doctor.doctor_id;
+        let plan = plan.clone();
         tokio::spawn(async move {
             let mut hist =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
@@ -137,6 +154,10 @@ async fn main() -> anyhow::Result<()> {
                     Workflow::Availability => {
                         client.doctor_availability(doctor_id, date).await.is_ok()
                     }
+                    Workflow::Book => match plan.booking(n as usize) {
+                        Some(b) => client.book_appointment(&b, None).await.is_ok(),
+                        None => false,
+                    },
                 };
                 i += 1;
                 if started >= warmup_end {
@@ -180,5 +201,66 @@ fn fixture_patient(seed: u32, i: u32) -> NewPatient {
         phone: format!("7{:09}", (seed as u64 * 1000 + i as u64) % 1_000_000_000),
         dob: chrono::NaiveDate::from_ymd_opt(1980, 1, 1).expect("a date"),
         created_at: None,
+    }
+}
+
+fn fixture_doctor() -> hms_client::models::NewDoctor {
+    hms_client::models::NewDoctor {
+        doctor_id: None,
+        name: "Dr. Load Generator".into(),
+        email: None,
+        phone: None,
+        department: "Benchmarking".into(),
+        specialization: "Throughput".into(),
+        consultation_fee: hms_client::Money(50_000),
+        working_hours: None,
+        created_at: None,
+    }
+}
+
+/// Weekdays (the default working week) from the day after tomorrow, clinic-local.
+fn working_days(tz: chrono_tz::Tz, n: usize) -> Vec<chrono::NaiveDate> {
+    use chrono::Datelike;
+    let mut d = (chrono::Utc::now().with_timezone(&tz) + chrono::Duration::days(2)).date_naive();
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        if d.weekday().number_from_monday() <= 5 {
+            out.push(d);
+        }
+        d = d.succ_opt().expect("a next day");
+    }
+    out
+}
+
+/// Where booking n goes, so that no two bookings of a run collide.
+#[derive(Default)]
+struct BookingPlan {
+    doctors: Vec<i64>,
+    patients: Vec<i64>,
+    days: Vec<chrono::NaiveDate>,
+    per_day: usize,
+    tz: Option<chrono_tz::Tz>,
+}
+
+impl BookingPlan {
+    fn booking(&self, n: usize) -> Option<hms_client::models::NewAppointment> {
+        use chrono::TimeZone;
+        let d = self.doctors.len();
+        let (doctor, k) = (n % d, n / d);
+        let day = *self.days.get(k / self.per_day)?;
+        let minutes = 9 * 60 + 30 * (k % self.per_day) as u32;
+        let local = day.and_hms_opt(minutes / 60, minutes % 60, 0)?;
+        let start = self
+            .tz?
+            .from_local_datetime(&local)
+            .earliest()?
+            .with_timezone(&chrono::Utc);
+        Some(hms_client::models::NewAppointment {
+            patient_id: self.patients[doctor],
+            doctor_id: self.doctors[doctor],
+            department: "Benchmarking".into(),
+            slot_start: start,
+            slot_end: None,
+        })
     }
 }

@@ -267,6 +267,57 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn the_daily_cap_holds_through_random_churn(b: Backend) {
+        let mut app = clinic(&b, |_| {}).await;
+        let p = patients(&app, 30, 15).await;
+        let d = doctors(&app, 1, "Dermatology").await[0];
+        let desks = desks(&mut app, &b, Role::Reception).await;
+        let mut slots = day_slots("2026-12-01");
+        slots.extend(day_slots("2026-12-02"));
+        let pool = app.db(Service::Appointment).pool().clone();
+        // One statement, so one snapshot: the counter against the rows it counts.
+        let sample = || async {
+            sqlx::query(
+                "SELECT l.day, l.booked, (SELECT COUNT(*) FROM appointments a WHERE a.doctor_id = l.doctor_id \
+                 AND a.clinic_day = l.day AND a.status = 'SCHEDULED') AS n FROM doctor_day_load l",
+            ).fetch_all(&pool).await.unwrap().iter()
+             .map(|r| (r.get::<String, _>("day"), r.get::<i64, _>("booked"), r.get::<i64, _>("n"))).collect::<Vec<_>>()
+        };
+        let mut seed: u64 = 0x5eed;
+        let mut next = move |m: usize| { seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); ((seed >> 33) as usize) % m };
+        let mut seen_codes = BTreeMap::new();
+        let mut samples = 0;
+        for round in 0..13 {
+            let ids: Vec<i64> = sqlx::query_scalar("SELECT appointment_id FROM appointments WHERE status = 'SCHEDULED'")
+                .fetch_all(&pool).await.unwrap();
+            let ops: Vec<_> = (0..16).map(|i| {
+                let desk = desks[(round + i) % desks.len()].clone();
+                let kind = if ids.is_empty() { 0 } else { next(3) };
+                let (pid, slot) = (p[next(p.len())], slots[next(slots.len())]);
+                let id = if ids.is_empty() { 0 } else { ids[next(ids.len())] };
+                async move {
+                    match kind {
+                        0 => desk.book_appointment(&booking(pid, d, "Dermatology", slot), None).await.map(|_| ()),
+                        1 => desk.transition_appointment(id, "cancel", None).await.map(|_| ()),
+                        _ => desk.reschedule_appointment(id, &Reschedule { new_slot_start: slot, new_slot_end: None }, None).await.map(|_| ()),
+                    }
+                }
+            }).collect();
+            let results = futures::future::join_all(ops).await;
+            for (k, v) in tally(&results) { *seen_codes.entry(k).or_insert(0) += v; }
+            for (day, booked, n) in sample().await {
+                samples += 1;
+                assert_eq!(booked, n, "counter and rows agree on {day}");
+                assert!(booked <= 8, "{day} holds {booked}");
+            }
+        }
+        assert!(samples >= 20, "{samples} samples");
+        let allowed = ["ok", "slot_taken", "patient_busy", "daily_cap_reached", "reschedule_limit", "invalid_transition"];
+        assert!(seen_codes.keys().all(|k| allowed.contains(&k.as_str())), "{seen_codes:?}");
+        assert!(seen_codes.get("ok").copied().unwrap_or(0) > 20, "{seen_codes:?}");
+        app.stop().await;
+    }
+
     async fn parallel_reschedules_apply_at_most_twice(b: Backend) {
         let mut app = clinic(&b, |c| c.daily_cap = 18).await;
         let p = patients(&app, 1, 6).await[0];
@@ -371,6 +422,9 @@ both_backends! {
         let early = desk.book_appointment(&booking(p[0], d, "Cardiology", start), None).await.unwrap();
         let late = desk.book_appointment(&booking(p[1], d, "Cardiology", start + Duration::minutes(30)), None).await.unwrap();
         app.clock.set(start - Duration::hours(2) - Duration::seconds(1));
+        let stale = desk.transition_appointment(early.appointment_id, "cancel", Some(3)).await.unwrap_err();
+        assert_eq!((stale.status(), stale.code()), (Some(412), Some("version_conflict")));
+        assert_eq!(desk.get_appointment(early.appointment_id).await.unwrap(), early, "a stale If-Match changes nothing");
         let a = desk.transition_appointment(early.appointment_id, "cancel", Some(1)).await.unwrap();
         assert_eq!((a.status.as_str(), a.fee_decision.as_deref(), a.version), ("CANCELLED", Some("none"), 2));
         app.clock.set(late.slot_start - Duration::hours(2));
