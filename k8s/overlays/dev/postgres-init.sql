@@ -3,3 +3,5 @@ CREATE ROLE patient LOGIN PASSWORD 'patient';
 CREATE DATABASE patient OWNER patient;
 CREATE ROLE doctor LOGIN PASSWORD 'doctor';
 CREATE DATABASE doctor OWNER doctor;
+CREATE ROLE appointment LOGIN PASSWORD 'appointment';
+CREATE DATABASE appointment OWNER appointment;
