@@ -20,6 +20,8 @@ fn registry() -> Vec<&'static ServiceDef> {
         &hms_patient::SERVICE,
         &hms_doctor::SERVICE,
         &hms_appointment::SERVICE,
+        &hms_prescription::SERVICE,
+        &hms_notification::SERVICE,
     ]
 }
 

@@ -18,11 +18,12 @@ pub const SERVICE: ServiceDef = ServiceDef {
     service: Service::Appointment,
     description:
         "Appointments: book, reschedule, cancel, no-show, complete; no double booking, daily caps.",
-    // The doctor service keeps booked slots for availability; billing and notification
-    // subscribe when they are part of the build.
-    subscribers: &[Service::Doctor],
+    // The doctor service keeps booked slots for availability; notification tells patients.
+    // Billing subscribes when it is part of the build.
+    subscribers: &[Service::Doctor, Service::Notification],
     migrations,
     routes: http::routes,
+    background: None,
 };
 
 fn migrations(backend: Backend) -> sqlx::migrate::Migrator {

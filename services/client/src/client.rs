@@ -402,6 +402,81 @@ impl HmsClient {
         }
         req
     }
+
+    // ---- prescription -----------------------------------------------------------------------
+
+    pub async fn create_prescription(
+        &self,
+        new: &NewPrescription,
+    ) -> Result<Prescription, ClientError> {
+        self.call(
+            Service::Prescription,
+            Method::POST,
+            "/v1/prescriptions",
+            Some(new),
+        )
+        .await
+    }
+
+    pub async fn get_prescription(&self, id: i64) -> Result<Prescription, ClientError> {
+        self.get(
+            Service::Prescription,
+            &format!("/v1/prescriptions/{id}"),
+            &(),
+        )
+        .await
+    }
+
+    pub async fn list_prescriptions(
+        &self,
+        q: &PrescriptionQuery,
+    ) -> Result<Page<Prescription>, ClientError> {
+        self.get(Service::Prescription, "/v1/prescriptions", q)
+            .await
+    }
+
+    pub async fn formulary(&self) -> Result<Page<Medication>, ClientError> {
+        self.get(Service::Prescription, "/v1/formulary", &[("limit", "500")])
+            .await
+    }
+
+    pub async fn add_medication(&self, new: &NewMedication) -> Result<Medication, ClientError> {
+        self.call(
+            Service::Prescription,
+            Method::POST,
+            "/v1/formulary",
+            Some(new),
+        )
+        .await
+    }
+
+    pub async fn update_medication(
+        &self,
+        id: i64,
+        update: &MedicationUpdate,
+    ) -> Result<Medication, ClientError> {
+        self.call(
+            Service::Prescription,
+            Method::PATCH,
+            &format!("/v1/formulary/{id}"),
+            Some(update),
+        )
+        .await
+    }
+
+    // ---- notification -----------------------------------------------------------------------
+
+    pub async fn list_notifications(
+        &self,
+        q: &NotificationQuery,
+    ) -> Result<Page<Notification>, ClientError> {
+        self.get(Service::Notification, "/v1/notifications", q)
+            .await
+    }
+
+    pub async fn list_reminders(&self, q: &ReminderQuery) -> Result<Page<Reminder>, ClientError> {
+        self.get(Service::Notification, "/v1/reminders", q).await
+    }
 }
 
 fn unavailable(service: Service, e: &reqwest::Error) -> ClientError {

@@ -19,6 +19,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
     subscribers: &[],
     migrations,
     routes: http::routes,
+    background: None,
 };
 
 fn migrations(backend: Backend) -> sqlx::migrate::Migrator {

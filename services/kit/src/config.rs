@@ -15,9 +15,15 @@
 //! | `cancellation_fee_window_minutes` | `HMS_CANCELLATION_FEE_WINDOW_MINUTES` | `120` (50% fee at or inside it) |
 //! | `no_show_grace_minutes` | `HMS_NO_SHOW_GRACE_MINUTES` | `15` |
 //! | `reschedule_cutoff_minutes` | `HMS_RESCHEDULE_CUTOFF_MINUTES` | `60` |
+//! | `reminder_offsets_minutes` | `HMS_REMINDER_OFFSETS_MINUTES` | `[1440, 120]` (24 h and 2 h before) |
+//! | `email_provider` / `sms_provider` | `HMS_EMAIL_PROVIDER` / `HMS_SMS_PROVIDER` | `record` (`smtp`, `webhook` / `webhook`) |
+//! | `notification_webhook_url` | `HMS_NOTIFICATION_WEBHOOK_URL` | unset |
+//! | `smtp_url`, `smtp_from` | `HMS_SMTP_URL`, `HMS_SMTP_FROM` | unset, `HMS <no-reply@hms.local>` |
+//! | `notification_max_attempts` | `HMS_NOTIFICATION_MAX_ATTEMPTS` | `8` (then `failed`, visible) |
 //! | `log_level` | `HMS_LOG_LEVEL` | `info` |
 //! | `log_format` | `HMS_LOG_FORMAT` | `json` (`pretty` for a terminal) |
 //! | `http_timeout_ms` | `HMS_HTTP_TIMEOUT_MS` | `3000` (calls to other services) |
+//! | `db_max_connections` | `HMS_DB_MAX_CONNECTIONS` | `10` (per service, PostgreSQL) |
 //! | `request_timeout_ms` | `HMS_REQUEST_TIMEOUT_MS` | `10000` (whole request) |
 //! | `max_body_bytes` | `HMS_MAX_BODY_BYTES` | `65536` |
 //! | `metrics_public` | `HMS_METRICS_PUBLIC` | `true` (`false`: `/metrics` needs an admin or service token) |
@@ -76,9 +82,24 @@ pub struct Config {
     pub no_show_grace_minutes: i64,
     /// No rescheduling this close to the current start.
     pub reschedule_cutoff_minutes: i64,
+    /// Hours before an appointment its reminders go out, in minutes.
+    pub reminder_offsets_minutes: Vec<i64>,
+    /// How e-mails are delivered: `record` (kept as sent, shown to staff), `smtp`, `webhook`.
+    pub email_provider: String,
+    /// How SMS are delivered: `record` or `webhook`.
+    pub sms_provider: String,
+    /// Where the webhook provider posts messages (configuration only, never from a request).
+    pub notification_webhook_url: Option<String>,
+    /// SMTP relay, e.g. `smtp://mail.example.org:587` (lettre URL form).
+    pub smtp_url: Option<String>,
+    pub smtp_from: String,
+    /// Attempts before a notification is marked failed.
+    pub notification_max_attempts: i64,
     pub log_level: String,
     pub log_format: String,
     pub http_timeout_ms: u64,
+    /// Connections per service to its database (PostgreSQL; SQLite uses 8 readers/writers).
+    pub db_max_connections: u32,
     pub request_timeout_ms: u64,
     pub max_body_bytes: usize,
     pub metrics_public: bool,
@@ -105,9 +126,17 @@ impl Default for Config {
             cancellation_fee_window_minutes: 120,
             no_show_grace_minutes: 15,
             reschedule_cutoff_minutes: 60,
+            reminder_offsets_minutes: vec![24 * 60, 120],
+            email_provider: "record".into(),
+            sms_provider: "record".into(),
+            notification_webhook_url: None,
+            smtp_url: None,
+            smtp_from: "HMS <no-reply@hms.local>".into(),
+            notification_max_attempts: 8,
             log_level: "info".into(),
             log_format: "json".into(),
             http_timeout_ms: 3000,
+            db_max_connections: 10,
             request_timeout_ms: 10_000,
             max_body_bytes: 64 * 1024,
             metrics_public: true,
@@ -180,6 +209,35 @@ impl Config {
             .ok_or_else(|| anyhow::anyhow!("clinic_close '{}' is not HH:MM", self.clinic_close))?;
         anyhow::ensure!(open < close, "clinic_open must be before clinic_close");
         anyhow::ensure!(self.daily_cap >= 1, "daily_cap must be at least 1");
+        for (what, p, allowed) in [
+            (
+                "email_provider",
+                &self.email_provider,
+                &["record", "smtp", "webhook"][..],
+            ),
+            (
+                "sms_provider",
+                &self.sms_provider,
+                &["record", "webhook"][..],
+            ),
+        ] {
+            anyhow::ensure!(
+                allowed.contains(&p.as_str()),
+                "{what} '{p}' is not one of {allowed:?}"
+            );
+        }
+        if [&self.email_provider, &self.sms_provider]
+            .iter()
+            .any(|p| p.as_str() == "webhook")
+        {
+            anyhow::ensure!(
+                self.notification_webhook_url.is_some(),
+                "the webhook provider needs notification_webhook_url"
+            );
+        }
+        if self.email_provider == "smtp" {
+            anyhow::ensure!(self.smtp_url.is_some(), "the smtp provider needs smtp_url");
+        }
         Ok(())
     }
 
@@ -281,12 +339,12 @@ fn env_lists(env: Env) -> Figment {
     let mut fig = Figment::new();
     for (key, value) in env.iter() {
         let key = key.as_str().to_string();
-        if key.ends_with(".subscribers") {
-            let list: Vec<String> = value
+        if key.ends_with(".subscribers") || key == "reminder_offsets_minutes" {
+            let list: Vec<figment::value::Value> = value
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(str::to_string)
+                .map(|s| s.parse().expect("parsing a value is infallible"))
                 .collect();
             fig = fig.merge(Serialized::global(&key, list));
         } else {

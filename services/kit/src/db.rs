@@ -45,6 +45,11 @@ impl Db {
     /// Connects to `url` (`sqlite://…` or `postgres://…`); for SQLite, creates the file's
     /// directory and turns on WAL, foreign keys, a 5 s busy timeout and NORMAL sync.
     pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        Self::connect_with(url, 10).await
+    }
+
+    /// As [`Db::connect`], with at most `max` PostgreSQL connections.
+    pub async fn connect_with(url: &str, max: u32) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -70,7 +75,7 @@ impl Db {
             .acquire_timeout(Duration::from_secs(5))
             .max_connections(match backend {
                 Backend::Sqlite => 8,
-                Backend::Postgres => 16,
+                Backend::Postgres => max.max(1),
             });
         if backend == Backend::Sqlite {
             opts = opts.after_connect(|conn, _| {

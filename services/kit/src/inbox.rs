@@ -42,6 +42,18 @@ pub fn authorise(caller: &Caller, event: &Event, sources: &[Service]) -> Result<
     Ok(())
 }
 
+/// Whether `event` was processed already (a cheap check before expensive preparation; the
+/// transaction in [`receive`] remains the judge).
+pub async fn seen(db: &Db, event: &Event) -> Result<bool, Error> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE source = $1 AND event_id = $2")
+            .bind(&event.source)
+            .bind(event.event_id.to_string())
+            .fetch_one(db.pool())
+            .await?;
+    Ok(n > 0)
+}
+
 /// Processes `event` once: records its id and applies `effect` in one transaction (with
 /// `BEGIN IMMEDIATE` on SQLite). A repeat delivery commits nothing and answers
 /// `{"duplicate": true}`; concurrent duplicates serialise on the inbox's primary key.

@@ -179,6 +179,16 @@ impl Default for RelaySettings {
     }
 }
 
+/// The wait before attempt `attempts + 1`: exponential from 1 s, capped at `max`, with "equal
+/// jitter" (half fixed, half random) so that retries spread out but never hammer.
+pub fn backoff(attempts: i64, max: Duration) -> chrono::Duration {
+    use rand::Rng;
+    let exp = 2f64.powi((attempts - 1).clamp(0, 20) as i32);
+    let base = exp.min(max.as_secs_f64());
+    let secs = base / 2.0 + rand::rng().random_range(0.0..=base / 2.0);
+    chrono::Duration::milliseconds((secs * 1000.0) as i64)
+}
+
 /// Delivers a service's outbox to its subscribers.
 pub struct Relay {
     db: Db,
@@ -415,13 +425,7 @@ impl Relay {
     }
 
     fn backoff(&self, attempts: i64) -> chrono::Duration {
-        use rand::Rng;
-        let exp = 2f64.powi((attempts - 1).clamp(0, 20) as i32);
-        let cap = self.settings.max_backoff.as_secs_f64();
-        let base = exp.min(cap);
-        // "Equal jitter": half fixed, half random, so retries spread out but never hammer.
-        let secs = base / 2.0 + rand::rng().random_range(0.0..=base / 2.0);
-        chrono::Duration::milliseconds((secs * 1000.0) as i64)
+        backoff(attempts, self.settings.max_backoff)
     }
 
     async fn record(&self, c: &Claimed, outcome: Outcome) -> Result<(), sqlx::Error> {

@@ -47,7 +47,14 @@ pub struct ServiceDef {
     pub migrations: fn(Backend) -> Migrator,
     /// The service's API routes (state applied) and its access table.
     pub routes: fn(&ServiceCtx) -> ServiceRoutes,
+    /// Work the service does beside serving (schedulers, dispatchers); it must return soon
+    /// after the receiver turns true.
+    pub background: Option<Background>,
 }
+
+/// A service's background loop: started with the service, stopped with it.
+pub type Background =
+    fn(ServiceCtx, watch::Receiver<bool>) -> futures::future::BoxFuture<'static, ()>;
 
 /// A service's API and who may call each route.
 pub struct ServiceRoutes {
@@ -75,6 +82,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     relay: JoinHandle<()>,
+    background: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -87,6 +95,9 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let _ = self.relay.await;
+        if let Some(b) = self.background {
+            let _ = b.await;
+        }
         self.ctx.db.close().await;
     }
 }
@@ -102,7 +113,7 @@ pub async fn start(
     let service = def.service;
     // Install the recorder before the first request is counted.
     let _ = crate::metrics::handle();
-    let db = Db::connect(&config.database_url(service))
+    let db = Db::connect_with(&config.database_url(service), config.db_max_connections)
         .await
         .map_err(|e| anyhow::anyhow!("{service}: cannot open its database: {e}"))?;
     db.migrate((def.migrations)(db.backend()))
@@ -159,6 +170,9 @@ pub async fn start(
             ..RelaySettings::default()
         },
     );
+    let background = def
+        .background
+        .map(|run| tokio::spawn(run(ctx.clone(), rx.clone())));
     let relay = tokio::spawn(relay.run(rx));
     tracing::info!(service = service.name(), %addr, subscribers = ?subscribers, "service started");
     Ok(Running {
@@ -168,6 +182,7 @@ pub async fn start(
         shutdown,
         server,
         relay,
+        background,
     })
 }
 

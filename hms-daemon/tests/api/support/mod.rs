@@ -193,6 +193,9 @@ impl TestApp {
             data_dir: dir.path().to_path_buf(),
             outbox_poll_ms: 200,
             outbox_max_backoff_ms: 400,
+            // Tests run two at a time, each with up to five services and replicas, against one
+            // PostgreSQL server (100 connections by default).
+            db_max_connections: 4,
             ..Config::default()
         };
         let mut listeners = Vec::new();
@@ -207,6 +210,13 @@ impl TestApp {
             s.url = Some(format!("http://127.0.0.1:{port}"));
             s.database_url = Some(url);
             listeners.push(l);
+        }
+        // Services not started here are down: never reach whatever runs on the default ports.
+        for svc in Service::ALL {
+            if !defs.iter().any(|d| d.service == svc) {
+                config.service_mut(svc.name()).url =
+                    Some(format!("http://127.0.0.1:{}", subscriber::closed_port()));
+            }
         }
         tweak(&mut config);
         let config = Arc::new(config);
@@ -313,6 +323,34 @@ impl TestApp {
         let url = r.url();
         self.running.push(r);
         url
+    }
+
+    /// Stops one service (gracefully); its database and port stay for [`TestApp::start_service`].
+    pub async fn stop_service(&mut self, svc: Service) {
+        let i = self
+            .running
+            .iter()
+            .position(|r| r.service == svc)
+            .expect("running");
+        self.running.remove(i).stop().await;
+    }
+
+    /// Starts a service again on its configured port and database (a restart).
+    pub async fn start_service(&mut self, def: &'static ServiceDef) {
+        let port = self.config.port(def.service);
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("its port is free again");
+        let r = server::start(
+            def,
+            self.config.clone(),
+            self.keys.clone(),
+            self.clock.clone(),
+            l,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{} did not restart: {e:#}", def.service));
+        self.running.push(r);
     }
 
     pub async fn stop(self) {

@@ -1,0 +1,225 @@
+//! Notification service end to end: confirmations, reschedule and cancellation notices,
+//! reminders (scheduled, moved, cancelled, sent exactly once across restarts and replicas),
+//! duplicate deliveries, a failing provider.
+
+use crate::both_backends;
+use crate::support::subscriber::closed_port;
+use crate::support::*;
+use chrono::{DateTime, Duration, Utc};
+use hms_client::models::{
+    Event, NewAppointment, Notification, NotificationQuery, ReminderQuery, Reschedule,
+};
+use hms_client::HmsClient;
+use hms_kit::auth::Role;
+use hms_kit::clock::Clock;
+use hms_kit::config::Config;
+use hms_kit::Service;
+use sqlx::Row;
+
+const ALL: [&hms_kit::server::ServiceDef; 4] = [
+    &hms_patient::SERVICE,
+    &hms_doctor::SERVICE,
+    &hms_appointment::SERVICE,
+    &hms_notification::SERVICE,
+];
+
+fn tuesday_0900() -> DateTime<Utc> {
+    "2026-12-01T03:30:00Z".parse().unwrap()
+}
+
+async fn clinic(b: &Backend, tweak: impl FnOnce(&mut Config)) -> (TestApp, i64, i64) {
+    let app = TestApp::spawn_with(
+        b,
+        &ALL,
+        Clock::manual("2026-11-30T00:00:00Z".parse().unwrap()),
+        tweak,
+    )
+    .await;
+    let mut p = new_patient("Notified Person", 42);
+    p.email = Some("notified.person@example.org".into());
+    p.phone = "9800000042".into();
+    let patient = app
+        .client(Role::Reception)
+        .create_patient(&p)
+        .await
+        .unwrap()
+        .patient_id;
+    let doctor = app
+        .client(Role::Admin)
+        .create_doctor(&new_doctor("Dr. Aditya Iyer", "Cardiology", "Cardiologist"))
+        .await
+        .unwrap()
+        .doctor_id;
+    (app, patient, doctor)
+}
+
+fn booking(p: i64, d: i64, at: DateTime<Utc>) -> NewAppointment {
+    NewAppointment {
+        patient_id: p,
+        doctor_id: d,
+        department: "Cardiology".into(),
+        slot_start: at,
+        slot_end: None,
+    }
+}
+
+async fn notes(c: &HmsClient, event_type: &str) -> Vec<Notification> {
+    c.list_notifications(&NotificationQuery {
+        event_type: Some(event_type.into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .items
+}
+
+/// Waits until `event_type` has `n` messages, all sent.
+async fn sent(c: &HmsClient, event_type: &str, n: usize) -> Vec<Notification> {
+    eventually(15, event_type, || async {
+        let v = notes(c, event_type).await;
+        (v.len() == n && v.iter().all(|x| x.status == "sent")).then_some(v)
+    })
+    .await
+}
+
+async fn reminders(c: &HmsClient, status: &str) -> Vec<hms_client::models::Reminder> {
+    c.list_reminders(&ReminderQuery {
+        status: Some(status.into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .items
+}
+
+both_backends! {
+    async fn confirmations_notices_and_reminders_follow_the_appointment(b: Backend) {
+        let (mut app, patient, doctor) = clinic(&b, |_| {}).await;
+        let desk = app.client(Role::Reception);
+        // Booking while the notification service is down still succeeds…
+        app.stop_service(Service::Notification).await;
+        let a = desk.book_appointment(&booking(patient, doctor, tuesday_0900()), None).await.unwrap();
+        // …and the confirmation follows once it is back.
+        app.start_service(&hms_notification::SERVICE).await;
+        let booked = sent(&desk, "appointment.booked", 2).await;
+        let mut channels: Vec<(&str, &str)> = booked.iter().map(|n| (n.channel.as_str(), n.recipient.as_str())).collect();
+        channels.sort();
+        assert_eq!(channels, vec![("EMAIL", "notified.person@example.org"), ("SMS", "9800000042")]);
+        assert_eq!(booked[0].message, format!(
+            "Your appointment with Dr. Aditya Iyer (Cardiology) is confirmed for Tue 01 Dec 2026, 09:00 IST. Reference #{}.", a.appointment_id));
+        assert_eq!(booked[0].patient_id, Some(patient));
+        let scheduled = eventually(10, "two reminders", || async { let r = reminders(&desk, "scheduled").await; (r.len() == 2).then_some(r) }).await;
+        let mut due: Vec<DateTime<Utc>> = scheduled.iter().map(|r| r.due_at).collect();
+        due.sort();
+        assert_eq!(due, vec![tuesday_0900() - Duration::hours(24), tuesday_0900() - Duration::hours(2)]);
+
+        let wed = tuesday_0900() + Duration::days(1) + Duration::hours(1);
+        desk.reschedule_appointment(a.appointment_id, &Reschedule { new_slot_start: wed, new_slot_end: None }, None).await.unwrap();
+        let moved = sent(&desk, "appointment.rescheduled", 2).await;
+        assert!(moved[0].message.contains("Wed 02 Dec 2026, 10:00 IST") && moved[0].message.contains("was Tue 01 Dec 2026, 09:00 IST"), "{}", moved[0].message);
+        let now_scheduled = eventually(10, "reminders moved", || async {
+            let r = reminders(&desk, "scheduled").await;
+            (r.len() == 2 && r.iter().all(|x| x.slot_start == wed)).then_some(r)
+        }).await;
+        assert_eq!(now_scheduled.len(), 2);
+        assert_eq!(reminders(&desk, "cancelled").await.len(), 2, "the old slot's reminders are cancelled");
+
+        desk.transition_appointment(a.appointment_id, "cancel", None).await.unwrap();
+        let cancelled = sent(&desk, "appointment.cancelled", 2).await;
+        assert!(cancelled[0].message.contains("No fee applies"), "{}", cancelled[0].message);
+        eventually(10, "all reminders cancelled", || async { reminders(&desk, "scheduled").await.is_empty().then_some(()) }).await;
+        assert_eq!(reminders(&desk, "cancelled").await.len(), 4);
+        app.stop().await;
+    }
+
+    async fn a_redelivered_event_makes_no_second_message(b: Backend) {
+        let (app, patient, doctor) = clinic(&b, |_| {}).await;
+        let desk = app.client(Role::Reception);
+        desk.book_appointment(&booking(patient, doctor, tuesday_0900()), None).await.unwrap();
+        sent(&desk, "appointment.booked", 2).await;
+        let row = sqlx::query("SELECT event_id, aggregate_type, aggregate_id, aggregate_seq, event_type, payload, correlation_id, occurred_at FROM outbox WHERE event_type = 'appointment.booked'")
+            .fetch_one(app.db(Service::Appointment).pool()).await.unwrap();
+        let ev = Event {
+            event_id: row.get::<String, _>("event_id").parse().unwrap(),
+            event_type: row.get("event_type"),
+            source: "appointment".into(),
+            aggregate_type: row.get("aggregate_type"),
+            aggregate_id: row.get("aggregate_id"),
+            aggregate_seq: row.get("aggregate_seq"),
+            occurred_at: hms_kit::time::from_db(&row.get::<String, _>("occurred_at")).unwrap(),
+            correlation_id: row.get("correlation_id"),
+            payload: serde_json::from_str(&row.get::<String, _>("payload")).unwrap(),
+        };
+        let token = app.keys.issue(Role::Service, "service:appointment", None, chrono::Duration::minutes(5));
+        let url = format!("{}/v1/events", app.url(Service::Notification));
+        let acks = futures::future::join_all((0..5).map(|_| app.http.post(&url).bearer_auth(&token).json(&ev).send())).await;
+        for a in acks {
+            let v: serde_json::Value = a.unwrap().json().await.unwrap();
+            assert_eq!(v["duplicate"], true);
+        }
+        assert_eq!(notes(&desk, "appointment.booked").await.len(), 2);
+        assert_eq!(reminders(&desk, "scheduled").await.len(), 2);
+        app.stop().await;
+    }
+
+    async fn a_due_reminder_goes_out_once_across_restarts_and_replicas(b: Backend) {
+        let (mut app, patient, doctor) = clinic(&b, |_| {}).await;
+        let desk = app.client(Role::Reception);
+        desk.book_appointment(&booking(patient, doctor, tuesday_0900()), None).await.unwrap();
+        eventually(10, "reminders scheduled", || async { (reminders(&desk, "scheduled").await.len() == 2).then_some(()) }).await;
+        if b.is_postgres() {
+            // A second scheduler on the same database races the first for every due reminder.
+            app.spawn_replica(&hms_notification::SERVICE).await;
+        }
+        // 24 hours before: the first reminder is due.
+        app.clock.set(tuesday_0900() - Duration::hours(24) + Duration::minutes(1));
+        let first = sent(&desk, "appointment.reminder", 2).await;
+        assert!(first[0].message.contains("in 24 hours"), "{}", first[0].message);
+        assert_eq!(reminders(&desk, "sent").await.len(), 1);
+        // Restart: nothing goes out again.
+        app.stop_service(Service::Notification).await;
+        app.start_service(&hms_notification::SERVICE).await;
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        assert_eq!(notes(&desk, "appointment.reminder").await.len(), 2);
+        // The 2-hour one, then no more.
+        app.clock.set(tuesday_0900() - Duration::minutes(119));
+        sent(&desk, "appointment.reminder", 4).await;
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        assert_eq!(notes(&desk, "appointment.reminder").await.len(), 4);
+        assert!(reminders(&desk, "scheduled").await.is_empty());
+        app.stop().await;
+    }
+
+    async fn a_failing_provider_is_retried_and_its_failure_visible(b: Backend) {
+        let port = closed_port();
+        let (app, patient, doctor) = clinic(&b, |c| {
+            c.sms_provider = "webhook".into();
+            c.notification_webhook_url = Some(format!("http://127.0.0.1:{port}/sms"));
+        }).await;
+        let desk = app.client(Role::Reception);
+        desk.book_appointment(&booking(patient, doctor, tuesday_0900()), None).await.unwrap();
+        // E-mail goes out (record provider); the SMS gateway is down: retried, error visible.
+        let sms = eventually(15, "a failed SMS attempt", || async {
+            let v = notes(&desk, "appointment.booked").await;
+            let sms = v.iter().find(|n| n.channel == "SMS")?.clone();
+            (sms.status == "pending" && sms.attempts >= 2 && sms.last_error.is_some()).then_some(sms)
+        }).await;
+        assert_eq!(sms.last_error.as_deref(), Some("webhook unreachable"));
+        assert!(notes(&desk, "appointment.booked").await.iter().any(|n| n.channel == "EMAIL" && n.status == "sent"));
+        // The gateway comes back: the SMS is delivered to it.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+        let gateway = axum::Router::new().route("/sms", axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+            let tx = tx.clone();
+            async move { let _ = tx.send(v); "ok" }
+        }));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, gateway).await.unwrap() });
+        let got = tokio::time::timeout(std::time::Duration::from_secs(15), rx.recv()).await.expect("the gateway got the SMS").unwrap();
+        assert_eq!((got["channel"].as_str(), got["recipient"].as_str()), (Some("SMS"), Some("9800000042")));
+        eventually(10, "the SMS marked sent", || async {
+            notes(&desk, "appointment.booked").await.iter().find(|n| n.channel == "SMS" && n.status == "sent").map(|_| ())
+        }).await;
+        server.abort();
+        app.stop().await;
+    }
+}

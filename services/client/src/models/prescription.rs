@@ -1,0 +1,93 @@
+//! Prescription service (8005) models.
+
+use crate::Money;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A prescription written at an appointment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Prescription {
+    pub prescription_id: i64,
+    pub appointment_id: i64,
+    pub patient_id: i64,
+    pub doctor_id: i64,
+    pub medication: String,
+    /// `morning-noon-night`, e.g. `1-0-1`.
+    pub dosage: String,
+    pub days: i64,
+    /// Doses per day × days.
+    pub quantity: i64,
+    /// The formulary price per unit when prescribed.
+    pub unit_price: Money,
+    pub issued_at: DateTime<Utc>,
+}
+
+/// `POST /v1/prescriptions`. A doctor's token may omit `doctor_id` (it is theirs).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPrescription {
+    /// Only for importing legacy records, which keep their ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prescription_id: Option<i64>,
+    pub appointment_id: i64,
+    pub patient_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doctor_id: Option<i64>,
+    /// A formulary medication name, any case.
+    pub medication: String,
+    /// `morning-noon-night`: `1-0-1`, `0-1-1`, `1-1-1`…
+    pub dosage: String,
+    pub days: i64,
+    /// Only for importing legacy records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<DateTime<Utc>>,
+}
+
+/// Filters of `GET /v1/prescriptions`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PrescriptionQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appointment_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doctor_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// A medication the hospital dispenses, with its price per unit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Medication {
+    pub medication_id: i64,
+    pub name: String,
+    /// e.g. `tablet`, `capsule`, `syrup (5 ml)`.
+    pub form: String,
+    pub unit_price: Money,
+    pub active: bool,
+    pub version: i64,
+}
+
+/// `POST /v1/formulary`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMedication {
+    pub name: String,
+    pub form: String,
+    pub unit_price: Money,
+}
+
+/// `PATCH /v1/formulary/{id}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MedicationUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+}

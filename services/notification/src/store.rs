@@ -1,0 +1,333 @@
+//! Notification SQL, written once for SQLite and PostgreSQL.
+
+use chrono::{DateTime, Utc};
+use hms_client::models::{Notification, NotificationQuery, Reminder, ReminderQuery};
+use hms_kit::db::{Bind, Db, Select, Tx};
+use hms_kit::pagination::PageRequest;
+use hms_kit::time::{from_db, to_db};
+use hms_kit::Error;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
+
+const N: &str = "notification_id, source_id, event_type, channel, patient_id, recipient, message, \
+                 metadata, status, attempts, last_error, created_at, sent_at";
+const R: &str = "reminder_id, appointment_id, patient_id, doctor_id, slot_start, due_at, offset_minutes, status, sent_at";
+
+fn opt_time(r: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    r.try_get::<Option<String>, _>(col)?
+        .map(|s| from_db(&s))
+        .transpose()
+}
+
+fn notification(r: &AnyRow) -> Result<Notification, sqlx::Error> {
+    Ok(Notification {
+        notification_id: r.try_get("notification_id")?,
+        source_id: r.try_get("source_id")?,
+        event_type: r.try_get("event_type")?,
+        channel: r.try_get("channel")?,
+        patient_id: r.try_get("patient_id")?,
+        recipient: r.try_get("recipient")?,
+        message: r.try_get("message")?,
+        metadata: serde_json::from_str(&r.try_get::<String, _>("metadata")?)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        status: r.try_get("status")?,
+        attempts: r.try_get("attempts")?,
+        last_error: r.try_get("last_error")?,
+        created_at: from_db(&r.try_get::<String, _>("created_at")?)?,
+        sent_at: opt_time(r, "sent_at")?,
+    })
+}
+
+/// A reminder row, with the doctor it is for.
+#[derive(Debug, Clone)]
+pub struct DueReminder {
+    pub reminder: Reminder,
+    pub doctor_id: i64,
+}
+
+fn reminder(r: &AnyRow) -> Result<DueReminder, sqlx::Error> {
+    Ok(DueReminder {
+        reminder: Reminder {
+            reminder_id: r.try_get("reminder_id")?,
+            appointment_id: r.try_get("appointment_id")?,
+            patient_id: r.try_get("patient_id")?,
+            slot_start: from_db(&r.try_get::<String, _>("slot_start")?)?,
+            due_at: from_db(&r.try_get::<String, _>("due_at")?)?,
+            offset_minutes: r.try_get("offset_minutes")?,
+            status: r.try_get("status")?,
+            sent_at: opt_time(r, "sent_at")?,
+        },
+        doctor_id: r.try_get("doctor_id")?,
+    })
+}
+
+/// What an appointment event says.
+#[derive(Debug, Clone)]
+pub struct AppointmentState {
+    pub appointment_id: i64,
+    pub patient_id: i64,
+    pub doctor_id: i64,
+    pub slot_start: DateTime<Utc>,
+    pub status: String,
+    pub seq: i64,
+}
+
+/// Records an appointment's state if `s` is newer than what is known; true if it was.
+pub async fn apply_appointment(tx: &mut Tx, s: &AppointmentState) -> Result<bool, Error> {
+    let n = sqlx::query(
+        "INSERT INTO appointment_state (appointment_id, patient_id, doctor_id, slot_start, status, seq) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (appointment_id) DO UPDATE SET \
+         slot_start = excluded.slot_start, status = excluded.status, seq = excluded.seq \
+         WHERE appointment_state.seq < excluded.seq",
+    )
+    .bind(s.appointment_id)
+    .bind(s.patient_id)
+    .bind(s.doctor_id)
+    .bind(to_db(s.slot_start))
+    .bind(&s.status)
+    .bind(s.seq)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Cancels an appointment's reminders that have not gone out.
+pub async fn cancel_reminders(tx: &mut Tx, appointment_id: i64) -> Result<u64, Error> {
+    Ok(sqlx::query("UPDATE reminders SET status = 'cancelled' WHERE appointment_id = $1 AND status = 'scheduled'")
+        .bind(appointment_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
+}
+
+/// Schedules the reminders of an appointment (those not already due).
+pub async fn schedule_reminders(
+    tx: &mut Tx,
+    s: &AppointmentState,
+    offsets: &[i64],
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    for &offset in offsets {
+        let due = s.slot_start - chrono::Duration::minutes(offset);
+        if due <= now {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO reminders (appointment_id, patient_id, doctor_id, slot_start, offset_minutes, due_at, \
+             appointment_seq, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'scheduled', $8) \
+             ON CONFLICT (appointment_id, slot_start, offset_minutes) DO UPDATE SET status = 'scheduled', \
+             appointment_seq = excluded.appointment_seq WHERE reminders.status = 'cancelled'",
+        )
+        .bind(s.appointment_id)
+        .bind(s.patient_id)
+        .bind(s.doctor_id)
+        .bind(to_db(s.slot_start))
+        .bind(offset)
+        .bind(to_db(due))
+        .bind(s.seq)
+        .bind(to_db(now))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A message to record.
+#[derive(Debug, Clone)]
+pub struct NewNotification<'a> {
+    pub source_id: &'a str,
+    pub event_type: &'a str,
+    pub channel: &'a str,
+    pub patient_id: Option<i64>,
+    pub recipient: &'a str,
+    pub message: &'a str,
+    pub metadata: serde_json::Value,
+}
+
+/// Records a message to send; a second one for the same source and channel is ignored.
+pub async fn insert_notification(
+    tx: &mut Tx,
+    n: &NewNotification<'_>,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let rows = sqlx::query(
+        "INSERT INTO notifications (source_id, event_type, channel, patient_id, recipient, message, metadata, \
+         status, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $9) \
+         ON CONFLICT (source_id, channel) DO NOTHING",
+    )
+    .bind(n.source_id)
+    .bind(n.event_type)
+    .bind(n.channel)
+    .bind(n.patient_id)
+    .bind(n.recipient)
+    .bind(n.message)
+    .bind(n.metadata.to_string())
+    .bind(to_db(Utc::now()))
+    .bind(to_db(now))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(rows == 1)
+}
+
+/// Reminders due by `now` that have not gone out.
+pub async fn due_reminders(
+    db: &Db,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<DueReminder>, Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {R} FROM reminders WHERE status = 'scheduled' AND due_at <= $1 ORDER BY due_at LIMIT $2"
+    ))
+    .bind(to_db(now))
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.iter().map(reminder).collect::<Result<_, _>>()?)
+}
+
+/// Marks a reminder sent, if it still is scheduled: of two schedulers, only one gets `true`.
+pub async fn mark_reminder_sent(tx: &mut Tx, id: i64, now: DateTime<Utc>) -> Result<bool, Error> {
+    Ok(sqlx::query("UPDATE reminders SET status = 'sent', sent_at = $1 WHERE reminder_id = $2 AND status = 'scheduled'")
+        .bind(to_db(now))
+        .bind(id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+        == 1)
+}
+
+/// A notification claimed for delivery.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub notification_id: i64,
+    pub channel: String,
+    pub recipient: String,
+    pub event_type: String,
+    pub message: String,
+    pub attempts: i64,
+}
+
+/// Claims pending notifications due for an attempt, with a lease (any number of workers).
+pub async fn claim_pending(
+    db: &Db,
+    lease: chrono::Duration,
+    batch: i64,
+) -> Result<Vec<Claimed>, Error> {
+    let now = Utc::now();
+    let rows = sqlx::query(
+        "UPDATE notifications SET lease_until = $1, attempts = attempts + 1 \
+         WHERE status = 'pending' AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2) \
+         AND notification_id IN (SELECT notification_id FROM notifications WHERE status = 'pending' \
+           AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2) ORDER BY notification_id LIMIT $3) \
+         RETURNING notification_id, channel, recipient, event_type, message, attempts",
+    )
+    .bind(to_db(now + lease))
+    .bind(to_db(now))
+    .bind(batch)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Claimed {
+                notification_id: r.try_get("notification_id")?,
+                channel: r.try_get("channel")?,
+                recipient: r.try_get("recipient")?,
+                event_type: r.try_get("event_type")?,
+                message: r.try_get("message")?,
+                attempts: r.try_get("attempts")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
+}
+
+pub async fn mark_sent(db: &Db, id: i64) -> Result<(), Error> {
+    sqlx::query("UPDATE notifications SET status = 'sent', sent_at = $1, lease_until = NULL, last_error = NULL WHERE notification_id = $2")
+        .bind(to_db(Utc::now()))
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// A failed attempt: retried at `retry_at`, or marked failed when that is `None`.
+pub async fn mark_failed(
+    db: &Db,
+    id: i64,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+) -> Result<(), Error> {
+    let (status, next) = match retry_at {
+        Some(t) => ("pending", t),
+        None => ("failed", Utc::now()),
+    };
+    sqlx::query("UPDATE notifications SET status = $1, next_attempt_at = $2, lease_until = NULL, last_error = $3 WHERE notification_id = $4")
+        .bind(status)
+        .bind(to_db(next))
+        .bind(error)
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+pub async fn list_notifications<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    q: &NotificationQuery,
+    page: PageRequest,
+) -> Result<Vec<Notification>, Error> {
+    let mut s = Select::new(&format!("SELECT {N} FROM notifications WHERE 1 = 1"));
+    s.and("notification_id > ?", Bind::Int(page.after_or_min()));
+    if let Some(r) = q
+        .recipient
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    {
+        s.and("recipient = ?", Bind::Text(r.to_string()));
+    }
+    if let Some(p) = q.patient_id {
+        s.and("patient_id = ?", Bind::Int(p));
+    }
+    if let Some(t) = q.event_type.as_deref().filter(|t| !t.is_empty()) {
+        s.and("event_type = ?", Bind::Text(t.to_string()));
+    }
+    if let Some(st) = q.status.as_deref().filter(|t| !t.is_empty()) {
+        s.and("status = ?", Bind::Text(st.to_lowercase()));
+    }
+    if let Some(since) = q.since {
+        s.and("created_at >= ?", Bind::Text(to_db(since)));
+    }
+    s.push(
+        " ORDER BY notification_id LIMIT ?",
+        [Bind::Int(page.fetch())],
+    );
+    Ok(s.fetch_all(exec)
+        .await?
+        .iter()
+        .map(notification)
+        .collect::<Result<_, _>>()?)
+}
+
+pub async fn list_reminders<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    q: &ReminderQuery,
+    page: PageRequest,
+) -> Result<Vec<Reminder>, Error> {
+    let mut s = Select::new(&format!("SELECT {R} FROM reminders WHERE 1 = 1"));
+    s.and("reminder_id > ?", Bind::Int(page.after_or_min()));
+    if let Some(a) = q.appointment_id {
+        s.and("appointment_id = ?", Bind::Int(a));
+    }
+    if let Some(st) = q.status.as_deref().filter(|t| !t.is_empty()) {
+        s.and("status = ?", Bind::Text(st.to_lowercase()));
+    }
+    s.push(" ORDER BY reminder_id LIMIT ?", [Bind::Int(page.fetch())]);
+    Ok(s.fetch_all(exec)
+        .await?
+        .iter()
+        .map(|r| reminder(r).map(|d| d.reminder))
+        .collect::<Result<_, _>>()?)
+}

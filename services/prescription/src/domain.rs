@@ -1,0 +1,121 @@
+//! Prescription rules, free of I/O: dosage, days, quantity, and whether an appointment allows
+//! a prescription.
+
+use hms_client::models::Appointment;
+use hms_kit::Error;
+
+/// Longest course one prescription may cover.
+pub const MAX_DAYS: i64 = 365;
+
+/// A `morning-noon-night` dosage such as `1-0-1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dosage {
+    pub morning: u8,
+    pub noon: u8,
+    pub night: u8,
+}
+
+impl Dosage {
+    /// `1-0-1`, `0-1-1`, `1-1-1`, `2-0-2`…: three whole numbers 0–9, at least one dose a day.
+    pub fn parse(s: &str) -> Result<Dosage, Error> {
+        let bad = || {
+            Error::validation(
+                "dosage",
+                format!("dosage '{s}' must be morning-noon-night doses, e.g. 1-0-1"),
+            )
+        };
+        let parts: Vec<&str> = s.trim().split('-').collect();
+        if parts.len() != 3 {
+            return Err(bad());
+        }
+        let n = |p: &str| -> Result<u8, Error> {
+            if p.len() == 1 && p.as_bytes()[0].is_ascii_digit() {
+                Ok(p.as_bytes()[0] - b'0')
+            } else {
+                Err(bad())
+            }
+        };
+        let d = Dosage {
+            morning: n(parts[0])?,
+            noon: n(parts[1])?,
+            night: n(parts[2])?,
+        };
+        if d.per_day() == 0 {
+            return Err(Error::validation(
+                "dosage",
+                "a dosage needs at least one dose a day",
+            ));
+        }
+        Ok(d)
+    }
+
+    pub fn per_day(self) -> i64 {
+        i64::from(self.morning) + i64::from(self.noon) + i64::from(self.night)
+    }
+}
+
+impl std::fmt::Display for Dosage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}-{}", self.morning, self.noon, self.night)
+    }
+}
+
+/// Days of the course: 1 to 365.
+pub fn check_days(days: i64) -> Result<i64, Error> {
+    if !(1..=MAX_DAYS).contains(&days) {
+        return Err(Error::validation(
+            "days",
+            format!("days must be between 1 and {MAX_DAYS}"),
+        ));
+    }
+    Ok(days)
+}
+
+/// Units to dispense: doses per day × days.
+pub fn quantity(dosage: Dosage, days: i64) -> i64 {
+    dosage.per_day() * days
+}
+
+/// A prescription needs an appointment that exists, is not CANCELLED or NO_SHOW, and is of
+/// the same patient and doctor.
+pub fn check_appointment(a: &Appointment, patient_id: i64, doctor_id: i64) -> Result<(), Error> {
+    let refuse = |why: String| Error::rule("appointment_required", why);
+    if matches!(a.status.as_str(), "CANCELLED" | "NO_SHOW") {
+        return Err(refuse(format!(
+            "appointment {} is {}; a prescription needs an appointment that took place or is scheduled",
+            a.appointment_id, a.status
+        )));
+    }
+    if a.patient_id != patient_id {
+        return Err(refuse(format!(
+            "appointment {} is not patient {patient_id}'s",
+            a.appointment_id
+        )));
+    }
+    if a.doctor_id != doctor_id {
+        return Err(refuse(format!(
+            "appointment {} is not with doctor {doctor_id}",
+            a.appointment_id
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dosages_parse_and_quantities_follow() {
+        let d = Dosage::parse("1-0-1").unwrap();
+        assert_eq!((d.per_day(), quantity(d, 5)), (2, 10));
+        assert_eq!(quantity(Dosage::parse("1-1-1").unwrap(), 7), 21);
+        assert_eq!(Dosage::parse(" 2-0-2 ").unwrap().to_string(), "2-0-2");
+        for bad in [
+            "", "1-0", "1-0-1-1", "a-0-1", "10-0-1", "0-0-0", "1/0/1", "-1-0-1",
+        ] {
+            assert!(Dosage::parse(bad).is_err(), "{bad}");
+        }
+        assert!(check_days(0).is_err() && check_days(366).is_err() && check_days(1).is_ok());
+    }
+}

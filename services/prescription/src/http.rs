@@ -1,0 +1,306 @@
+//! Prescription and formulary routes and their access rules.
+
+use crate::domain::{check_appointment, check_days, quantity, Dosage};
+use crate::store::{self, NewRx};
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hms_client::models::*;
+use hms_client::{ClientError, ErrorBody};
+use hms_kit::auth::{AccessTable, Caller, Role};
+use hms_kit::extract::{with_etag, Json, Path, Query};
+use hms_kit::outbox::NewEvent;
+use hms_kit::pagination::PageRequest;
+use hms_kit::server::{ServiceCtx, ServiceRoutes};
+use hms_kit::Error;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+type Ctx = State<Arc<ServiceCtx>>;
+
+const EVERYONE: &[Role] = &[
+    Role::Reception,
+    Role::Doctor,
+    Role::Billing,
+    Role::Admin,
+    Role::Service,
+];
+const PRESCRIBERS: &[Role] = &[Role::Doctor, Role::Admin];
+const ADMIN: &[Role] = &[Role::Admin];
+
+pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
+    let api = OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get_one))
+        .routes(routes!(list_formulary, add_medication))
+        .routes(routes!(update_medication))
+        .with_state(Arc::new(ctx.clone()));
+    let access = AccessTable::new(&[
+        (Method::POST, "/v1/prescriptions", PRESCRIBERS),
+        (Method::GET, "/v1/prescriptions", EVERYONE),
+        (Method::GET, "/v1/prescriptions/{id}", EVERYONE),
+        (Method::GET, "/v1/formulary", EVERYONE),
+        (Method::POST, "/v1/formulary", ADMIN),
+        (Method::PATCH, "/v1/formulary/{id}", ADMIN),
+    ]);
+    ServiceRoutes { api, access }
+}
+
+/// The appointment a prescription is for, or why there is none to prescribe at.
+async fn appointment(ctx: &ServiceCtx, id: i64) -> Result<Appointment, Error> {
+    match ctx.downstream.client().get_appointment(id).await {
+        Ok(a) => Ok(a),
+        Err(ClientError::Api { status: 404, .. }) => Err(Error::rule(
+            "appointment_required",
+            format!("there is no appointment {id}; a prescription needs one"),
+        )),
+        Err(ClientError::Api {
+            service, status, ..
+        }) if status == 401 || status == 403 => Err(Error::dependency(
+            &service,
+            "it refused this service's token",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Write a prescription at an appointment (a doctor for their own appointments).
+///
+/// The appointment must exist, not be CANCELLED or NO_SHOW, and be of this patient and doctor
+/// (`appointment_required`); the medication must be in the formulary and active
+/// (`unknown_medication`, `medication_inactive`); dosage `morning-noon-night`, days ≥ 1;
+/// quantity = doses per day × days.
+#[utoipa::path(post, path = "/v1/prescriptions", tag = "prescriptions",
+    request_body = NewPrescription,
+    responses(
+        (status = 201, description = "Written", body = Prescription),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "already_exists (imported id)", body = ErrorBody),
+        (status = 422, description = "appointment_required, unknown_medication, medication_inactive", body = ErrorBody),
+        (status = 503, description = "the appointment service is down", body = ErrorBody),
+    ))]
+async fn create(
+    State(ctx): Ctx,
+    caller: Caller,
+    Json(new): Json<NewPrescription>,
+) -> Result<Response, Error> {
+    if (new.prescription_id.is_some() || new.issued_at.is_some()) && caller.role != Role::Admin {
+        return Err(Error::forbidden(
+            "only an admin may set prescription_id or issued_at (legacy import)",
+        ));
+    }
+    let doctor_id = match (caller.role, new.doctor_id, caller.doctor_id) {
+        (Role::Doctor, Some(d), Some(own)) if d != own => {
+            return Err(Error::forbidden(
+                "a doctor writes prescriptions only in their own name",
+            ))
+        }
+        (Role::Doctor, _, Some(own)) => own,
+        (_, Some(d), _) => d,
+        _ => return Err(Error::validation("doctor_id", "doctor_id is required")),
+    };
+    let dosage = Dosage::parse(&new.dosage)?;
+    let days = check_days(new.days)?;
+    if new.medication.trim().is_empty() {
+        return Err(Error::validation("medication", "medication is required"));
+    }
+    let medication = store::medication_named(ctx.db.pool(), &new.medication)
+        .await?
+        .ok_or_else(|| {
+            Error::rule(
+                "unknown_medication",
+                format!(
+                    "{} is not in the formulary (GET /v1/formulary lists it)",
+                    new.medication.trim()
+                ),
+            )
+        })?;
+    if !medication.active {
+        return Err(Error::rule(
+            "medication_inactive",
+            format!("{} is no longer dispensed", medication.name),
+        ));
+    }
+    let a = appointment(&ctx, new.appointment_id).await?;
+    check_appointment(&a, new.patient_id, doctor_id)?;
+
+    let rx = NewRx {
+        prescription_id: new.prescription_id,
+        appointment_id: a.appointment_id,
+        patient_id: new.patient_id,
+        doctor_id,
+        quantity: quantity(dosage, days),
+        dosage: dosage.to_string(),
+        days,
+        medication,
+        issued_at: new.issued_at.unwrap_or_else(|| ctx.clock.now()),
+    };
+    let mut tx = ctx.db.begin().await?;
+    let p = store::insert(ctx.db.backend(), &mut tx, &rx).await?;
+    ctx.outbox
+        .enqueue(
+            &mut tx,
+            NewEvent {
+                aggregate_type: "prescription",
+                aggregate_id: p.prescription_id.to_string(),
+                aggregate_seq: 1,
+                event_type: "prescription.created",
+                payload: json!({
+                    "prescription_id": p.prescription_id,
+                    "appointment_id": p.appointment_id,
+                    "patient_id": p.patient_id,
+                    "doctor_id": p.doctor_id,
+                    "medication": p.medication,
+                    "quantity": p.quantity,
+                    "unit_price": p.unit_price,
+                }),
+            },
+        )
+        .await?;
+    ctx.outbox.commit(tx).await?;
+    tracing::info!(
+        prescription_id = p.prescription_id,
+        appointment_id = p.appointment_id,
+        "prescription written"
+    );
+    let mut resp = (StatusCode::CREATED, axum::Json(&p)).into_response();
+    if let Ok(loc) = format!("/v1/prescriptions/{}", p.prescription_id).parse() {
+        resp.headers_mut().insert(axum::http::header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+/// List prescriptions by appointment, patient or doctor. A doctor sees only their own.
+#[utoipa::path(get, path = "/v1/prescriptions", tag = "prescriptions",
+    params(PrescriptionQuery),
+    responses((status = 200, body = Page<Prescription>), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list(
+    State(ctx): Ctx,
+    caller: Caller,
+    Query(mut q): Query<PrescriptionQuery>,
+) -> Result<Json<Page<Prescription>>, Error> {
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    if caller.role == Role::Doctor {
+        if q.doctor_id.is_some() && q.doctor_id != caller.doctor_id {
+            return Err(Error::forbidden(
+                "a doctor sees only their own prescriptions",
+            ));
+        }
+        q.doctor_id = caller.doctor_id;
+    }
+    let rows = store::list(ctx.db.pool(), &q, page).await?;
+    Ok(Json(page.page(rows, |p| p.prescription_id)))
+}
+
+/// One prescription.
+#[utoipa::path(get, path = "/v1/prescriptions/{id}", tag = "prescriptions",
+    params(("id" = i64, Path, description = "Prescription id")),
+    responses((status = 200, body = Prescription), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_one(
+    State(ctx): Ctx,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Prescription>, Error> {
+    store::get(ctx.db.pool(), id)
+        .await?
+        .filter(|p| caller.role != Role::Doctor || caller.doctor_id == Some(p.doctor_id))
+        .map(Json)
+        .ok_or_else(|| Error::not_found(format!("prescription {id}")))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct FormularyQuery {
+    active: Option<bool>,
+    /// Page size, 1–500 (default 50).
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// The formulary: medications and their unit prices.
+#[utoipa::path(get, path = "/v1/formulary", tag = "formulary",
+    params(FormularyQuery),
+    responses((status = 200, body = Page<Medication>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_formulary(
+    State(ctx): Ctx,
+    Query(q): Query<FormularyQuery>,
+) -> Result<Json<Page<Medication>>, Error> {
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    let rows = store::formulary(ctx.db.pool(), q.active, page).await?;
+    Ok(Json(page.page(rows, |m| m.medication_id)))
+}
+
+fn required(field: &'static str, v: &str) -> Result<String, Error> {
+    let t = v.trim();
+    if t.is_empty() || t.len() > 100 {
+        return Err(Error::validation(
+            field,
+            format!("{field} is required (at most 100 characters)"),
+        ));
+    }
+    Ok(t.to_string())
+}
+
+fn price(p: hms_client::Money) -> Result<hms_client::Money, Error> {
+    if p.0 < 0 {
+        return Err(Error::validation(
+            "unit_price",
+            "unit_price must not be negative",
+        ));
+    }
+    Ok(p)
+}
+
+/// Add a medication to the formulary.
+#[utoipa::path(post, path = "/v1/formulary", tag = "formulary",
+    request_body = NewMedication,
+    responses((status = 201, body = Medication), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn add_medication(State(ctx): Ctx, Json(m): Json<NewMedication>) -> Result<Response, Error> {
+    let (name, form, unit_price) = (
+        required("name", &m.name)?,
+        required("form", &m.form)?,
+        price(m.unit_price)?,
+    );
+    let mut tx = ctx.db.begin().await?;
+    let med = store::add_medication(&mut tx, &name, &form, unit_price, ctx.clock.now()).await?;
+    tx.commit().await?;
+    Ok(with_etag(med.version, StatusCode::CREATED, &med))
+}
+
+/// Change a medication's form, price or availability (prices of past prescriptions stay).
+#[utoipa::path(patch, path = "/v1/formulary/{id}", tag = "formulary",
+    params(("id" = i64, Path, description = "Medication id")),
+    request_body = MedicationUpdate,
+    responses((status = 200, body = Medication), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn update_medication(
+    State(ctx): Ctx,
+    Path(id): Path<i64>,
+    Json(u): Json<MedicationUpdate>,
+) -> Result<Response, Error> {
+    let form = u.form.as_deref().map(|f| required("form", f)).transpose()?;
+    let unit_price = u.unit_price.map(price).transpose()?;
+    if form.is_none() && unit_price.is_none() && u.active.is_none() {
+        return Err(Error::bad_request(
+            "nothing to change: give form, unit_price or active",
+        ));
+    }
+    let mut tx = ctx.db.begin().await?;
+    let med = store::update_medication(
+        &mut tx,
+        id,
+        form.as_deref(),
+        unit_price,
+        u.active,
+        ctx.clock.now(),
+    )
+    .await?
+    .ok_or_else(|| Error::not_found(format!("medication {id}")))?;
+    tx.commit().await?;
+    Ok(with_etag(med.version, StatusCode::OK, &med))
+}
