@@ -190,6 +190,28 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn e_mail_goes_out_over_smtp(b: Backend) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let sink = tokio::spawn(smtp_sink(listener, tx));
+        let (app, patient, doctor) = clinic(&b, |c| {
+            c.email_provider = "smtp".into();
+            c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        }).await;
+        let desk = app.client(Role::Reception);
+        let a = desk.book_appointment(&booking(patient, doctor, tuesday_0900()), None).await.unwrap();
+        let mail = tokio::time::timeout(std::time::Duration::from_secs(15), rx.recv()).await.expect("an e-mail arrived").unwrap();
+        assert!(mail.contains("RCPT TO:<notified.person@example.org>"), "{mail}");
+        assert!(mail.contains("Subject: Appointment confirmed"), "{mail}");
+        assert!(mail.contains(&format!("Reference #{}", a.appointment_id)), "{mail}");
+        eventually(10, "the e-mail marked sent", || async {
+            notes(&desk, "appointment.booked").await.iter().find(|n| n.channel == "EMAIL" && n.status == "sent").map(|_| ())
+        }).await;
+        sink.abort();
+        app.stop().await;
+    }
+
     async fn a_failing_provider_is_retried_and_its_failure_visible(b: Backend) {
         let port = closed_port();
         let (app, patient, doctor) = clinic(&b, |c| {
@@ -221,5 +243,53 @@ both_backends! {
         }).await;
         server.abort();
         app.stop().await;
+    }
+}
+
+/// A minimal SMTP server: accepts every message and hands over the whole session transcript.
+async fn smtp_sink(
+    listener: tokio::net::TcpListener,
+    out: tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    loop {
+        let Ok((sock, _)) = listener.accept().await else {
+            return;
+        };
+        let out = out.clone();
+        tokio::spawn(async move {
+            let (r, mut w) = sock.into_split();
+            let mut lines = BufReader::new(r).lines();
+            let mut transcript = String::new();
+            let _ = w.write_all(b"220 sink ESMTP\r\n").await;
+            let mut in_data = false;
+            while let Ok(Some(line)) = lines.next_line().await {
+                transcript.push_str(&line);
+                transcript.push('\n');
+                let reply: &[u8] = if in_data {
+                    if line == "." {
+                        in_data = false;
+                        let _ = out.send(transcript.clone());
+                        b"250 OK queued\r\n"
+                    } else {
+                        continue;
+                    }
+                } else {
+                    let upper = line.to_ascii_uppercase();
+                    if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                        b"250 sink\r\n"
+                    } else if upper.starts_with("DATA") {
+                        in_data = true;
+                        b"354 go ahead\r\n"
+                    } else if upper.starts_with("QUIT") {
+                        let _ = w.write_all(b"221 bye\r\n").await;
+                        return;
+                    } else {
+                        b"250 OK\r\n"
+                    }
+                };
+                let _ = w.write_all(reply).await;
+            }
+        });
     }
 }

@@ -8,7 +8,8 @@ use hms_kit::auth::Role;
 
 both_backends! {
     async fn logs_never_carry_raw_personal_data(b: Backend) {
-        let app = TestApp::spawn(&b, &[&hms_patient::SERVICE, &hms_doctor::SERVICE]).await;
+        let app = TestApp::spawn_with(&b, &[&hms_patient::SERVICE, &hms_doctor::SERVICE, &hms_appointment::SERVICE, &hms_notification::SERVICE],
+            hms_kit::clock::Clock::manual("2026-11-30T00:00:00Z".parse().unwrap()), |_| {}).await;
         let tag = if b.is_postgres() { "pg" } else { "lite" };
         let name = format!("Zephyrine Quillfeather{tag}");
         let email = format!("zq.unique{tag}7731@example.org");
@@ -33,6 +34,20 @@ both_backends! {
         doctor.phone = Some(if b.is_postgres() { "9111177731" } else { "9111177732" }.into());
         let d = app.client(Role::Admin).create_doctor(&doctor).await.unwrap();
         app.client(Role::Reception).get_doctor(d.doctor_id).await.unwrap();
+        // Book, and let the notification service look up the contact details and send.
+        let patient = app.client(Role::Reception).create_patient(&NewPatient {
+            patient_id: None, name: format!("{name} Junior"), email: Some(format!("junior.{email}")), phone: phone.into(),
+            dob: "2001-03-04".parse().unwrap(), created_at: None,
+        }).await.unwrap();
+        app.client(Role::Reception).book_appointment(&hms_client::models::NewAppointment {
+            patient_id: patient.patient_id, doctor_id: d.doctor_id, department: "Neurology".into(),
+            slot_start: "2026-12-01T03:30:00Z".parse().unwrap(), slot_end: None,
+        }, None).await.unwrap();
+        let desk = app.client(Role::Reception);
+        eventually(15, "the confirmation sent", || async {
+            let n = desk.list_notifications(&hms_client::models::NotificationQuery { patient_id: Some(patient.patient_id), ..Default::default() }).await.ok()?;
+            (n.items.len() == 2 && n.items.iter().all(|x| x.status == "sent")).then_some(())
+        }).await;
 
         let logs = logs();
         let masked_name = hms_kit::pii::mask_name(&name);

@@ -5,3 +5,7 @@ CREATE ROLE doctor LOGIN PASSWORD 'doctor';
 CREATE DATABASE doctor OWNER doctor;
 CREATE ROLE appointment LOGIN PASSWORD 'appointment';
 CREATE DATABASE appointment OWNER appointment;
+CREATE ROLE prescription LOGIN PASSWORD 'prescription';
+CREATE DATABASE prescription OWNER prescription;
+CREATE ROLE notification LOGIN PASSWORD 'notification';
+CREATE DATABASE notification OWNER notification;

@@ -18,7 +18,7 @@
 //! | `reminder_offsets_minutes` | `HMS_REMINDER_OFFSETS_MINUTES` | `[1440, 120]` (24 h and 2 h before) |
 //! | `email_provider` / `sms_provider` | `HMS_EMAIL_PROVIDER` / `HMS_SMS_PROVIDER` | `record` (`smtp`, `webhook` / `webhook`) |
 //! | `notification_webhook_url` | `HMS_NOTIFICATION_WEBHOOK_URL` | unset |
-//! | `smtp_url`, `smtp_from` | `HMS_SMTP_URL`, `HMS_SMTP_FROM` | unset, `HMS <no-reply@hms.local>` |
+//! | `smtp_url`, `smtp_from` | `HMS_SMTP_URL`, `HMS_SMTP_FROM` | unset (`smtp://relay:25`, plain SMTP to a relay on the hospital network), `HMS <no-reply@hms.local>` |
 //! | `notification_max_attempts` | `HMS_NOTIFICATION_MAX_ATTEMPTS` | `8` (then `failed`, visible) |
 //! | `log_level` | `HMS_LOG_LEVEL` | `info` |
 //! | `log_format` | `HMS_LOG_FORMAT` | `json` (`pretty` for a terminal) |
@@ -90,7 +90,7 @@ pub struct Config {
     pub sms_provider: String,
     /// Where the webhook provider posts messages (configuration only, never from a request).
     pub notification_webhook_url: Option<String>,
-    /// SMTP relay, e.g. `smtp://mail.example.org:587` (lettre URL form).
+    /// SMTP relay, `smtp://host:port`: plain SMTP to a relay on the hospital's network.
     pub smtp_url: Option<String>,
     pub smtp_from: String,
     /// Attempts before a notification is marked failed.
