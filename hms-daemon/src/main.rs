@@ -19,8 +19,10 @@ fn registry() -> Vec<&'static ServiceDef> {
     vec![
         &hms_patient::SERVICE,
         &hms_doctor::SERVICE,
+        &hms_billing::SERVICE,
         &hms_appointment::SERVICE,
         &hms_prescription::SERVICE,
+        &hms_payment::SERVICE,
         &hms_notification::SERVICE,
     ]
 }

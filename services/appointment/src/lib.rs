@@ -20,7 +20,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
         "Appointments: book, reschedule, cancel, no-show, complete; no double booking, daily caps.",
     // The doctor service keeps booked slots for availability; notification tells patients.
     // Billing subscribes when it is part of the build.
-    subscribers: &[Service::Doctor, Service::Notification],
+    subscribers: &[Service::Doctor, Service::Billing, Service::Notification],
     migrations,
     routes: http::routes,
     background: None,

@@ -477,6 +477,79 @@ impl HmsClient {
     pub async fn list_reminders(&self, q: &ReminderQuery) -> Result<Page<Reminder>, ClientError> {
         self.get(Service::Notification, "/v1/reminders", q).await
     }
+
+    // ---- billing ----------------------------------------------------------------------------
+
+    pub async fn get_bill(&self, id: i64) -> Result<Bill, ClientError> {
+        self.get(Service::Billing, &format!("/v1/bills/{id}"), &())
+            .await
+    }
+
+    pub async fn list_bills(&self, q: &BillQuery) -> Result<Page<Bill>, ClientError> {
+        self.get(Service::Billing, "/v1/bills", q).await
+    }
+
+    pub async fn void_bill(&self, id: i64) -> Result<Bill, ClientError> {
+        self.call(
+            Service::Billing,
+            Method::POST,
+            &format!("/v1/bills/{id}/void"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn adjust_bill(&self, id: i64, a: &NewAdjustment) -> Result<Adjustment, ClientError> {
+        self.call(
+            Service::Billing,
+            Method::POST,
+            &format!("/v1/bills/{id}/adjustments"),
+            Some(a),
+        )
+        .await
+    }
+
+    // ---- payment ----------------------------------------------------------------------------
+
+    /// `POST /v1/payments` with `Idempotency-Key: key`.
+    pub async fn pay(&self, p: &NewPayment, key: &str) -> Result<Payment, ClientError> {
+        let req = self
+            .request(Service::Payment, Method::POST, "/v1/payments")
+            .header("idempotency-key", key)
+            .json(p);
+        self.send(Service::Payment, req).await
+    }
+
+    pub async fn refund(
+        &self,
+        payment_id: i64,
+        r: &NewRefund,
+        key: &str,
+    ) -> Result<Refund, ClientError> {
+        let req = self
+            .request(
+                Service::Payment,
+                Method::POST,
+                &format!("/v1/payments/{payment_id}/refunds"),
+            )
+            .header("idempotency-key", key)
+            .json(r);
+        self.send(Service::Payment, req).await
+    }
+
+    pub async fn get_payment(&self, id: i64) -> Result<Payment, ClientError> {
+        self.get(Service::Payment, &format!("/v1/payments/{id}"), &())
+            .await
+    }
+
+    pub async fn payments_of_bill(&self, bill_id: i64) -> Result<Page<Payment>, ClientError> {
+        self.get(
+            Service::Payment,
+            "/v1/payments",
+            &[("bill_id", bill_id.to_string()), ("limit", "500".into())],
+        )
+        .await
+    }
 }
 
 fn unavailable(service: Service, e: &reqwest::Error) -> ClientError {

@@ -16,7 +16,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
     service: Service::Prescription,
     description: "Prescriptions (dosage morning-noon-night, quantity derived) and the formulary with unit prices.",
     // Billing prices prescriptions once it is part of the build.
-    subscribers: &[],
+    subscribers: &[Service::Billing],
     migrations,
     routes: http::routes,
     background: None,

@@ -1,6 +1,7 @@
 //! Request and response models, one module per service.
 
 pub mod appointment;
+pub mod billing;
 pub mod common;
 pub mod doctor;
 pub mod events;
@@ -9,6 +10,7 @@ pub mod patient;
 pub mod prescription;
 
 pub use appointment::*;
+pub use billing::*;
 pub use common::*;
 pub use doctor::*;
 pub use events::*;

@@ -1,0 +1,199 @@
+//! What other services tell billing, each event applied once (inbox) in one transaction with
+//! its effect, and what billing announces (outbox).
+
+use crate::domain;
+use crate::store::{self, NewLine, Prescribed};
+use chrono::{DateTime, Utc};
+use hms_client::models::{Bill, Event};
+use hms_client::Money;
+use hms_kit::db::Tx;
+use hms_kit::outbox::{NewEvent, Outbox};
+use hms_kit::Error;
+use serde_json::{json, Value};
+
+fn int(p: &Value, k: &str) -> Result<i64, Error> {
+    p[k].as_i64()
+        .ok_or_else(|| Error::validation(k, format!("event payload lacks {k}")))
+}
+
+fn money(p: &Value, k: &str) -> Result<i64, Error> {
+    p[k].as_str()
+        .and_then(|s| s.parse::<Money>().ok())
+        .map(|m| m.0)
+        .ok_or_else(|| Error::validation(k, format!("event payload lacks {k}")))
+}
+
+/// Announces a bill's state (`bill.created`, `.updated`, `.paid`, `.voided`, `.refunded`).
+pub async fn announce(
+    tx: &mut Tx,
+    outbox: &Outbox,
+    b: &Bill,
+    event_type: &'static str,
+) -> Result<(), Error> {
+    outbox
+        .enqueue(
+            tx,
+            NewEvent {
+                aggregate_type: "bill",
+                aggregate_id: b.bill_id.to_string(),
+                aggregate_seq: b.version,
+                event_type,
+                payload: json!({
+                    "bill_id": b.bill_id,
+                    "patient_id": b.patient_id,
+                    "appointment_id": b.appointment_id,
+                    "purpose": b.purpose,
+                    "status": b.status,
+                    "total": b.total,
+                    "amount_due": b.amount_due,
+                    "paid": b.paid,
+                    "refunded": b.refunded,
+                }),
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// A fee bill (cancellation or no-show) of one line.
+async fn fee_bill(
+    tx: &mut Tx,
+    outbox: &Outbox,
+    p: &Value,
+    purpose: &str,
+    decision: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let fee = money(p, "consultation_fee")?;
+    let Some(amount) = domain::fee(fee, decision) else {
+        return Ok(());
+    };
+    let description = match purpose {
+        "no_show_fee" => "No-show fee (100% of the consultation fee)",
+        _ => "Cancellation fee (50% of the consultation fee)",
+    };
+    let line = NewLine {
+        kind: "fee",
+        description: description.into(),
+        quantity: 1,
+        unit_price: amount,
+        source_ref: purpose.into(),
+    };
+    if let Some(b) = store::create(
+        tx,
+        int(p, "patient_id")?,
+        int(p, "appointment_id")?,
+        purpose,
+        &[line],
+        now,
+    )
+    .await?
+    {
+        announce(tx, outbox, &b, "bill.created").await?;
+    }
+    Ok(())
+}
+
+/// Applies one event inside the inbox transaction.
+pub async fn apply(
+    tx: &mut Tx,
+    outbox: &Outbox,
+    ev: &Event,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let p = &ev.payload;
+    match ev.event_type.as_str() {
+        "appointment.completed" => {
+            let appointment_id = int(p, "appointment_id")?;
+            let fee = money(p, "consultation_fee")?;
+            let mut lines = vec![NewLine {
+                kind: "consultation",
+                description: "Consultation".into(),
+                quantity: 1,
+                unit_price: fee,
+                source_ref: "consultation".into(),
+            }];
+            lines.extend(
+                store::prescribed_for(tx, appointment_id)
+                    .await?
+                    .iter()
+                    .map(Prescribed::line),
+            );
+            if let Some(b) = store::create(
+                tx,
+                int(p, "patient_id")?,
+                appointment_id,
+                "consultation",
+                &lines,
+                now,
+            )
+            .await?
+            {
+                announce(tx, outbox, &b, "bill.created").await?;
+                let ms = (Utc::now() - ev.occurred_at).num_milliseconds().max(0) as f64;
+                metrics::histogram!("bill_creation_latency_ms").record(ms);
+                tracing::info!(bill_id = b.bill_id, appointment_id, total = %b.total, "bill created on completion");
+            }
+        }
+        "appointment.cancelled" => match p["fee_decision"].as_str().unwrap_or("none") {
+            "half" => fee_bill(tx, outbox, p, "cancellation_fee", "half", now).await?,
+            _ => {
+                // No fee: nothing is owed for this appointment any more.
+                for b in store::of_appointment(tx, int(p, "appointment_id")?).await? {
+                    if let Some(v) = store::void(tx, b.bill_id, now).await? {
+                        announce(tx, outbox, &v, "bill.voided").await?;
+                    }
+                }
+            }
+        },
+        "appointment.no_show" => fee_bill(tx, outbox, p, "no_show_fee", "full", now).await?,
+        "prescription.created" => {
+            let rx = Prescribed {
+                prescription_id: int(p, "prescription_id")?,
+                appointment_id: int(p, "appointment_id")?,
+                medication: p["medication"].as_str().unwrap_or("medicine").to_string(),
+                quantity: int(p, "quantity")?,
+                unit_price: money(p, "unit_price")?,
+            };
+            store::remember_prescription(tx, &rx).await?;
+            // Added while the consultation bill is OPEN: a new line, totals recomputed. A PAID
+            // bill's lines never change.
+            let open = store::of_appointment(tx, rx.appointment_id)
+                .await?
+                .into_iter()
+                .find(|b| b.purpose == "consultation" && b.status == "OPEN");
+            if let Some(b) = open {
+                if store::add_line(tx, b.bill_id, &rx.line()).await? {
+                    let b = store::recompute(tx, b.bill_id, now).await?;
+                    announce(tx, outbox, &b, "bill.updated").await?;
+                }
+            }
+        }
+        "payment.captured" | "payment.refunded" => {
+            let bill_id = int(p, "bill_id")?;
+            let (kind, movement) = if ev.event_type == "payment.captured" {
+                ("capture", format!("capture:{}", int(p, "payment_id")?))
+            } else {
+                ("refund", format!("refund:{}", int(p, "refund_id")?))
+            };
+            let before = store::head(tx, bill_id).await?;
+            let Some(before) = before else {
+                tracing::warn!(bill_id, "money movement for an unknown bill ignored");
+                return Ok(());
+            };
+            if store::record_money(tx, &movement, bill_id, kind, money(p, "amount")?).await? {
+                let after = store::recompute(tx, bill_id, now).await?;
+                if after.status != before.status {
+                    let event = match after.status.as_str() {
+                        "PAID" => "bill.paid",
+                        "REFUNDED" | "PARTIALLY_REFUNDED" => "bill.refunded",
+                        _ => "bill.updated",
+                    };
+                    announce(tx, outbox, &after, event).await?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

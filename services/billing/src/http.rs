@@ -1,0 +1,140 @@
+//! Billing routes and their access rules.
+
+use crate::events;
+use crate::store;
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hms_client::models::*;
+use hms_client::ErrorBody;
+use hms_kit::auth::{AccessTable, Caller, Role};
+use hms_kit::extract::{with_etag, Json, Path, Query};
+use hms_kit::pagination::PageRequest;
+use hms_kit::server::{ServiceCtx, ServiceRoutes};
+use hms_kit::{Error, Service};
+use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+type Ctx = State<Arc<ServiceCtx>>;
+
+const READERS: &[Role] = &[Role::Reception, Role::Billing, Role::Admin, Role::Service];
+const CASHIERS: &[Role] = &[Role::Billing, Role::Admin];
+
+pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
+    let api = OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get_one))
+        .routes(routes!(void))
+        .routes(routes!(adjust))
+        .routes(routes!(receive_event))
+        .with_state(Arc::new(ctx.clone()));
+    let access = AccessTable::new(&[
+        (Method::GET, "/v1/bills", READERS),
+        (Method::GET, "/v1/bills/{id}", READERS),
+        (Method::POST, "/v1/bills/{id}/void", CASHIERS),
+        (Method::POST, "/v1/bills/{id}/adjustments", CASHIERS),
+        (Method::POST, "/v1/events", &[Role::Service]),
+    ]);
+    ServiceRoutes { api, access }
+}
+
+/// Bills, filtered by patient, appointment and status.
+#[utoipa::path(get, path = "/v1/bills", tag = "bills", params(BillQuery),
+    responses((status = 200, body = Page<Bill>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list(State(ctx): Ctx, Query(q): Query<BillQuery>) -> Result<Json<Page<Bill>>, Error> {
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    let rows = store::list(ctx.db.pool(), &q, page).await?;
+    Ok(Json(page.page(rows, |b| b.bill_id)))
+}
+
+/// One bill with its lines, tax, total, credits, paid, refunded and balance.
+#[utoipa::path(get, path = "/v1/bills/{id}", tag = "bills", params(("id" = i64, Path, description = "Bill id")),
+    responses((status = 200, body = Bill), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_one(State(ctx): Ctx, Path(id): Path<i64>) -> Result<Response, Error> {
+    let b = store::get(ctx.db.pool(), id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("bill {id}")))?;
+    Ok(with_etag(b.version, StatusCode::OK, &b))
+}
+
+/// VOID an OPEN bill nothing was paid on; anything else is 409 `invalid_transition`.
+#[utoipa::path(post, path = "/v1/bills/{id}/void", tag = "bills", params(("id" = i64, Path, description = "Bill id")),
+    responses((status = 200, body = Bill), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, description = "invalid_transition", body = ErrorBody)))]
+async fn void(State(ctx): Ctx, Path(id): Path<i64>) -> Result<Response, Error> {
+    let mut tx = ctx.db.begin().await?;
+    let Some(b) = store::void(&mut tx, id, ctx.clock.now()).await? else {
+        let current = store::head(&mut tx, id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("bill {id}")))?;
+        return Err(Error::conflict(
+            "invalid_transition",
+            format!(
+                "bill {id} is {} with {} paid; only an OPEN bill without payments can be voided",
+                current.status, current.paid
+            ),
+        ));
+    };
+    events::announce(&mut tx, &ctx.outbox, &b, "bill.voided").await?;
+    ctx.outbox.commit(tx).await?;
+    Ok(with_etag(b.version, StatusCode::OK, &b))
+}
+
+/// A credit note: lowers what is owed without touching the lines (also on a PAID bill).
+#[utoipa::path(post, path = "/v1/bills/{id}/adjustments", tag = "bills", params(("id" = i64, Path, description = "Bill id")),
+    request_body = NewAdjustment,
+    responses((status = 201, body = Adjustment), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, description = "adjustment_exceeds_total", body = ErrorBody)))]
+async fn adjust(
+    State(ctx): Ctx,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Json(a): Json<NewAdjustment>,
+) -> Result<Response, Error> {
+    if a.amount.0 <= 0 {
+        return Err(Error::validation(
+            "amount",
+            "a credit note's amount must be positive",
+        ));
+    }
+    let reason = a.reason.trim();
+    if reason.is_empty() {
+        return Err(Error::validation("reason", "say why (reason)"));
+    }
+    let now = ctx.clock.now();
+    let mut tx = ctx.db.begin().await?;
+    let adj = store::adjust(&mut tx, id, a.amount.0, reason, &caller.subject, now).await?;
+    let b = store::recompute(&mut tx, id, now).await?;
+    events::announce(&mut tx, &ctx.outbox, &b, "bill.updated").await?;
+    ctx.outbox.commit(tx).await?;
+    Ok((StatusCode::CREATED, axum::Json(adj)).into_response())
+}
+
+/// Events: appointment completed/cancelled/no-show, prescriptions, payments and refunds.
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = Event,
+    responses((status = 200, body = EventAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn receive_event(
+    State(ctx): Ctx,
+    caller: Caller,
+    Json(ev): Json<Event>,
+) -> Result<Json<EventAck>, Error> {
+    hms_kit::inbox::authorise(
+        &caller,
+        &ev,
+        &[
+            Service::Appointment,
+            Service::Prescription,
+            Service::Payment,
+        ],
+    )?;
+    let now = ctx.clock.now();
+    let outbox = ctx.outbox.clone();
+    let event = ev.clone();
+    let ack = hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, now, move |tx| {
+        Box::pin(async move { events::apply(tx, &outbox, &event, now).await })
+    })
+    .await?;
+    Ok(Json(ack))
+}

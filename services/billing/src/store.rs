@@ -1,0 +1,383 @@
+//! Billing SQL, written once for SQLite and PostgreSQL.
+
+use crate::domain;
+use chrono::{DateTime, Utc};
+use hms_client::models::{Adjustment, Bill, BillLine, BillQuery};
+use hms_client::Money;
+use hms_kit::db::{violation, Bind, Select, Tx, Violation};
+use hms_kit::pagination::PageRequest;
+use hms_kit::time::{from_db, to_db};
+use hms_kit::Error;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
+use std::collections::HashMap;
+
+const B: &str =
+    "bill_id, patient_id, appointment_id, purpose, status, subtotal, tax, total, credits, \
+                 paid, refunded, version, created_at, updated_at";
+
+fn bill(r: &AnyRow) -> Result<Bill, sqlx::Error> {
+    let total: i64 = r.try_get("total")?;
+    let credits: i64 = r.try_get("credits")?;
+    let paid: i64 = r.try_get("paid")?;
+    let refunded: i64 = r.try_get("refunded")?;
+    Ok(Bill {
+        bill_id: r.try_get("bill_id")?,
+        patient_id: r.try_get("patient_id")?,
+        appointment_id: r.try_get("appointment_id")?,
+        purpose: r.try_get("purpose")?,
+        status: r.try_get("status")?,
+        lines: Vec::new(),
+        subtotal: Money(r.try_get("subtotal")?),
+        tax: Money(r.try_get("tax")?),
+        total: Money(total),
+        credits: Money(credits),
+        amount_due: Money(total - credits),
+        paid: Money(paid),
+        refunded: Money(refunded),
+        balance: Money(total - credits - (paid - refunded)),
+        version: r.try_get("version")?,
+        created_at: from_db(&r.try_get::<String, _>("created_at")?)?,
+        updated_at: from_db(&r.try_get::<String, _>("updated_at")?)?,
+    })
+}
+
+/// A line to add, with the reference that makes adding it twice a no-op.
+#[derive(Debug, Clone)]
+pub struct NewLine {
+    pub kind: &'static str,
+    pub description: String,
+    pub quantity: i64,
+    pub unit_price: i64,
+    pub source_ref: String,
+}
+
+async fn with_lines<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    mut bills: Vec<Bill>,
+) -> Result<Vec<Bill>, Error> {
+    if bills.is_empty() {
+        return Ok(bills);
+    }
+    let mut s = Select::new("SELECT bill_id, kind, description, quantity, unit_price, amount FROM bill_lines WHERE bill_id IN (");
+    for (i, b) in bills.iter().enumerate() {
+        s.push(if i == 0 { "?" } else { ", ?" }, [Bind::Int(b.bill_id)]);
+    }
+    s.push(") ORDER BY line_id", []);
+    let mut lines: HashMap<i64, Vec<BillLine>> = HashMap::new();
+    for r in s.fetch_all(exec).await? {
+        lines
+            .entry(r.try_get("bill_id")?)
+            .or_default()
+            .push(BillLine {
+                kind: r.try_get("kind")?,
+                description: r.try_get("description")?,
+                quantity: r.try_get("quantity")?,
+                unit_price: Money(r.try_get("unit_price")?),
+                amount: Money(r.try_get("amount")?),
+            });
+    }
+    for b in &mut bills {
+        b.lines = lines.remove(&b.bill_id).unwrap_or_default();
+    }
+    Ok(bills)
+}
+
+/// Creates the bill of an appointment for a purpose, with its lines; `None` if it exists
+/// already (`UNIQUE (appointment_id, purpose)`: a redelivered event bills nothing twice).
+pub async fn create(
+    tx: &mut Tx,
+    patient_id: i64,
+    appointment_id: i64,
+    purpose: &str,
+    lines: &[NewLine],
+    now: DateTime<Utc>,
+) -> Result<Option<Bill>, Error> {
+    let t = domain::totals(
+        &lines
+            .iter()
+            .map(|l| l.quantity * l.unit_price)
+            .collect::<Vec<_>>(),
+    );
+    let row = sqlx::query(&format!(
+        "INSERT INTO bills (patient_id, appointment_id, purpose, status, subtotal, tax, total, credits, paid, refunded, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'OPEN', $4, $5, $6, 0, 0, 0, 1, $7, $7) ON CONFLICT (appointment_id, purpose) DO NOTHING RETURNING {B}"
+    ))
+    .bind(patient_id)
+    .bind(appointment_id)
+    .bind(purpose)
+    .bind(t.subtotal)
+    .bind(t.tax)
+    .bind(t.total)
+    .bind(to_db(now))
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let b = bill(&row)?;
+    for l in lines {
+        add_line(tx, b.bill_id, l).await?;
+    }
+    let b = recompute(tx, b.bill_id, now).await?;
+    Ok(Some(b))
+}
+
+/// Adds a line once (by `source_ref`); true if it was new.
+pub async fn add_line(tx: &mut Tx, bill_id: i64, l: &NewLine) -> Result<bool, Error> {
+    Ok(sqlx::query(
+        "INSERT INTO bill_lines (bill_id, kind, description, quantity, unit_price, amount, source_ref) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (bill_id, source_ref) DO NOTHING",
+    )
+    .bind(bill_id)
+    .bind(l.kind)
+    .bind(&l.description)
+    .bind(l.quantity)
+    .bind(l.unit_price)
+    .bind(l.quantity * l.unit_price)
+    .bind(&l.source_ref)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Recomputes a bill from its lines, credit notes and money movements. The first statement
+/// locks the bill's row, so concurrent recomputations of one bill serialise and each sums
+/// what the previous committed.
+pub async fn recompute(tx: &mut Tx, bill_id: i64, now: DateTime<Utc>) -> Result<Bill, Error> {
+    let was_void: Option<String> = sqlx::query_scalar(
+        "UPDATE bills SET version = version + 1, updated_at = $1 WHERE bill_id = $2 RETURNING status",
+    )
+    .bind(to_db(now))
+    .bind(bill_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(status_before) = was_void else {
+        return Err(Error::not_found(format!("bill {bill_id}")));
+    };
+    let sum = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(bill_id);
+    let subtotal = sum("SELECT COALESCE(SUM(amount), 0) FROM bill_lines WHERE bill_id = $1")
+        .fetch_one(&mut **tx)
+        .await?;
+    let credits = sum("SELECT COALESCE(SUM(amount), 0) FROM adjustments WHERE bill_id = $1")
+        .fetch_one(&mut **tx)
+        .await?;
+    let paid = sum(
+        "SELECT COALESCE(SUM(amount), 0) FROM bill_money WHERE bill_id = $1 AND kind = 'capture'",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    let refunded = sum(
+        "SELECT COALESCE(SUM(amount), 0) FROM bill_money WHERE bill_id = $1 AND kind = 'refund'",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    let tax = domain::tax(subtotal);
+    let total = subtotal + tax;
+    let status = domain::status(status_before == "VOID", total - credits, paid, refunded);
+    let row = sqlx::query(&format!(
+        "UPDATE bills SET subtotal = $1, tax = $2, total = $3, credits = $4, paid = $5, refunded = $6, status = $7 \
+         WHERE bill_id = $8 RETURNING {B}"
+    ))
+    .bind(subtotal)
+    .bind(tax)
+    .bind(total)
+    .bind(credits)
+    .bind(paid)
+    .bind(refunded.min(paid))
+    .bind(status)
+    .bind(bill_id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| match violation(&e) {
+        Some(Violation::Check) => Error::rule("adjustment_exceeds_total", "credit notes cannot exceed the bill's total"),
+        _ => e.into(),
+    })?;
+    Ok(bill(&row)?)
+}
+
+pub async fn get<'e, E: Executor<'e, Database = Any> + Copy>(
+    exec: E,
+    id: i64,
+) -> Result<Option<Bill>, Error> {
+    let row = sqlx::query(&format!("SELECT {B} FROM bills WHERE bill_id = $1"))
+        .bind(id)
+        .fetch_optional(exec)
+        .await?;
+    let Some(b) = row.as_ref().map(bill).transpose()? else {
+        return Ok(None);
+    };
+    Ok(with_lines(exec, vec![b]).await?.pop())
+}
+
+/// A bill inside a transaction, without its lines.
+pub async fn head(tx: &mut Tx, id: i64) -> Result<Option<Bill>, Error> {
+    let row = sqlx::query(&format!("SELECT {B} FROM bills WHERE bill_id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.as_ref().map(bill).transpose()?)
+}
+
+pub async fn list<'e, E: Executor<'e, Database = Any> + Copy>(
+    exec: E,
+    q: &BillQuery,
+    page: PageRequest,
+) -> Result<Vec<Bill>, Error> {
+    let mut s = Select::new(&format!("SELECT {B} FROM bills WHERE 1 = 1"));
+    s.and("bill_id > ?", Bind::Int(page.after_or_min()));
+    if let Some(p) = q.patient_id {
+        s.and("patient_id = ?", Bind::Int(p));
+    }
+    if let Some(a) = q.appointment_id {
+        s.and("appointment_id = ?", Bind::Int(a));
+    }
+    if let Some(st) = q.status.as_deref().filter(|s| !s.is_empty()) {
+        s.and("status = ?", Bind::Text(st.to_uppercase()));
+    }
+    s.push(" ORDER BY bill_id LIMIT ?", [Bind::Int(page.fetch())]);
+    let bills = s
+        .fetch_all(exec)
+        .await?
+        .iter()
+        .map(bill)
+        .collect::<Result<Vec<_>, _>>()?;
+    with_lines(exec, bills).await
+}
+
+/// The bills of an appointment.
+pub async fn of_appointment(tx: &mut Tx, appointment_id: i64) -> Result<Vec<Bill>, Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {B} FROM bills WHERE appointment_id = $1 ORDER BY bill_id"
+    ))
+    .bind(appointment_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.iter().map(bill).collect::<Result<_, _>>()?)
+}
+
+/// VOID: only an OPEN bill nothing was paid on (guarded in the UPDATE).
+pub async fn void(tx: &mut Tx, id: i64, now: DateTime<Utc>) -> Result<Option<Bill>, Error> {
+    let row = sqlx::query(&format!(
+        "UPDATE bills SET status = 'VOID', version = version + 1, updated_at = $1 \
+         WHERE bill_id = $2 AND status = 'OPEN' AND paid = 0 RETURNING {B}"
+    ))
+    .bind(to_db(now))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.as_ref().map(bill).transpose()?)
+}
+
+/// Records a credit note on a bill that is not VOID.
+pub async fn adjust(
+    tx: &mut Tx,
+    bill_id: i64,
+    amount: i64,
+    reason: &str,
+    subject: &str,
+    now: DateTime<Utc>,
+) -> Result<Adjustment, Error> {
+    let row = sqlx::query(
+        "INSERT INTO adjustments (bill_id, amount, reason, subject, created_at) \
+         SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM bills WHERE bill_id = $1 AND status <> 'VOID') \
+         RETURNING adjustment_id, bill_id, amount, reason, subject, created_at",
+    )
+    .bind(bill_id)
+    .bind(amount)
+    .bind(reason)
+    .bind(subject)
+    .bind(to_db(now))
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(r) = row else {
+        return Err(Error::conflict(
+            "invalid_transition",
+            format!("bill {bill_id} does not exist or is VOID"),
+        ));
+    };
+    Ok(Adjustment {
+        adjustment_id: r.try_get("adjustment_id")?,
+        bill_id: r.try_get("bill_id")?,
+        amount: Money(r.try_get("amount")?),
+        reason: r.try_get("reason")?,
+        subject: r.try_get("subject")?,
+        created_at: from_db(&r.try_get::<String, _>("created_at")?)?,
+    })
+}
+
+/// Records a payment or refund reported by the payment service, once per movement id.
+pub async fn record_money(
+    tx: &mut Tx,
+    movement_id: &str,
+    bill_id: i64,
+    kind: &str,
+    amount: i64,
+) -> Result<bool, Error> {
+    Ok(sqlx::query("INSERT INTO bill_money (movement_id, bill_id, kind, amount) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+        .bind(movement_id)
+        .bind(bill_id)
+        .bind(kind)
+        .bind(amount)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+        == 1)
+}
+
+/// A prescription, as billing prices it.
+#[derive(Debug, Clone)]
+pub struct Prescribed {
+    pub prescription_id: i64,
+    pub appointment_id: i64,
+    pub medication: String,
+    pub quantity: i64,
+    pub unit_price: i64,
+}
+
+impl Prescribed {
+    pub fn line(&self) -> NewLine {
+        NewLine {
+            kind: "medicine",
+            description: self.medication.clone(),
+            quantity: self.quantity,
+            unit_price: self.unit_price,
+            source_ref: format!("prescription:{}", self.prescription_id),
+        }
+    }
+}
+
+pub async fn remember_prescription(tx: &mut Tx, p: &Prescribed) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO prescribed (prescription_id, appointment_id, medication, quantity, unit_price) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (prescription_id) DO NOTHING",
+    )
+    .bind(p.prescription_id)
+    .bind(p.appointment_id)
+    .bind(&p.medication)
+    .bind(p.quantity)
+    .bind(p.unit_price)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn prescribed_for(tx: &mut Tx, appointment_id: i64) -> Result<Vec<Prescribed>, Error> {
+    let rows = sqlx::query(
+        "SELECT prescription_id, appointment_id, medication, quantity, unit_price FROM prescribed WHERE appointment_id = $1 ORDER BY prescription_id",
+    )
+    .bind(appointment_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Prescribed {
+                prescription_id: r.try_get("prescription_id")?,
+                appointment_id: r.try_get("appointment_id")?,
+                medication: r.try_get("medication")?,
+                quantity: r.try_get("quantity")?,
+                unit_price: r.try_get("unit_price")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
+}

@@ -1,0 +1,404 @@
+//! Payment routes: charges and refunds under `Idempotency-Key`, reads, and bill events.
+
+use crate::store::{self, Balance};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hms_client::models::*;
+use hms_client::{ClientError, ErrorBody};
+use hms_kit::auth::{AccessTable, Caller, Role};
+use hms_kit::db::Tx;
+use hms_kit::extract::{Json, Path, Query};
+use hms_kit::idempotency::{self, Claim};
+use hms_kit::outbox::NewEvent;
+use hms_kit::pagination::PageRequest;
+use hms_kit::server::{ServiceCtx, ServiceRoutes};
+use hms_kit::{Error, Service};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+type Ctx = State<Arc<ServiceCtx>>;
+
+const TAKERS: &[Role] = &[Role::Reception, Role::Billing, Role::Admin];
+const READERS: &[Role] = &[Role::Reception, Role::Billing, Role::Admin, Role::Service];
+/// Refunds move money back: billing staff and admins only (and the billing service's saga).
+const REFUNDERS: &[Role] = &[Role::Billing, Role::Admin, Role::Service];
+
+pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
+    let api = OpenApiRouter::new()
+        .routes(routes!(charge, list))
+        .routes(routes!(charge_alias))
+        .routes(routes!(get_one))
+        .routes(routes!(refund))
+        .routes(routes!(receive_event))
+        .with_state(Arc::new(ctx.clone()));
+    let access = AccessTable::new(&[
+        (Method::POST, "/v1/payments", TAKERS),
+        (Method::POST, "/v1/payments/charge", TAKERS),
+        (Method::GET, "/v1/payments", READERS),
+        (Method::GET, "/v1/payments/{id}", READERS),
+        (Method::POST, "/v1/payments/{id}/refunds", REFUNDERS),
+        (Method::POST, "/v1/events", &[Role::Service]),
+    ]);
+    ServiceRoutes { api, access }
+}
+
+fn required_key(headers: &HeaderMap) -> Result<String, Error> {
+    idempotency::key_from(headers)?.ok_or_else(|| {
+        Error::validation(
+            "Idempotency-Key",
+            "Idempotency-Key header is required (1–255 visible ASCII, UUIDv4 recommended)",
+        )
+    })
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// Stores the response with the key, commits the work and the key together, and answers.
+async fn conclude(
+    ctx: &ServiceCtx,
+    mut tx: Tx,
+    key: &str,
+    status: StatusCode,
+    body: String,
+) -> Result<Response, Error> {
+    idempotency::record(&mut tx, key, status, &body).await?;
+    ctx.outbox.commit(tx).await?;
+    Ok(json_response(status, body))
+}
+
+/// What payment knows of a bill; asked of billing the first time (503 if it is down then).
+async fn snapshot(ctx: &ServiceCtx, bill_id: i64) -> Result<Balance, Error> {
+    if let Some(b) = store::balance(ctx.db.pool(), bill_id).await? {
+        return Ok(b);
+    }
+    let bill = match ctx.downstream.client().get_bill(bill_id).await {
+        Ok(b) => b,
+        Err(ClientError::Api { status: 404, .. }) => {
+            return Err(Error::not_found(format!("bill {bill_id}")))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut tx = ctx.db.begin().await?;
+    store::apply_bill(
+        &mut tx,
+        bill.bill_id,
+        bill.patient_id,
+        bill.amount_due.0,
+        &bill.status,
+        bill.version,
+    )
+    .await?;
+    tx.commit().await?;
+    store::balance(ctx.db.pool(), bill_id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("bill {bill_id}")))
+}
+
+/// Take a payment against a bill (`Idempotency-Key` required).
+///
+/// The same key and body → the original status and body (`Idempotent-Replayed: true`), nothing
+/// charged again, also after a restart; the same key with another body → 422
+/// `idempotency_key_reused`; while the first is in flight → it is waited for (≤ 5 s), then 409
+/// `idempotency_key_in_progress`. A VOID or fully paid bill → 422 `bill_not_payable`; more than
+/// the balance → 422 `overpayment` (both replayed too). Responses are kept 30 days; keys forever.
+#[utoipa::path(post, path = "/v1/payments", tag = "payments",
+    params(("Idempotency-Key" = String, Header, description = "Required; a UUIDv4 per payment attempt")),
+    request_body = NewPayment,
+    responses(
+        (status = 201, description = "Captured", body = Payment),
+        (status = 200, description = "Replay of a payment whose stored response was swept", body = Payment),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such bill", body = ErrorBody),
+        (status = 409, description = "idempotency_key_in_progress", body = ErrorBody),
+        (status = 422, description = "bill_not_payable, overpayment, idempotency_key_reused", body = ErrorBody),
+        (status = 503, description = "billing is down and the bill is not known yet", body = ErrorBody),
+    ))]
+async fn charge(
+    State(ctx): Ctx,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(p): Json<NewPayment>,
+) -> Result<Response, Error> {
+    take(&ctx, &caller, &headers, p).await
+}
+
+/// The original system's path for `POST /v1/payments`.
+#[utoipa::path(post, path = "/v1/payments/charge", tag = "payments",
+    params(("Idempotency-Key" = String, Header, description = "Required")),
+    request_body = NewPayment,
+    responses((status = 201, body = Payment), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn charge_alias(
+    State(ctx): Ctx,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(p): Json<NewPayment>,
+) -> Result<Response, Error> {
+    take(&ctx, &caller, &headers, p).await
+}
+
+async fn take(
+    ctx: &ServiceCtx,
+    caller: &Caller,
+    headers: &HeaderMap,
+    p: NewPayment,
+) -> Result<Response, Error> {
+    let key = required_key(headers)?;
+    if p.amount.0 <= 0 {
+        return Err(Error::validation("amount", "amount must be positive"));
+    }
+    let method = p.method.trim().to_ascii_uppercase();
+    if !["CASH", "CARD", "UPI"].contains(&method.as_str()) {
+        return Err(Error::validation(
+            "method",
+            "method must be CASH, CARD or UPI",
+        ));
+    }
+    let fingerprint = idempotency::fingerprint(
+        "payments.create",
+        "",
+        &serde_json::to_value(&p).map_err(Error::internal)?,
+    );
+    let req = idempotency::Request {
+        key: &key,
+        operation: "payments.create",
+        subject: &caller.subject,
+        fingerprint: fingerprint.clone(),
+    };
+    if let Some(stored) = idempotency::lookup(&ctx.db, &req).await? {
+        return Ok(stored.into_response());
+    }
+    // The response was swept, but the payment (and its key) is kept forever.
+    if let Some((payment, hash)) = store::by_key(ctx.db.pool(), &key).await? {
+        if hash != fingerprint {
+            return Err(Error::rule(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request",
+            ));
+        }
+        let mut resp = (StatusCode::OK, axum::Json(payment)).into_response();
+        resp.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+        return Ok(resp);
+    }
+    let bill = snapshot(ctx, p.bill_id).await?;
+    let now = ctx.clock.now();
+    let mut tx = match idempotency::claim(&ctx.db, &req, now).await? {
+        Claim::Fresh(tx) => tx,
+        Claim::Replay(stored) => return Ok(stored.into_response()),
+    };
+    if !store::capture(&mut tx, bill.bill_id, p.amount.0).await? {
+        let b = store::balance(&mut *tx, bill.bill_id)
+            .await?
+            .unwrap_or(bill);
+        let err = if b.status == "VOID" || b.outstanding() <= 0 {
+            Error::rule(
+                "bill_not_payable",
+                format!(
+                    "bill {} is {}; nothing is owed on it",
+                    b.bill_id,
+                    if b.status == "VOID" { "VOID" } else { "paid" }
+                ),
+            )
+        } else {
+            Error::rule(
+                "overpayment",
+                format!(
+                    "bill {} has {} outstanding; {} is more",
+                    b.bill_id,
+                    hms_client::Money(b.outstanding()),
+                    p.amount
+                ),
+            )
+            .with_details(json!({ "outstanding": hms_client::Money(b.outstanding()) }))
+        };
+        ctx.outbox
+            .enqueue(&mut tx, NewEvent {
+                aggregate_type: "bill-payment",
+                aggregate_id: b.bill_id.to_string(),
+                aggregate_seq: 0,
+                event_type: "payment.failed",
+                payload: json!({ "bill_id": b.bill_id, "patient_id": b.patient_id, "amount": p.amount, "reason": err.code }),
+            })
+            .await?;
+        metrics::counter!("payments_failed_total", "reason" => err.code).increment(1);
+        let body = serde_json::to_string(&err.body()).map_err(Error::internal)?;
+        return conclude(ctx, tx, &key, err.status, body).await;
+    }
+    let payment =
+        store::insert_payment(&mut tx, &bill, p.amount.0, &method, &key, &fingerprint, now).await?;
+    ctx.outbox
+        .enqueue(&mut tx, NewEvent {
+            aggregate_type: "bill-payment",
+            aggregate_id: bill.bill_id.to_string(),
+            aggregate_seq: payment.payment_id,
+            event_type: "payment.captured",
+            payload: json!({
+                "payment_id": payment.payment_id, "bill_id": bill.bill_id, "patient_id": bill.patient_id,
+                "amount": payment.amount, "method": payment.method, "reference": payment.reference,
+            }),
+        })
+        .await?;
+    tracing::info!(payment_id = payment.payment_id, bill_id = bill.bill_id, amount = %payment.amount, "payment captured");
+    let body = serde_json::to_string(&payment).map_err(Error::internal)?;
+    conclude(ctx, tx, &key, StatusCode::CREATED, body).await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PaymentQuery {
+    /// The bill whose payments to list.
+    bill_id: i64,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// The payments of a bill.
+#[utoipa::path(get, path = "/v1/payments", tag = "payments", params(PaymentQuery),
+    responses((status = 200, body = Page<Payment>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list(
+    State(ctx): Ctx,
+    Query(q): Query<PaymentQuery>,
+) -> Result<Json<Page<Payment>>, Error> {
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    let rows = store::of_bill(ctx.db.pool(), q.bill_id, page.after_or_min(), page.fetch()).await?;
+    Ok(Json(page.page(rows, |p| p.payment_id)))
+}
+
+/// One payment.
+#[utoipa::path(get, path = "/v1/payments/{id}", tag = "payments", params(("id" = i64, Path, description = "Payment id")),
+    responses((status = 200, body = Payment), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_one(State(ctx): Ctx, Path(id): Path<i64>) -> Result<Json<Payment>, Error> {
+    store::get(ctx.db.pool(), id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| Error::not_found(format!("payment {id}")))
+}
+
+/// Refund part or all of a payment (`Idempotency-Key` required); never more than was paid
+/// (`refund_exceeds_paid`).
+#[utoipa::path(post, path = "/v1/payments/{id}/refunds", tag = "payments",
+    params(("id" = i64, Path, description = "Payment id"), ("Idempotency-Key" = String, Header, description = "Required")),
+    request_body = NewRefund,
+    responses((status = 201, body = Refund), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, description = "refund_exceeds_paid, idempotency_key_reused", body = ErrorBody)))]
+async fn refund(
+    State(ctx): Ctx,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Json(r): Json<NewRefund>,
+) -> Result<Response, Error> {
+    let key = required_key(&headers)?;
+    if r.amount.0 <= 0 {
+        return Err(Error::validation("amount", "amount must be positive"));
+    }
+    let fingerprint = idempotency::fingerprint(
+        "refunds.create",
+        &id.to_string(),
+        &serde_json::to_value(&r).map_err(Error::internal)?,
+    );
+    let req = idempotency::Request {
+        key: &key,
+        operation: "refunds.create",
+        subject: &caller.subject,
+        fingerprint: fingerprint.clone(),
+    };
+    if let Some(stored) = idempotency::lookup(&ctx.db, &req).await? {
+        return Ok(stored.into_response());
+    }
+    let payment = store::get(ctx.db.pool(), id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("payment {id}")))?;
+    let now = ctx.clock.now();
+    let mut tx = match idempotency::claim(&ctx.db, &req, now).await? {
+        Claim::Fresh(tx) => tx,
+        Claim::Replay(stored) => return Ok(stored.into_response()),
+    };
+    let Some(refund) = store::refund(
+        &mut tx,
+        &payment,
+        r.reason.trim(),
+        r.amount.0,
+        &key,
+        &fingerprint,
+        now,
+    )
+    .await?
+    else {
+        let current = store::get(&mut *tx, id).await?.unwrap_or(payment);
+        let err = Error::rule(
+            "refund_exceeds_paid",
+            format!(
+                "payment {id} has {} left to refund; {} is more",
+                hms_client::Money(current.amount.0 - current.refunded.0),
+                r.amount
+            ),
+        );
+        let body = serde_json::to_string(&err.body()).map_err(Error::internal)?;
+        return conclude(&ctx, tx, &key, err.status, body).await;
+    };
+    let patient_id = store::balance(&mut *tx, payment.bill_id)
+        .await?
+        .map(|b| b.patient_id)
+        .unwrap_or_default();
+    ctx.outbox
+        .enqueue(&mut tx, NewEvent {
+            aggregate_type: "bill-payment",
+            aggregate_id: payment.bill_id.to_string(),
+            aggregate_seq: payment.payment_id,
+            event_type: "payment.refunded",
+            payload: json!({
+                "refund_id": refund.refund_id, "payment_id": payment.payment_id, "bill_id": payment.bill_id,
+                "patient_id": patient_id, "amount": refund.amount,
+            }),
+        })
+        .await?;
+    let body = serde_json::to_string(&refund).map_err(Error::internal)?;
+    conclude(&ctx, tx, &key, StatusCode::CREATED, body).await
+}
+
+/// Bill events from billing: the amount due and status payment charges against.
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = Event,
+    responses((status = 200, body = EventAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn receive_event(
+    State(ctx): Ctx,
+    caller: Caller,
+    Json(ev): Json<Event>,
+) -> Result<Json<EventAck>, Error> {
+    hms_kit::inbox::authorise(&caller, &ev, &[Service::Billing])?;
+    let p = &ev.payload;
+    let int = |k: &str| {
+        p[k].as_i64()
+            .ok_or_else(|| Error::validation(k, format!("event payload lacks {k}")))
+    };
+    let (bill_id, patient_id) = (int("bill_id")?, int("patient_id")?);
+    let due: hms_client::Money = p["amount_due"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::validation("amount_due", "event payload lacks amount_due"))?;
+    let status = p["status"].as_str().unwrap_or("OPEN").to_string();
+    let seq = ev.aggregate_seq;
+    let ack = hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, ctx.clock.now(), move |tx| {
+        Box::pin(
+            async move { store::apply_bill(tx, bill_id, patient_id, due.0, &status, seq).await },
+        )
+    })
+    .await?;
+    Ok(Json(ack))
+}

@@ -1,0 +1,234 @@
+//! Payment SQL, written once for SQLite and PostgreSQL. Over-payment and over-refund are
+//! refused by guarded UPDATEs, with the CHECK constraints as the backstop.
+
+use chrono::{DateTime, Utc};
+use hms_client::models::{Payment, Refund};
+use hms_client::Money;
+use hms_kit::db::Tx;
+use hms_kit::time::{from_db, to_db};
+use hms_kit::Error;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
+
+const P: &str = "payment_id, bill_id, amount, method, reference, refunded, paid_at";
+
+fn payment(r: &AnyRow) -> Result<Payment, sqlx::Error> {
+    Ok(Payment {
+        payment_id: r.try_get("payment_id")?,
+        bill_id: r.try_get("bill_id")?,
+        amount: Money(r.try_get("amount")?),
+        method: r.try_get("method")?,
+        reference: r.try_get("reference")?,
+        refunded: Money(r.try_get("refunded")?),
+        paid_at: from_db(&r.try_get::<String, _>("paid_at")?)?,
+    })
+}
+
+/// What payment knows of a bill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    pub bill_id: i64,
+    pub patient_id: i64,
+    pub total: i64,
+    pub captured: i64,
+    pub refunded: i64,
+    pub status: String,
+}
+
+impl Balance {
+    pub fn outstanding(&self) -> i64 {
+        self.total - (self.captured - self.refunded)
+    }
+}
+
+pub async fn balance<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    bill_id: i64,
+) -> Result<Option<Balance>, Error> {
+    let row = sqlx::query("SELECT bill_id, patient_id, total, captured, refunded, status FROM bill_balance WHERE bill_id = $1")
+        .bind(bill_id)
+        .fetch_optional(exec)
+        .await?;
+    row.map(|r| {
+        Ok(Balance {
+            bill_id: r.try_get("bill_id")?,
+            patient_id: r.try_get("patient_id")?,
+            total: r.try_get("total")?,
+            captured: r.try_get("captured")?,
+            refunded: r.try_get("refunded")?,
+            status: r.try_get("status")?,
+        })
+    })
+    .transpose()
+    .map_err(|e: sqlx::Error| e.into())
+}
+
+/// Applies what billing says of a bill (amount due, status) if newer than what is stored.
+/// The amount due never drops below what is already captured net of refunds (the ledger CHECK).
+pub async fn apply_bill(
+    tx: &mut Tx,
+    bill_id: i64,
+    patient_id: i64,
+    amount_due: i64,
+    status: &str,
+    seq: i64,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO bill_balance (bill_id, patient_id, total, captured, refunded, status, seq) VALUES ($1, $2, $3, 0, 0, $4, $5) \
+         ON CONFLICT (bill_id) DO UPDATE SET \
+           total = CASE WHEN excluded.total < bill_balance.captured - bill_balance.refunded \
+                        THEN bill_balance.captured - bill_balance.refunded ELSE excluded.total END, \
+           status = excluded.status, seq = excluded.seq \
+         WHERE bill_balance.seq < excluded.seq",
+    )
+    .bind(bill_id)
+    .bind(patient_id)
+    .bind(amount_due)
+    .bind(status)
+    .bind(seq)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Takes `amount` against a bill's balance: only if it is not VOID and the amount fits.
+pub async fn capture(tx: &mut Tx, bill_id: i64, amount: i64) -> Result<bool, Error> {
+    Ok(sqlx::query(
+        "UPDATE bill_balance SET captured = captured + $1 \
+         WHERE bill_id = $2 AND status <> 'VOID' AND captured - refunded + $1 <= total",
+    )
+    .bind(amount)
+    .bind(bill_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// A payment reference: `HMS<yyyymmdd>-<6 letters/digits>`.
+pub fn reference(now: DateTime<Utc>) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    let tail: String = (0..6)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("HMS{}-{tail}", now.format("%Y%m%d"))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_payment(
+    tx: &mut Tx,
+    bill: &Balance,
+    amount: i64,
+    method: &str,
+    key: &str,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Payment, Error> {
+    let row = sqlx::query(&format!(
+        "INSERT INTO payments (bill_id, patient_id, amount, method, reference, refunded, idempotency_key, request_hash, paid_at) \
+         VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8) RETURNING {P}"
+    ))
+    .bind(bill.bill_id)
+    .bind(bill.patient_id)
+    .bind(amount)
+    .bind(method)
+    .bind(reference(now))
+    .bind(key)
+    .bind(hash)
+    .bind(to_db(now))
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(payment(&row)?)
+}
+
+/// A payment made with `key` (kept forever), and the hash of its request.
+pub async fn by_key<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    key: &str,
+) -> Result<Option<(Payment, String)>, Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {P}, request_hash FROM payments WHERE idempotency_key = $1"
+    ))
+    .bind(key)
+    .fetch_optional(exec)
+    .await?;
+    Ok(row
+        .map(|r| Ok::<_, sqlx::Error>((payment(&r)?, r.try_get("request_hash")?)))
+        .transpose()?)
+}
+
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    id: i64,
+) -> Result<Option<Payment>, Error> {
+    let row = sqlx::query(&format!("SELECT {P} FROM payments WHERE payment_id = $1"))
+        .bind(id)
+        .fetch_optional(exec)
+        .await?;
+    Ok(row.as_ref().map(payment).transpose()?)
+}
+
+pub async fn of_bill<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    bill_id: i64,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Payment>, Error> {
+    let rows = sqlx::query(&format!("SELECT {P} FROM payments WHERE bill_id = $1 AND payment_id > $2 ORDER BY payment_id LIMIT $3"))
+        .bind(bill_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(exec)
+        .await?;
+    Ok(rows.iter().map(payment).collect::<Result<_, _>>()?)
+}
+
+/// Refunds `amount` of a payment: only up to what it captured, net of earlier refunds.
+pub async fn refund(
+    tx: &mut Tx,
+    p: &Payment,
+    patient_reason: &str,
+    amount: i64,
+    key: &str,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Refund>, Error> {
+    let ok = sqlx::query("UPDATE payments SET refunded = refunded + $1 WHERE payment_id = $2 AND refunded + $1 <= amount")
+        .bind(amount)
+        .bind(p.payment_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+        == 1;
+    if !ok {
+        return Ok(None);
+    }
+    sqlx::query("UPDATE bill_balance SET refunded = refunded + $1 WHERE bill_id = $2")
+        .bind(amount)
+        .bind(p.bill_id)
+        .execute(&mut **tx)
+        .await?;
+    let r = sqlx::query(
+        "INSERT INTO refunds (payment_id, bill_id, amount, reason, idempotency_key, request_hash, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING refund_id, payment_id, bill_id, amount, reason, created_at",
+    )
+    .bind(p.payment_id)
+    .bind(p.bill_id)
+    .bind(amount)
+    .bind(patient_reason)
+    .bind(key)
+    .bind(hash)
+    .bind(to_db(now))
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Some(Refund {
+        refund_id: r.try_get("refund_id")?,
+        payment_id: r.try_get("payment_id")?,
+        bill_id: r.try_get("bill_id")?,
+        amount: Money(r.try_get("amount")?),
+        reason: r.try_get("reason")?,
+        created_at: from_db(&r.try_get::<String, _>("created_at")?)?,
+    }))
+}
