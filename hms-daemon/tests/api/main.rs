@@ -5,6 +5,7 @@ mod support;
 
 mod appointment;
 mod auth;
+mod billing;
 mod daemon;
 mod doctor;
 mod errors;

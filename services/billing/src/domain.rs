@@ -48,9 +48,8 @@ pub fn status(void: bool, amount_due: i64, paid: i64, refunded: i64) -> &'static
         "REFUNDED"
     } else if refunded > 0 {
         "PARTIALLY_REFUNDED"
-    } else if paid >= amount_due && paid > 0 {
-        "PAID"
-    } else if amount_due == 0 {
+    } else if paid >= amount_due {
+        // Fully paid, or nothing owed (credited down to zero).
         "PAID"
     } else {
         "OPEN"

@@ -155,19 +155,21 @@ pub async fn recompute(tx: &mut Tx, bill_id: i64, now: DateTime<Utc>) -> Result<
         return Err(Error::not_found(format!("bill {bill_id}")));
     };
     let sum = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(bill_id);
-    let subtotal = sum("SELECT COALESCE(SUM(amount), 0) FROM bill_lines WHERE bill_id = $1")
-        .fetch_one(&mut **tx)
-        .await?;
-    let credits = sum("SELECT COALESCE(SUM(amount), 0) FROM adjustments WHERE bill_id = $1")
-        .fetch_one(&mut **tx)
-        .await?;
+    let subtotal =
+        sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_lines WHERE bill_id = $1")
+            .fetch_one(&mut **tx)
+            .await?;
+    let credits =
+        sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM adjustments WHERE bill_id = $1")
+            .fetch_one(&mut **tx)
+            .await?;
     let paid = sum(
-        "SELECT COALESCE(SUM(amount), 0) FROM bill_money WHERE bill_id = $1 AND kind = 'capture'",
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'capture'",
     )
     .fetch_one(&mut **tx)
     .await?;
     let refunded = sum(
-        "SELECT COALESCE(SUM(amount), 0) FROM bill_money WHERE bill_id = $1 AND kind = 'refund'",
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'refund'",
     )
     .fetch_one(&mut **tx)
     .await?;

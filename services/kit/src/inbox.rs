@@ -11,7 +11,8 @@ use futures::future::BoxFuture;
 use hms_client::models::{Event, EventAck};
 
 /// Checks that `caller` may deliver `event`: a service token of the event's own source, a
-/// source this consumer subscribes to, and an event type of that source (`patient.*`).
+/// source this consumer subscribes to, and an event type of that source's namespace
+/// (`patient.*`, `bill.*` for billing).
 pub fn authorise(caller: &Caller, event: &Event, sources: &[Service]) -> Result<(), Error> {
     if caller.role != Role::Service {
         return Err(Error::forbidden("only services deliver events"));
@@ -33,13 +34,22 @@ pub fn authorise(caller: &Caller, event: &Event, sources: &[Service]) -> Result<
             event.source
         )));
     }
-    if !event.event_type.starts_with(&format!("{}.", event.source)) {
+    let ns = namespace(&event.source);
+    if !event.event_type.starts_with(&format!("{ns}.")) {
         return Err(Error::forbidden(format!(
-            "{} may only deliver {}.* events",
-            event.source, event.source
+            "{} may only deliver {ns}.* events",
+            event.source
         )));
     }
     Ok(())
+}
+
+/// The event-type namespace of a producing service: `bill.*` for billing, `<name>.*` otherwise.
+pub fn namespace(source: &str) -> &str {
+    match source {
+        "billing" => "bill",
+        other => other,
+    }
 }
 
 /// Whether `event` was processed already (a cheap check before expensive preparation; the

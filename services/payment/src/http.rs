@@ -182,6 +182,10 @@ async fn take(
     }
     // The response was swept, but the payment (and its key) is kept forever.
     if let Some((payment, hash)) = store::by_key(ctx.db.pool(), &key).await? {
+        // Committed between the two reads: the stored response is the answer after all.
+        if let Some(stored) = idempotency::lookup(&ctx.db, &req).await? {
+            return Ok(stored.into_response());
+        }
         if hash != fingerprint {
             return Err(Error::rule(
                 "idempotency_key_reused",

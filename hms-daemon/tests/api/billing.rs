@@ -1,0 +1,398 @@
+//! Billing and payment: exact bills, fees at the boundary, idempotent charges and refunds,
+//! never a double charge, never more than owed — on both backends, with two payment instances
+//! on PostgreSQL.
+
+use crate::both_backends;
+use crate::support::*;
+use chrono::{DateTime, Duration, Utc};
+use hms_client::models::{
+    Bill, BillQuery, Event, NewAdjustment, NewAppointment, NewPayment, NewPrescription, NewRefund,
+};
+use hms_client::{ClientError, HmsClient, Money};
+use hms_kit::auth::Role;
+use hms_kit::clock::Clock;
+use hms_kit::Service;
+use reqwest::Method;
+use sqlx::Row;
+use std::collections::BTreeMap;
+
+const ALL: [&hms_kit::server::ServiceDef; 7] = [
+    &hms_patient::SERVICE,
+    &hms_doctor::SERVICE,
+    &hms_billing::SERVICE,
+    &hms_appointment::SERVICE,
+    &hms_prescription::SERVICE,
+    &hms_payment::SERVICE,
+    &hms_notification::SERVICE,
+];
+
+/// 09:00 IST on Tuesday 2026-12-01, plus `h` hours.
+fn tue(h: i64) -> DateTime<Utc> {
+    "2026-12-01T03:30:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::hours(h)
+}
+
+struct Clinic {
+    app: TestApp,
+    patient: i64,
+    doctor: i64,
+}
+
+async fn clinic(b: &Backend) -> Clinic {
+    let app = TestApp::spawn_with(
+        b,
+        &ALL,
+        Clock::manual("2026-11-30T00:00:00Z".parse().unwrap()),
+        |c| c.daily_cap = 18,
+    )
+    .await;
+    let patient = app
+        .client(Role::Reception)
+        .create_patient(&new_patient("Billed Patient", 7))
+        .await
+        .unwrap()
+        .patient_id;
+    let doctor = app
+        .client(Role::Admin)
+        .create_doctor(&new_doctor("Dr. Fee Five Hundred", "Cardiology", "General"))
+        .await
+        .unwrap()
+        .doctor_id;
+    Clinic {
+        app,
+        patient,
+        doctor,
+    }
+}
+
+impl Clinic {
+    async fn book(&self, at: DateTime<Utc>) -> i64 {
+        self.app
+            .client(Role::Reception)
+            .book_appointment(
+                &NewAppointment {
+                    patient_id: self.patient,
+                    doctor_id: self.doctor,
+                    department: "Cardiology".into(),
+                    slot_start: at,
+                    slot_end: None,
+                },
+                None,
+            )
+            .await
+            .unwrap()
+            .appointment_id
+    }
+
+    async fn bills_of(&self, appointment: i64) -> Vec<Bill> {
+        self.app
+            .client(Role::Billing)
+            .list_bills(&BillQuery {
+                appointment_id: Some(appointment),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .items
+    }
+
+    /// Waits for the one bill of an appointment, in a state `ready` accepts.
+    async fn bill(&self, appointment: i64, ready: impl Fn(&Bill) -> bool) -> Bill {
+        eventually(15, "the bill", || async {
+            let b = self.bills_of(appointment).await;
+            (b.len() == 1 && ready(&b[0])).then(|| b[0].clone())
+        })
+        .await
+    }
+
+    /// A no-show bill of 525.00 (500.00 + 5% tax), known to the payment service.
+    async fn no_show_bill(&self, at: DateTime<Utc>) -> Bill {
+        let a = self.book(at).await;
+        self.app.clock.set(at + Duration::minutes(16));
+        self.app
+            .client(Role::Reception)
+            .transition_appointment(a, "no-show", None)
+            .await
+            .unwrap();
+        let bill = self.bill(a, |_| true).await;
+        let pool = self.app.db(Service::Payment).pool().clone();
+        eventually(15, "payment to know the bill", || {
+            let pool = pool.clone();
+            async move {
+                let n: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM bill_balance WHERE bill_id = $1")
+                        .bind(bill.bill_id)
+                        .fetch_one(&pool)
+                        .await
+                        .ok()?;
+                (n == 1).then_some(())
+            }
+        })
+        .await;
+        bill
+    }
+
+    /// Clients for `role`, one per payment instance (two on PostgreSQL).
+    async fn cashiers(&mut self, b: &Backend, role: Role) -> Vec<HmsClient> {
+        let mut out = vec![self.app.client(role)];
+        if b.is_postgres() {
+            let url = self.app.spawn_replica(&hms_payment::SERVICE).await;
+            let mut urls = self.app.client(role).urls().clone();
+            urls.set(Service::Payment, url);
+            out.push(
+                HmsClient::new(urls, std::time::Duration::from_secs(30))
+                    .with_token(self.app.token(role)),
+            );
+        }
+        out
+    }
+}
+
+fn m(s: &str) -> Money {
+    s.parse().unwrap()
+}
+
+fn pay(bill: i64, amount: &str) -> NewPayment {
+    NewPayment {
+        bill_id: bill,
+        amount: m(amount),
+        method: "UPI".into(),
+    }
+}
+
+fn tally<T>(results: &[Result<T, ClientError>]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for r in results {
+        let k = match r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e
+                .code()
+                .map(str::to_string)
+                .unwrap_or_else(|| e.to_string()),
+        };
+        *out.entry(k).or_default() += 1;
+    }
+    out
+}
+
+both_backends! {
+    async fn a_completed_appointment_is_billed_to_the_paisa(b: Backend) {
+        let c = clinic(&b).await;
+        let a = c.book(tue(0)).await;
+        let dr = c.app.doctor_client(c.doctor);
+        let rx = |med: &str, dosage: &str, days| NewPrescription {
+            prescription_id: None, appointment_id: a, patient_id: c.patient, doctor_id: None,
+            medication: med.into(), dosage: dosage.into(), days, issued_at: None,
+        };
+        dr.create_prescription(&rx("Paracetamol", "1-0-1", 5)).await.unwrap();
+        dr.create_prescription(&rx("Amoxicillin", "1-1-1", 7)).await.unwrap();
+        c.app.clock.set(tue(0) + Duration::minutes(20));
+        // Billing must have seen both prescriptions before the completion (the relay keeps each
+        // producer's events in order, not across producers).
+        let pool = c.app.db(Service::Billing).pool().clone();
+        eventually(15, "billing to know the prescriptions", || { let pool = pool.clone(); async move {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM prescribed").fetch_one(&pool).await.ok()?;
+            (n == 2).then_some(())
+        }}).await;
+        dr.transition_appointment(a, "complete", None).await.unwrap();
+        let bill = c.bill(a, |_| true).await;
+        let lines: Vec<(String, i64, String, String)> = bill.lines.iter()
+            .map(|l| (l.description.clone(), l.quantity, l.unit_price.to_string(), l.amount.to_string())).collect();
+        assert_eq!(lines, vec![
+            ("Consultation".to_string(), 1, "500.00".to_string(), "500.00".to_string()),
+            ("Paracetamol".to_string(), 10, "2.00".to_string(), "20.00".to_string()),
+            ("Amoxicillin".to_string(), 21, "8.50".to_string(), "178.50".to_string()),
+        ]);
+        assert_eq!((bill.subtotal, bill.tax, bill.total, bill.status.as_str()), (m("698.50"), m("34.93"), m("733.43"), "OPEN"));
+
+        // A prescription added while the bill is OPEN adds its line and recomputes.
+        dr.create_prescription(&rx("Ibuprofen", "1-0-1", 3)).await.unwrap();
+        let bill = c.bill(a, |b| b.lines.len() == 4).await;
+        assert_eq!((bill.subtotal, bill.tax, bill.total), (m("716.50"), m("35.83"), m("752.33")));
+
+        // Pay it in two parts; PAID once the balance reaches zero. Then refunds.
+        let pay_pool = c.app.db(Service::Payment).pool().clone();
+        eventually(15, "payment to know the new total", || { let pool = pay_pool.clone(); async move {
+            let t: i64 = sqlx::query_scalar("SELECT total FROM bill_balance WHERE bill_id = $1").bind(bill.bill_id).fetch_one(&pool).await.ok()?;
+            (t == 75_233).then_some(())
+        }}).await;
+        let cashier = c.app.client(Role::Billing);
+        let first = cashier.pay(&pay(bill.bill_id, "500.00"), "pay-part-1").await.unwrap();
+        assert!(first.reference.starts_with("HMS") && first.reference.len() == 18, "{}", first.reference);
+        let part = c.bill(a, |b| b.paid == m("500.00")).await;
+        assert_eq!((part.status.as_str(), part.balance), ("OPEN", m("252.33")));
+        cashier.pay(&pay(bill.bill_id, "252.33"), "pay-part-2").await.unwrap();
+        let paid = c.bill(a, |b| b.status == "PAID").await;
+        assert_eq!(paid.balance, m("0.00"));
+        cashier.refund(first.payment_id, &NewRefund { amount: m("100.00"), reason: "goodwill".into() }, "refund-1").await.unwrap();
+        let partly = c.bill(a, |b| b.status == "PARTIALLY_REFUNDED").await;
+        assert_eq!(partly.refunded, m("100.00"));
+        // A PAID bill's lines never change: a correction is a credit note of its own.
+        let credit = cashier.adjust_bill(bill.bill_id, &NewAdjustment { amount: m("10.00"), reason: "rounding goodwill".into() }).await.unwrap();
+        assert_eq!(credit.amount, m("10.00"));
+        let after = c.bill(a, |b| b.credits == m("10.00")).await;
+        assert_eq!((after.lines.len(), after.total), (4, m("752.33")));
+        // The patient was told about the bill and the payments.
+        let desk = c.app.client(Role::Reception);
+        eventually(15, "bill and payment notices", || async {
+            let n = desk.list_notifications(&hms_client::models::NotificationQuery { patient_id: Some(c.patient), ..Default::default() }).await.ok()?;
+            let kinds: Vec<&str> = n.items.iter().map(|x| x.event_type.as_str()).collect();
+            (kinds.contains(&"bill.created") && kinds.iter().filter(|k| **k == "payment.captured").count() >= 2).then_some(())
+        }).await;
+        c.app.stop().await;
+    }
+
+    async fn fees_turn_at_the_two_hour_boundary(b: Backend) {
+        let c = clinic(&b).await;
+        let early = c.book(tue(2)).await;
+        let late = c.book(tue(3)).await;
+        let absent = c.book(tue(4)).await;
+        let desk = c.app.client(Role::Reception);
+        c.app.clock.set(tue(2) - Duration::hours(2) - Duration::seconds(1));
+        desk.transition_appointment(early, "cancel", None).await.unwrap();
+        c.app.clock.set(tue(3) - Duration::hours(2));
+        desk.transition_appointment(late, "cancel", None).await.unwrap();
+        c.app.clock.set(tue(4) + Duration::minutes(15));
+        desk.transition_appointment(absent, "no-show", None).await.unwrap();
+        let fee = c.bill(late, |_| true).await;
+        assert_eq!((fee.purpose.as_str(), fee.subtotal, fee.tax, fee.total), ("cancellation_fee", m("250.00"), m("12.50"), m("262.50")));
+        let no_show = c.bill(absent, |_| true).await;
+        assert_eq!((no_show.purpose.as_str(), no_show.total), ("no_show_fee", m("525.00")));
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert!(c.bills_of(early).await.is_empty(), "more than 2 hours ahead: no fee");
+        c.app.stop().await;
+    }
+
+    async fn a_redelivered_completion_bills_once(b: Backend) {
+        let c = clinic(&b).await;
+        let a = c.book(tue(0)).await;
+        c.app.clock.set(tue(0));
+        c.app.client(Role::Admin).transition_appointment(a, "complete", None).await.unwrap();
+        c.bill(a, |_| true).await;
+        let row = sqlx::query("SELECT event_id, aggregate_id, aggregate_seq, payload, correlation_id, occurred_at FROM outbox WHERE event_type = 'appointment.completed'")
+            .fetch_one(c.app.db(Service::Appointment).pool()).await.unwrap();
+        let mut ev = Event {
+            event_id: row.get::<String, _>("event_id").parse().unwrap(),
+            event_type: "appointment.completed".into(), source: "appointment".into(), aggregate_type: "appointment".into(),
+            aggregate_id: row.get("aggregate_id"), aggregate_seq: row.get("aggregate_seq"),
+            occurred_at: hms_kit::time::from_db(&row.get::<String, _>("occurred_at")).unwrap(),
+            correlation_id: row.get("correlation_id"),
+            payload: serde_json::from_str(&row.get::<String, _>("payload")).unwrap(),
+        };
+        let token = c.app.keys.issue(Role::Service, "service:appointment", None, chrono::Duration::minutes(5));
+        let url = format!("{}/v1/events", c.app.url(Service::Billing));
+        let same = futures::future::join_all((0..20).map(|_| c.app.http.post(&url).bearer_auth(&token).json(&ev).send())).await;
+        assert!(same.into_iter().all(|r| r.unwrap().status() == 200));
+        // Even under a new event id (the inbox bypassed), the unique (appointment, purpose) holds.
+        ev.event_id = uuid::Uuid::new_v4();
+        assert_eq!(c.app.http.post(&url).bearer_auth(&token).json(&ev).send().await.unwrap().status(), 200);
+        assert_eq!(c.bills_of(a).await.len(), 1);
+        c.app.stop().await;
+    }
+
+    async fn fifty_charges_with_one_key_capture_once(b: Backend) {
+        let mut c = clinic(&b).await;
+        let bill = c.no_show_bill(tue(1)).await;
+        let cashiers = c.cashiers(&b, Role::Billing).await;
+        let body = pay(bill.bill_id, "525.00");
+        let results = futures::future::join_all((0..50).map(|i| {
+            let url = format!("{}/v1/payments", cashiers[i % cashiers.len()].urls().get(Service::Payment));
+            let req = c.app.http.post(url).bearer_auth(c.app.token(Role::Billing)).header("idempotency-key", "one-key-525").json(&body);
+            async move { req.send().await.unwrap() }
+        })).await;
+        let mut bodies = std::collections::BTreeSet::new();
+        let mut replayed = 0;
+        for r in results {
+            assert_eq!(r.status(), 201);
+            if r.headers().get("idempotent-replayed").is_some() { replayed += 1; }
+            bodies.insert(r.text().await.unwrap());
+        }
+        assert_eq!(bodies.len(), 1, "50 identical bodies");
+        assert!(replayed >= 49, "{replayed} replays");
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payments").fetch_one(c.app.db(Service::Payment).pool()).await.unwrap();
+        assert_eq!(rows, 1);
+        let paid = c.bill(bill.appointment_id, |b| b.status == "PAID").await;
+        assert_eq!(paid.paid, m("525.00"));
+
+        // Misuse of the key.
+        let cashier = c.app.client(Role::Billing);
+        let code = |r: Result<hms_client::models::Payment, ClientError>| r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.code().unwrap_or("?").to_string());
+        assert_eq!(code(cashier.pay(&pay(bill.bill_id, "1.00"), "one-key-525").await), "idempotency_key_reused");
+        assert_eq!(code(c.app.client(Role::Admin).pay(&body, "one-key-525").await), "idempotency_key_reused", "another caller");
+        let other = cashier.refund(1, &NewRefund { amount: m("1.00"), reason: String::new() }, "one-key-525").await.unwrap_err();
+        assert_eq!(other.code(), Some("idempotency_key_reused"), "another operation");
+        for key in [None, Some("k".repeat(256))] {
+            let mut req = c.app.req(Role::Billing, Method::POST, Service::Payment, "/v1/payments").json(&body);
+            if let Some(k) = &key { req = req.header("idempotency-key", k); }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 400);
+        }
+        assert_eq!(code(cashier.pay(&pay(bill.bill_id, "1.00"), "after-paid").await), "bill_not_payable");
+        // After a restart the original answer is still the answer.
+        c.app.stop_service(Service::Payment).await;
+        c.app.start_service(&hms_payment::SERVICE).await;
+        let again = c.app.client(Role::Billing).pay(&body, "one-key-525").await.unwrap();
+        assert_eq!(serde_json::to_string(&again).unwrap(), bodies.into_iter().next().unwrap());
+        c.app.stop().await;
+    }
+
+    async fn fifty_keys_never_pay_more_than_owed(b: Backend) {
+        let mut c = clinic(&b).await;
+        let bill = c.no_show_bill(tue(1)).await;
+        let cashiers = c.cashiers(&b, Role::Billing).await;
+        let results = futures::future::join_all((0..50).map(|i| {
+            let cashier = cashiers[i % cashiers.len()].clone();
+            let body = pay(bill.bill_id, "100.00");
+            async move { cashier.pay(&body, &format!("many-keys-{i}")).await }
+        })).await;
+        assert_eq!(tally(&results), [("ok".to_string(), 5), ("overpayment".to_string(), 45)].into_iter().collect());
+        let captured: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM payments WHERE bill_id = $1")
+            .bind(bill.bill_id).fetch_one(c.app.db(Service::Payment).pool()).await.unwrap();
+        assert_eq!(captured, 50_000);
+        let rest = c.app.client(Role::Billing).pay(&pay(bill.bill_id, "25.00"), "the-rest").await.unwrap();
+        assert_eq!(rest.amount, m("25.00"));
+        c.bill(bill.appointment_id, |b| b.status == "PAID" && b.paid == m("525.00")).await;
+
+        // Refunds: 20 concurrent refunds of 100.00 against one 100.00 payment and four more.
+        let paid = c.app.client(Role::Billing).payments_of_bill(bill.bill_id).await.unwrap().items;
+        let target = paid[0].payment_id;
+        let results = futures::future::join_all((0..20).map(|i| {
+            let cashier = cashiers[i % cashiers.len()].clone();
+            async move { cashier.refund(target, &NewRefund { amount: m("20.00"), reason: "split".into() }, &format!("refund-{i}")).await }
+        })).await;
+        assert_eq!(tally(&results), [("ok".to_string(), 5), ("refund_exceeds_paid".to_string(), 15)].into_iter().collect());
+        let refunded = c.bill(bill.appointment_id, |b| b.refunded == m("100.00")).await;
+        assert_eq!(refunded.status, "PARTIALLY_REFUNDED");
+        c.app.stop().await;
+    }
+
+    async fn a_payment_while_billing_is_down_settles_when_it_returns(b: Backend) {
+        let mut c = clinic(&b).await;
+        let bill = c.no_show_bill(tue(1)).await;
+        c.app.stop_service(Service::Billing).await;
+        let p = c.app.client(Role::Billing).pay(&pay(bill.bill_id, "525.00"), "while-down").await.unwrap();
+        assert_eq!(p.amount, m("525.00"));
+        c.app.start_service(&hms_billing::SERVICE).await;
+        let settled = c.bill(bill.appointment_id, |b| b.status == "PAID").await;
+        assert_eq!(settled.paid, m("525.00"));
+        c.app.stop().await;
+    }
+
+    async fn void_and_its_limits(b: Backend) {
+        let c = clinic(&b).await;
+        let open = c.no_show_bill(tue(1)).await;
+        let cashier = c.app.client(Role::Billing);
+        let voided = cashier.void_bill(open.bill_id).await.unwrap();
+        assert_eq!(voided.status, "VOID");
+        let again = cashier.void_bill(open.bill_id).await.unwrap_err();
+        assert_eq!((again.status(), again.code()), (Some(409), Some("invalid_transition")));
+        let pool = c.app.db(Service::Payment).pool().clone();
+        eventually(15, "payment to learn of the VOID", || { let pool = pool.clone(); async move {
+            let s: String = sqlx::query_scalar("SELECT status FROM bill_balance WHERE bill_id = $1").bind(open.bill_id).fetch_one(&pool).await.ok()?;
+            (s == "VOID").then_some(())
+        }}).await;
+        let refused = cashier.pay(&pay(open.bill_id, "525.00"), "pay-void").await.unwrap_err();
+        assert_eq!((refused.status(), refused.code()), (Some(422), Some("bill_not_payable")));
+        assert_eq!(c.app.client(Role::Reception).void_bill(open.bill_id).await.unwrap_err().status(), Some(403));
+        c.app.stop().await;
+    }
+}
