@@ -331,7 +331,20 @@ both_backends! {
         c.app.stop_service(Service::Payment).await;
         c.app.start_service(&hms_payment::SERVICE).await;
         let again = c.app.client(Role::Billing).pay(&body, "one-key-525").await.unwrap();
-        assert_eq!(serde_json::to_string(&again).unwrap(), bodies.into_iter().next().unwrap());
+        let original = bodies.into_iter().next().unwrap();
+        assert_eq!(serde_json::to_string(&again).unwrap(), original);
+        // 31 days on, the stored response is swept; the key on the payment still holds.
+        let db = c.app.db(Service::Payment).clone();
+        sqlx::query("UPDATE idempotency_keys SET created_at = '2000-01-01T00:00:00.000000Z'").execute(db.pool()).await.unwrap();
+        assert!(hms_kit::idempotency::sweep(&db, Utc::now()).await.unwrap() >= 1);
+        let late = c.app.req(Role::Billing, Method::POST, Service::Payment, "/v1/payments")
+            .header("idempotency-key", "one-key-525").json(&body).send().await.unwrap();
+        assert_eq!(late.status(), 200);
+        assert_eq!(late.headers()["idempotent-replayed"], "true");
+        let late: hms_client::models::Payment = late.json().await.unwrap();
+        assert_eq!(late.payment_id, again.payment_id);
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payments").fetch_one(db.pool()).await.unwrap();
+        assert_eq!(rows, 1, "still one payment");
         c.app.stop().await;
     }
 

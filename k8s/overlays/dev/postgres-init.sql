@@ -9,3 +9,7 @@ CREATE ROLE prescription LOGIN PASSWORD 'prescription';
 CREATE DATABASE prescription OWNER prescription;
 CREATE ROLE notification LOGIN PASSWORD 'notification';
 CREATE DATABASE notification OWNER notification;
+CREATE ROLE billing LOGIN PASSWORD 'billing';
+CREATE DATABASE billing OWNER billing;
+CREATE ROLE payment LOGIN PASSWORD 'payment';
+CREATE DATABASE payment OWNER payment;
