@@ -232,27 +232,7 @@ async fn outbox(place: &Place, cmd: OutboxCommand) -> anyhow::Result<()> {
 async fn serve(place: &Place, all: bool, wanted: Vec<Service>) -> anyhow::Result<()> {
     let cfg = load_config(place)?;
     hms_kit::logging::init(&cfg.log_level, &cfg.log_format);
-    let built = registry();
-    let defs: Vec<&ServiceDef> = if all {
-        built.clone()
-    } else {
-        wanted
-            .iter()
-            .map(|w| {
-                built
-                    .iter()
-                    .copied()
-                    .find(|d| d.service == *w)
-                    .ok_or_else(|| {
-                        let have: Vec<_> = built.iter().map(|d| d.service.name()).collect();
-                        anyhow::anyhow!(
-                            "the {w} service is not part of this build (available: {})",
-                            have.join(", ")
-                        )
-                    })
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
+    let defs = select(if all { &[] } else { &wanted })?;
 
     // The embedded default (SQLite everywhere, no key configured) creates its own key and an
     // admin token on first start. Anything else must be given its key: auth is never off.

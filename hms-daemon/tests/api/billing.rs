@@ -6,14 +6,13 @@ use crate::both_backends;
 use crate::support::*;
 use chrono::{DateTime, Duration, Utc};
 use hms_client::models::{
-    Bill, BillQuery, Event, NewAdjustment, NewAppointment, NewPayment, NewPrescription, NewRefund,
+    Bill, BillQuery, NewAdjustment, NewAppointment, NewPayment, NewPrescription, NewRefund,
 };
 use hms_client::{ClientError, HmsClient, Money};
 use hms_kit::auth::Role;
 use hms_kit::clock::Clock;
 use hms_kit::Service;
 use reqwest::Method;
-use sqlx::Row;
 use std::collections::BTreeMap;
 
 const ALL: [&hms_kit::server::ServiceDef; 7] = [
@@ -268,16 +267,7 @@ both_backends! {
         c.app.clock.set(tue(0));
         c.app.client(Role::Admin).transition_appointment(a, "complete", None).await.unwrap();
         c.bill(a, |_| true).await;
-        let row = sqlx::query("SELECT event_id, aggregate_id, aggregate_seq, payload, correlation_id, occurred_at FROM outbox WHERE event_type = 'appointment.completed'")
-            .fetch_one(c.app.db(Service::Appointment).pool()).await.unwrap();
-        let mut ev = Event {
-            event_id: row.get::<String, _>("event_id").parse().unwrap(),
-            event_type: "appointment.completed".into(), source: "appointment".into(), aggregate_type: "appointment".into(),
-            aggregate_id: row.get("aggregate_id"), aggregate_seq: row.get("aggregate_seq"),
-            occurred_at: hms_kit::time::from_db(&row.get::<String, _>("occurred_at")).unwrap(),
-            correlation_id: row.get("correlation_id"),
-            payload: serde_json::from_str(&row.get::<String, _>("payload")).unwrap(),
-        };
+        let mut ev = outbox_event(c.app.db(Service::Appointment), "appointment", "appointment.completed").await;
         let token = c.app.keys.issue(Role::Service, "service:appointment", None, chrono::Duration::minutes(5));
         let url = format!("{}/v1/events", c.app.url(Service::Billing));
         let same = futures::future::join_all((0..20).map(|_| c.app.http.post(&url).bearer_auth(&token).json(&ev).send())).await;

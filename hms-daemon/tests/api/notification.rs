@@ -7,14 +7,13 @@ use crate::support::subscriber::closed_port;
 use crate::support::*;
 use chrono::{DateTime, Duration, Utc};
 use hms_client::models::{
-    Event, NewAppointment, Notification, NotificationQuery, ReminderQuery, Reschedule,
+    NewAppointment, Notification, NotificationQuery, ReminderQuery, Reschedule,
 };
 use hms_client::HmsClient;
 use hms_kit::auth::Role;
 use hms_kit::clock::Clock;
 use hms_kit::config::Config;
 use hms_kit::Service;
-use sqlx::Row;
 
 const ALL: [&hms_kit::server::ServiceDef; 4] = [
     &hms_patient::SERVICE,
@@ -137,19 +136,7 @@ both_backends! {
         let desk = app.client(Role::Reception);
         desk.book_appointment(&booking(patient, doctor, tuesday_0900()), None).await.unwrap();
         sent(&desk, "appointment.booked", 2).await;
-        let row = sqlx::query("SELECT event_id, aggregate_type, aggregate_id, aggregate_seq, event_type, payload, correlation_id, occurred_at FROM outbox WHERE event_type = 'appointment.booked'")
-            .fetch_one(app.db(Service::Appointment).pool()).await.unwrap();
-        let ev = Event {
-            event_id: row.get::<String, _>("event_id").parse().unwrap(),
-            event_type: row.get("event_type"),
-            source: "appointment".into(),
-            aggregate_type: row.get("aggregate_type"),
-            aggregate_id: row.get("aggregate_id"),
-            aggregate_seq: row.get("aggregate_seq"),
-            occurred_at: hms_kit::time::from_db(&row.get::<String, _>("occurred_at")).unwrap(),
-            correlation_id: row.get("correlation_id"),
-            payload: serde_json::from_str(&row.get::<String, _>("payload")).unwrap(),
-        };
+        let ev = outbox_event(app.db(Service::Appointment), "appointment", "appointment.booked").await;
         let token = app.keys.issue(Role::Service, "service:appointment", None, chrono::Duration::minutes(5));
         let url = format!("{}/v1/events", app.url(Service::Notification));
         let acks = futures::future::join_all((0..5).map(|_| app.http.post(&url).bearer_auth(&token).json(&ev).send())).await;

@@ -3,7 +3,6 @@
 use crate::both_backends;
 use crate::support::subscriber::{closed_port, Subscriber};
 use crate::support::*;
-use hms_client::models::Event;
 use hms_kit::auth::Role;
 use hms_kit::Service;
 use sqlx::Row;
@@ -41,19 +40,7 @@ both_backends! {
         assert_eq!(states, vec!["delivered", "delivered"]);
 
         // Deliver the first event again, as a relay that crashed before recording success would.
-        let row = sqlx::query("SELECT event_id, aggregate_type, aggregate_id, aggregate_seq, event_type, payload, correlation_id, occurred_at FROM outbox WHERE event_type = 'patient.registered'")
-            .fetch_one(&pool).await.unwrap();
-        let ev = Event {
-            event_id: row.get::<String, _>("event_id").parse().unwrap(),
-            event_type: row.get("event_type"),
-            source: "patient".into(),
-            aggregate_type: row.get("aggregate_type"),
-            aggregate_id: row.get("aggregate_id"),
-            aggregate_seq: row.get("aggregate_seq"),
-            occurred_at: hms_kit::time::from_db(&row.get::<String, _>("occurred_at")).unwrap(),
-            correlation_id: row.get("correlation_id"),
-            payload: serde_json::from_str(&row.get::<String, _>("payload")).unwrap(),
-        };
+        let ev = outbox_event(app.db(Service::Patient), "patient", "patient.registered").await;
         let service_token = app.keys.issue(Role::Service, "service:patient", None, chrono::Duration::minutes(5));
         let again = futures::future::join_all((0..5).map(|_| {
             app.http.post(format!("http://127.0.0.1:{port}/v1/events")).bearer_auth(&service_token).json(&ev).send()

@@ -93,11 +93,11 @@ async fn load(ctx: &ServiceCtx, caller: &Caller, id: i64) -> Result<Appointment,
 }
 
 fn created(a: &Appointment) -> Response {
-    let mut resp = with_etag(a.version, StatusCode::CREATED, a);
-    if let Ok(loc) = format!("/v1/appointments/{}", a.appointment_id).parse() {
-        resp.headers_mut().insert(axum::http::header::LOCATION, loc);
-    }
-    resp
+    hms_kit::extract::created(
+        &format!("/v1/appointments/{}", a.appointment_id),
+        a.version,
+        a,
+    )
 }
 
 /// Book a standard slot.

@@ -5,22 +5,14 @@ use crate::domain;
 use crate::store::{self, NewLine, Prescribed};
 use chrono::{DateTime, Utc};
 use hms_client::models::{Bill, Event};
-use hms_client::Money;
 use hms_kit::db::Tx;
+use hms_kit::inbox::payload::int;
 use hms_kit::outbox::{NewEvent, Outbox};
 use hms_kit::Error;
 use serde_json::{json, Value};
 
-fn int(p: &Value, k: &str) -> Result<i64, Error> {
-    p[k].as_i64()
-        .ok_or_else(|| Error::validation(k, format!("event payload lacks {k}")))
-}
-
 fn money(p: &Value, k: &str) -> Result<i64, Error> {
-    p[k].as_str()
-        .and_then(|s| s.parse::<Money>().ok())
-        .map(|m| m.0)
-        .ok_or_else(|| Error::validation(k, format!("event payload lacks {k}")))
+    hms_kit::inbox::payload::money(p, k).map(|m| m.0)
 }
 
 /// Announces a bill's state (`bill.created`, `.updated`, `.paid`, `.voided`, `.refunded`).

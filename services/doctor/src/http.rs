@@ -12,7 +12,7 @@ use chrono::{Duration, NaiveDate};
 use hms_client::models::*;
 use hms_client::ErrorBody;
 use hms_kit::auth::{AccessTable, Caller, Role};
-use hms_kit::extract::{with_etag, IfMatch, Json, Path, Query};
+use hms_kit::extract::{created as created_response, with_etag, IfMatch, Json, Path, Query};
 use hms_kit::outbox::NewEvent;
 use hms_kit::pagination::PageRequest;
 use hms_kit::server::{ServiceCtx, ServiceRoutes};
@@ -111,11 +111,11 @@ async fn create_doctor(State(ctx): Ctx, Json(new): Json<NewDoctor>) -> Result<Re
         .await?;
     ctx.outbox.commit(tx).await?;
     tracing::info!(doctor_id = created.doctor_id, name = %d.name, department = %d.department, "doctor registered");
-    let mut resp = with_etag(created.version, StatusCode::CREATED, &created);
-    if let Ok(loc) = format!("/v1/doctors/{}", created.doctor_id).parse() {
-        resp.headers_mut().insert(axum::http::header::LOCATION, loc);
-    }
-    Ok(resp)
+    Ok(created_response(
+        &format!("/v1/doctors/{}", created.doctor_id),
+        created.version,
+        &created,
+    ))
 }
 
 /// List doctors; filter by department, specialization (exact, any case), name (partial), active.
@@ -422,15 +422,9 @@ async fn receive_event(
 ) -> Result<Json<EventAck>, Error> {
     hms_kit::inbox::authorise(&caller, &ev, &[hms_kit::Service::Appointment])?;
     let p = &ev.payload;
-    let field = |k: &str| {
-        p[k].as_i64()
-            .ok_or_else(|| Error::validation(k, format!("event payload lacks {k}")))
-    };
-    let (appointment_id, doctor_id) = (field("appointment_id")?, field("doctor_id")?);
-    let slot_start = p["slot_start"]
-        .as_str()
-        .and_then(|s| hms_client::time::parse_instant(s).ok())
-        .ok_or_else(|| Error::validation("slot_start", "event payload lacks slot_start"))?;
+    use hms_kit::inbox::payload::{instant, int};
+    let (appointment_id, doctor_id) = (int(p, "appointment_id")?, int(p, "doctor_id")?);
+    let slot_start = instant(p, "slot_start")?;
     let active = p["status"].as_str() == Some("SCHEDULED");
     let seq = ev.aggregate_seq;
     let ack = hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, ctx.clock.now(), move |tx| {

@@ -145,3 +145,12 @@ pub fn with_etag<T: Serialize>(version: i64, status: StatusCode, body: T) -> Res
     }
     resp
 }
+
+/// `201 Created` with `Location` and `ETag: W/"<version>"`.
+pub fn created<T: Serialize>(location: &str, version: i64, body: T) -> Response {
+    let mut resp = with_etag(version, StatusCode::CREATED, body);
+    if let Ok(loc) = axum::http::HeaderValue::from_str(location) {
+        resp.headers_mut().insert(axum::http::header::LOCATION, loc);
+    }
+    resp
+}

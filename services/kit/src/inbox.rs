@@ -52,6 +52,36 @@ pub fn namespace(source: &str) -> &str {
     }
 }
 
+/// Reading an event's payload: a missing or mistyped field is 400 naming it, which tells the
+/// producer's relay to park the event (retrying cannot fix it).
+pub mod payload {
+    use crate::error::Error;
+    use chrono::{DateTime, Utc};
+    use hms_client::Money;
+    use serde_json::Value;
+
+    fn missing(k: &str) -> Error {
+        Error::validation(k, format!("event payload lacks {k}"))
+    }
+
+    pub fn int(p: &Value, k: &str) -> Result<i64, Error> {
+        p[k].as_i64().ok_or_else(|| missing(k))
+    }
+
+    /// A money field (`"525.00"`).
+    pub fn money(p: &Value, k: &str) -> Result<Money, Error> {
+        p[k].as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| missing(k))
+    }
+
+    pub fn instant(p: &Value, k: &str) -> Result<DateTime<Utc>, Error> {
+        p[k].as_str()
+            .and_then(|s| hms_client::time::parse_instant(s).ok())
+            .ok_or_else(|| missing(k))
+    }
+}
+
 /// Whether `event` was processed already (a cheap check before expensive preparation; the
 /// transaction in [`receive`] remains the judge).
 pub async fn seen(db: &Db, event: &Event) -> Result<bool, Error> {

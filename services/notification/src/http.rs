@@ -9,10 +9,15 @@ use hms_client::models::*;
 use hms_client::{ErrorBody, Money};
 use hms_kit::auth::{AccessTable, Caller, Role};
 use hms_kit::extract::{Json, Query};
+use hms_kit::inbox::payload::{int, money as amount};
 use hms_kit::pagination::PageRequest;
 use hms_kit::server::{ServiceCtx, ServiceRoutes};
 use hms_kit::{Error, Service};
 use std::sync::Arc;
+
+fn instant(p: &serde_json::Value, k: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    hms_kit::inbox::payload::instant(p, k).ok()
+}
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -67,22 +72,6 @@ async fn list_reminders(
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
     let rows = store::list_reminders(ctx.db.pool(), &q, page).await?;
     Ok(Json(page.page(rows, |r| r.reminder_id)))
-}
-
-fn int(p: &serde_json::Value, k: &str) -> Result<i64, Error> {
-    p[k].as_i64()
-        .ok_or_else(|| Error::validation(k, format!("event payload lacks {k}")))
-}
-
-fn amount(p: &serde_json::Value, k: &str) -> Result<Money, Error> {
-    p[k].as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Error::validation(k, format!("event payload lacks {k}")))
-}
-
-fn instant(p: &serde_json::Value, k: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    p[k].as_str()
-        .and_then(|s| hms_client::time::parse_instant(s).ok())
 }
 
 /// Events from the appointment, billing and payment services: each processed once (inbox),

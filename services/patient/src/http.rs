@@ -12,7 +12,7 @@ use hms_client::models::{AuditEntry, NewPatient, Page, Patient, PatientQuery, Pa
 use hms_client::ErrorBody;
 use hms_kit::auth::{AccessTable, Caller, Role};
 use hms_kit::correlation;
-use hms_kit::extract::{with_etag, IfMatch, Json, Path, Query};
+use hms_kit::extract::{created as created_response, with_etag, IfMatch, Json, Path, Query};
 use hms_kit::outbox::NewEvent;
 use hms_kit::pagination::PageRequest;
 use hms_kit::server::{ServiceCtx, ServiceRoutes};
@@ -164,11 +164,11 @@ async fn create_patient(
         patient_id = created.patient_id, name = %p.name, email = ?p.email, phone = %p.phone,
         "patient registered"
     );
-    let mut resp = with_etag(created.version, StatusCode::CREATED, &created);
-    if let Ok(loc) = format!("/v1/patients/{}", created.patient_id).parse() {
-        resp.headers_mut().insert(axum::http::header::LOCATION, loc);
-    }
-    Ok(resp)
+    Ok(created_response(
+        &format!("/v1/patients/{}", created.patient_id),
+        created.version,
+        &created,
+    ))
 }
 
 /// Search patients: name (partial, any case), phone (partial digits), e-mail (partial, any

@@ -387,15 +387,9 @@ async fn receive_event(
 ) -> Result<Json<EventAck>, Error> {
     hms_kit::inbox::authorise(&caller, &ev, &[Service::Billing])?;
     let p = &ev.payload;
-    let int = |k: &str| {
-        p[k].as_i64()
-            .ok_or_else(|| Error::validation(k, format!("event payload lacks {k}")))
-    };
-    let (bill_id, patient_id) = (int("bill_id")?, int("patient_id")?);
-    let due: hms_client::Money = p["amount_due"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Error::validation("amount_due", "event payload lacks amount_due"))?;
+    use hms_kit::inbox::payload::{int, money};
+    let (bill_id, patient_id) = (int(p, "bill_id")?, int(p, "patient_id")?);
+    let due = money(p, "amount_due")?;
     let status = p["status"].as_str().unwrap_or("OPEN").to_string();
     let seq = ev.aggregate_seq;
     let ack = hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, ctx.clock.now(), move |tx| {

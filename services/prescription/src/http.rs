@@ -4,7 +4,7 @@ use crate::domain::{check_appointment, check_days, quantity, Dosage};
 use crate::store::{self, NewRx};
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use hms_client::models::*;
 use hms_client::{ClientError, ErrorBody};
 use hms_kit::auth::{AccessTable, Caller, Role};
@@ -166,11 +166,11 @@ async fn create(
         appointment_id = p.appointment_id,
         "prescription written"
     );
-    let mut resp = (StatusCode::CREATED, axum::Json(&p)).into_response();
-    if let Ok(loc) = format!("/v1/prescriptions/{}", p.prescription_id).parse() {
-        resp.headers_mut().insert(axum::http::header::LOCATION, loc);
-    }
-    Ok(resp)
+    Ok(hms_kit::extract::created(
+        &format!("/v1/prescriptions/{}", p.prescription_id),
+        1,
+        &p,
+    ))
 }
 
 /// List prescriptions by appointment, patient or doctor. A doctor sees only their own.
