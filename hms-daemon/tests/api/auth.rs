@@ -83,6 +83,41 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn a_burst_is_limited_per_token_and_services_are_not(b: Backend) {
+        let app = TestApp::spawn_with(&b, &[&hms_patient::SERVICE], hms_kit::clock::Clock::system(), |c| {
+            c.rate_limit_per_second = 2;
+            c.rate_limit_burst = 5;
+        }).await;
+        let url = format!("{}/v1/patients", app.url(Service::Patient));
+        let burst = |token: String| {
+            let http = app.http.clone();
+            let url = url.clone();
+            async move {
+                let mut statuses = Vec::new();
+                for _ in 0..20 {
+                    let r = http.get(&url).bearer_auth(&token).send().await.unwrap();
+                    if r.status() == StatusCode::TOO_MANY_REQUESTS {
+                        assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+                        let v: Value = r.json().await.unwrap();
+                        assert_eq!(v["code"], "rate_limited");
+                        statuses.push(429);
+                    } else {
+                        statuses.push(r.status().as_u16());
+                    }
+                }
+                statuses
+            }
+        };
+        let person = burst(app.token(Role::Reception)).await;
+        assert!(person.iter().filter(|s| **s == 200).count() <= 7, "{person:?}");
+        assert!(person.contains(&429), "{person:?}");
+        // Another person has their own bucket; services are not limited.
+        assert_eq!(burst(app.token(Role::Admin)).await[0], 200);
+        let service = burst(app.keys.issue(Role::Service, "service:appointment", None, chrono::Duration::minutes(5))).await;
+        assert!(service.iter().all(|s| *s == 200), "{service:?}");
+        app.stop().await;
+    }
+
     async fn a_doctor_may_change_only_their_own_schedule(b: Backend) {
         let app = TestApp::spawn(&b, &[&hms_doctor::SERVICE]).await;
         let admin = app.client(Role::Admin);

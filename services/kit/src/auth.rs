@@ -302,10 +302,23 @@ impl AccessTable {
     }
 }
 
+/// Per-subject token buckets (in memory, so per instance: abuse protection, not a quota).
+pub type Limiter = governor::DefaultKeyedRateLimiter<String>;
+
+/// A limiter of `per_second` with `burst`, or none when `per_second` is 0.
+pub fn limiter(per_second: u32, burst: u32) -> Option<Arc<Limiter>> {
+    let rate = std::num::NonZeroU32::new(per_second)?;
+    let burst = std::num::NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
+    Some(Arc::new(governor::RateLimiter::keyed(
+        governor::Quota::per_second(rate).allow_burst(burst),
+    )))
+}
+
 /// What the auth middleware needs.
 pub struct AuthState {
     pub keys: Arc<Keys>,
     pub table: AccessTable,
+    pub limiter: Option<Arc<Limiter>>,
 }
 
 /// The bearer token of a request, if any.
@@ -374,6 +387,19 @@ pub async fn middleware(
             allowed.join(", ")
         ))
         .into_response();
+    }
+    if let (Some(limiter), false) = (&state.limiter, caller.role == Role::Service) {
+        if let Err(not_until) = limiter.check_key(&caller.subject) {
+            use governor::clock::Clock;
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            return Error::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests from this token; slow down",
+            )
+            .with_retry_after(wait.as_secs().max(1))
+            .into_response();
+        }
     }
     tracing::Span::current().record("subject", caller.subject.as_str());
     req.extensions_mut().insert(caller);

@@ -27,6 +27,7 @@
 //! | `request_timeout_ms` | `HMS_REQUEST_TIMEOUT_MS` | `10000` (whole request) |
 //! | `max_body_bytes` | `HMS_MAX_BODY_BYTES` | `65536` |
 //! | `metrics_public` | `HMS_METRICS_PUBLIC` | `true` (`false`: `/metrics` needs an admin or service token) |
+//! | `rate_limit_per_second`, `rate_limit_burst` | `HMS_RATE_LIMIT_PER_SECOND`, `HMS_RATE_LIMIT_BURST` | `300`, `600` per person's token and instance (`0` = off) |
 //! | `outbox_poll_ms` | `HMS_OUTBOX_POLL_MS` | `1000` (relay safety-net poll) |
 //! | `outbox_max_attempts` | `HMS_OUTBOX_MAX_ATTEMPTS` | `20` (then the delivery is parked, never dropped) |
 //! | `outbox_max_backoff_ms` | `HMS_OUTBOX_MAX_BACKOFF_MS` | `300000` (longest wait between attempts) |
@@ -103,6 +104,12 @@ pub struct Config {
     pub request_timeout_ms: u64,
     pub max_body_bytes: usize,
     pub metrics_public: bool,
+    /// Requests per second each person's token may make to one service instance (a token
+    /// bucket); beyond it, 429 `rate_limited` with `Retry-After`. Service tokens are exempt.
+    /// `0` turns the limit off (load tests).
+    pub rate_limit_per_second: u32,
+    /// How many requests above the rate a token may burst.
+    pub rate_limit_burst: u32,
     pub outbox_poll_ms: u64,
     pub outbox_max_attempts: i64,
     pub outbox_max_backoff_ms: u64,
@@ -140,6 +147,8 @@ impl Default for Config {
             request_timeout_ms: 10_000,
             max_body_bytes: 64 * 1024,
             metrics_public: true,
+            rate_limit_per_second: 300,
+            rate_limit_burst: 600,
             outbox_poll_ms: 1000,
             outbox_max_attempts: 20,
             outbox_max_backoff_ms: 300_000,

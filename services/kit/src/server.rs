@@ -203,6 +203,10 @@ pub fn router(def: &ServiceDef, ctx: &ServiceCtx) -> anyhow::Result<Router> {
     let auth_state = Arc::new(AuthState {
         keys: ctx.keys.clone(),
         table: access,
+        limiter: auth::limiter(
+            ctx.config.rate_limit_per_second,
+            ctx.config.rate_limit_burst,
+        ),
     });
     Ok(api
         .merge(ops::routes(ops_state))

@@ -66,6 +66,7 @@ impl Subscriber {
         let auth = Arc::new(AuthState {
             keys: app.keys.clone(),
             table: AccessTable::new(&[(axum::http::Method::POST, "/v1/events", &[Role::Service])]),
+            limiter: None,
         });
         let state = SubState {
             db: db.clone(),
