@@ -1,7 +1,8 @@
 //! Black-box tests: the real services, spawned on random ports with throw-away databases,
 //! driven over HTTP. Every test runs on SQLite and, with `HMS_TEST_POSTGRES_URL`, on PostgreSQL.
 
-mod support;
+pub use hms_testkit as support;
+pub use hms_testkit::both_backends;
 
 mod appointment;
 mod auth;

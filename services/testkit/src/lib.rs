@@ -1,8 +1,7 @@
-//! Spawning real services for black-box tests: random ports, throw-away databases (SQLite
+//! Spawning real services for black-box tests (used by the test suites of `hms-daemon` and
+//! `hms-cli`): random ports, throw-away databases (SQLite
 //! files in a temp dir, or fresh PostgreSQL databases when `HMS_TEST_POSTGRES_URL` is set),
 //! a test-settable clock, tokens for every role, and the logs they write, captured.
-
-#![allow(dead_code)]
 
 pub mod subscriber;
 
@@ -50,16 +49,16 @@ macro_rules! both_backends {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            async fn run($b: $crate::support::Backend) $body
+            async fn run($b: $crate::Backend) $body
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite() {
-                run($crate::support::Backend::Sqlite).await
+                run($crate::Backend::Sqlite).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
-                match $crate::support::Backend::postgres() {
+                match $crate::Backend::postgres() {
                     Some(b) => run(b).await,
                     // Written past the test harness's capture, so the skip is always visible.
                     None => {
