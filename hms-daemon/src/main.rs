@@ -230,6 +230,9 @@ async fn outbox(place: &Place, cmd: OutboxCommand) -> anyhow::Result<()> {
 }
 
 async fn serve(place: &Place, all: bool, wanted: Vec<Service>) -> anyhow::Result<()> {
+    // Take over SIGTERM/SIGINT before anything starts: a stop during start-up is then a
+    // graceful stop once start-up is done, never an abrupt kill.
+    let stop = Shutdown::listen()?;
     let cfg = load_config(place)?;
     hms_kit::logging::init(&cfg.log_level, &cfg.log_format);
     let defs = select(if all { &[] } else { &wanted })?;
@@ -296,7 +299,7 @@ async fn serve(place: &Place, all: bool, wanted: Vec<Service>) -> anyhow::Result
         eprintln!("More tokens: hms-daemon token issue --role reception --subject <name>");
     }
 
-    shutdown_signal().await;
+    stop.wait().await;
     tracing::info!("shutting down: finishing in-flight requests");
     for r in running {
         r.stop().await;
@@ -304,23 +307,39 @@ async fn serve(place: &Place, all: bool, wanted: Vec<Service>) -> anyhow::Result
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM or SIGINT, registered when created.
+struct Shutdown {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    #[cfg(unix)]
+    fn listen() -> anyhow::Result<Shutdown> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Shutdown {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    fn listen() -> anyhow::Result<Shutdown> {
+        Ok(Shutdown {})
+    }
+
+    #[cfg(unix)]
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn wait(self) {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -34,10 +34,11 @@ async fn first_start_creates_an_admin_token_and_sigterm_stops_cleanly() {
     let http = reqwest::Client::new();
     let patient = format!("http://127.0.0.1:{base}");
     let doctor = format!("http://127.0.0.1:{}", base + 1);
+    let last = format!("http://127.0.0.1:{}", base + 6);
     let mut up = false;
-    for _ in 0..100 {
+    for _ in 0..200 {
         if http
-            .get(format!("{doctor}/ready"))
+            .get(format!("{last}/ready"))
             .send()
             .await
             .is_ok_and(|r| r.status() == 200)
