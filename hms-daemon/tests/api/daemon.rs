@@ -33,7 +33,6 @@ async fn first_start_creates_an_admin_token_and_sigterm_stops_cleanly() {
         .unwrap();
     let http = reqwest::Client::new();
     let patient = format!("http://127.0.0.1:{base}");
-    let doctor = format!("http://127.0.0.1:{}", base + 1);
     let last = format!("http://127.0.0.1:{}", base + 6);
     let mut up = false;
     for _ in 0..200 {
