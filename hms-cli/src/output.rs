@@ -1,0 +1,147 @@
+//! Output: tables for people (sized to the terminal), `json` (the API's own model) and `csv`
+//! for scripts, ids only with `--quiet`. Times in local time (or `--tz`), money with currency.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// How a column's value is shown in a table.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Text,
+    Time,
+    Money,
+}
+
+/// A column: header, field of the API model, kind.
+pub type Col = (&'static str, &'static str, Kind);
+
+/// How to print.
+#[derive(Clone, Debug)]
+pub struct Printer {
+    pub format: Format,
+    pub quiet: bool,
+    pub tz: Option<chrono_tz::Tz>,
+    pub currency: String,
+}
+
+impl Printer {
+    fn time(&self, v: &Value) -> String {
+        let Some(s) = v.as_str() else { return text(v) };
+        let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) else {
+            return s.to_string();
+        };
+        match self.tz {
+            Some(tz) => t
+                .with_timezone(&tz)
+                .format("%a %d %b %Y %H:%M %Z")
+                .to_string(),
+            None => t
+                .with_timezone(&chrono::Local)
+                .format("%a %d %b %Y %H:%M")
+                .to_string(),
+        }
+    }
+
+    fn money(&self, v: &Value) -> String {
+        match (v.as_str(), self.currency.as_str()) {
+            (Some(m), "INR") => format!("₹{m}"),
+            (Some(m), c) => format!("{c} {m}"),
+            _ => text(v),
+        }
+    }
+
+    fn cell(&self, row: &Value, col: &Col) -> String {
+        let v = &row[col.1];
+        match col.2 {
+            Kind::Text => text(v),
+            Kind::Time => self.time(v),
+            Kind::Money => self.money(v),
+        }
+    }
+
+    /// Prints rows (API objects) with `cols`; `id` names the field `--quiet` prints.
+    pub fn list(&self, rows: &[Value], cols: &[Col], id: &str) {
+        if self.quiet {
+            for r in rows {
+                println!("{}", text(&r[id]));
+            }
+            return;
+        }
+        match self.format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(rows).unwrap_or_default()),
+            Format::Csv => {
+                println!("{}", cols.iter().map(|c| c.1).collect::<Vec<_>>().join(","));
+                for r in rows {
+                    let line: Vec<String> =
+                        cols.iter().map(|c| csv_field(&text(&r[c.1]))).collect();
+                    println!("{}", line.join(","));
+                }
+            }
+            Format::Table => {
+                let mut t = Table::new();
+                t.load_preset(UTF8_FULL_CONDENSED)
+                    .set_content_arrangement(ContentArrangement::Dynamic)
+                    .set_header(cols.iter().map(|c| c.0));
+                for r in rows {
+                    t.add_row(cols.iter().map(|c| self.cell(r, c)));
+                }
+                println!("{t}");
+                if rows.is_empty() {
+                    println!("(none)");
+                }
+            }
+        }
+    }
+
+    /// Prints one record: JSON as is, else a two-column table of `cols`.
+    pub fn record(&self, row: &Value, cols: &[Col], id: &str) {
+        if self.quiet {
+            println!("{}", text(&row[id]));
+            return;
+        }
+        match self.format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(row).unwrap_or_default()),
+            Format::Csv => self.list(std::slice::from_ref(row), cols, id),
+            Format::Table => {
+                let mut t = Table::new();
+                t.load_preset(UTF8_FULL_CONDENSED)
+                    .set_content_arrangement(ContentArrangement::Dynamic);
+                for c in cols {
+                    t.add_row(vec![c.0.to_string(), self.cell(row, c)]);
+                }
+                println!("{t}");
+            }
+        }
+    }
+}
+
+/// A JSON value as plain text (strings unquoted, null empty).
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => {
+            if *b {
+                "yes".into()
+            } else {
+                "no".into()
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

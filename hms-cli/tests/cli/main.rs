@@ -1,0 +1,117 @@
+//! The real `hmsctl` binary against real services: output formats, exit codes, no prompts
+//! without a terminal.
+
+use hms_kit::auth::Role;
+use hms_kit::clock::Clock;
+use hms_kit::Service;
+use hms_testkit::{both_backends, new_doctor, new_patient, TestApp};
+use serde_json::Value;
+use std::process::{Command, Output, Stdio};
+
+const SERVICES: [&hms_kit::server::ServiceDef; 3] = [
+    &hms_patient::SERVICE,
+    &hms_doctor::SERVICE,
+    &hms_appointment::SERVICE,
+];
+
+/// Runs hmsctl with the app's URLs and a token for `role`; stdin is not a terminal.
+fn hmsctl(app: &TestApp, role: Option<Role>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hmsctl"));
+    for svc in Service::ALL {
+        let var = format!("HMS_{}_URL", svc.name().to_uppercase());
+        match app.running.iter().find(|r| r.service == svc) {
+            Some(r) => cmd.env(&var, r.url()),
+            None => cmd.env(&var, "http://127.0.0.1:9"),
+        };
+    }
+    cmd.env_remove("HMS_TOKEN")
+        .env("HMSCTL_CONFIG", "/nonexistent/hmsctl.toml")
+        .arg("--data-dir")
+        .arg(app.dir.path());
+    if let Some(r) = role {
+        cmd.env("HMS_TOKEN", app.token(r));
+    }
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("hmsctl runs")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+both_backends! {
+    async fn front_desk_workflow_and_script_output(b: Backend) {
+        let app = TestApp::spawn_with(&b, &SERVICES, Clock::manual("2026-11-30T00:00:00Z".parse().unwrap()), |_| {}).await;
+        let admin = Some(Role::Admin);
+        let out = hmsctl(&app, Some(Role::Reception), &["patient", "add", "--name", "Kavya Menon", "--phone", "9123456780", "--dob", "1990-02-03", "--output", "json"]);
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+        let p = json(&out);
+        assert_eq!(p["name"], "Kavya Menon");
+        let pid = p["patient_id"].as_i64().unwrap();
+
+        let out = hmsctl(&app, admin, &["doctor", "add", "--name", "Dr. Iyer", "--department", "Cardiology", "--specialization", "Cardiologist", "--fee", "500", "-q"]);
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+        let did: i64 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
+
+        let out = hmsctl(&app, Some(Role::Reception), &["appointment", "book", "--patient", &pid.to_string(), "--doctor", &did.to_string(),
+            "--department", "Cardiology", "--at", "2026-12-01 09:30", "--tz", "Asia/Kolkata", "-o", "json"]);
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+        let a = json(&out);
+        assert_eq!(a["slot_start"], "2026-12-01T04:00:00Z", "09:30 IST");
+
+        let out = hmsctl(&app, Some(Role::Reception), &["patient", "list", "--output", "csv"]);
+        let csv = String::from_utf8(out.stdout).unwrap();
+        assert!(csv.starts_with("patient_id,name,phone,email,dob,active\n") && csv.contains("Kavya Menon"), "{csv}");
+        let out = hmsctl(&app, Some(Role::Reception), &["appointment", "list", "--quiet"]);
+        assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), a["appointment_id"].to_string());
+        let out = hmsctl(&app, Some(Role::Reception), &["appointment", "show", &a["appointment_id"].to_string(), "--tz", "Asia/Kolkata"]);
+        let table = String::from_utf8(out.stdout).unwrap();
+        assert!(table.contains("Tue 01 Dec 2026 09:30 IST"), "{table}");
+        let out = hmsctl(&app, Some(Role::Reception), &["patient", "search", "kavya", "-o", "json"]);
+        assert_eq!(json(&out).as_array().unwrap().len(), 1);
+        app.stop().await;
+    }
+
+    async fn each_exit_code_from_a_real_condition(b: Backend) {
+        let app = TestApp::spawn_with(&b, &SERVICES, Clock::manual("2026-11-30T00:00:00Z".parse().unwrap()), |_| {}).await;
+        let p = app.client(Role::Reception).create_patient(&new_patient("Exit Codes", 1)).await.unwrap().patient_id.to_string();
+        let q = app.client(Role::Reception).create_patient(&new_patient("Exit Codes Two", 2)).await.unwrap().patient_id.to_string();
+        let d = app.client(Role::Admin).create_doctor(&new_doctor("Dr. Exit", "Neurology", "General")).await.unwrap().doctor_id.to_string();
+        let r = Some(Role::Reception);
+        let book = |who: &str, at: &str| hmsctl(&app, r, &["appointment", "book", "--patient", who, "--doctor", &d, "--department", "Neurology", "--at", at, "--tz", "Asia/Kolkata"]);
+        assert_eq!(code(&book(&p, "2026-12-01 10:00")), 0);
+        let taken = book(&q, "2026-12-01 10:00");
+        assert_eq!(code(&taken), 4, "conflict");
+        let err = String::from_utf8_lossy(&taken.stderr);
+        assert!(err.contains("slot_taken") && err.contains("correlation id"), "{err}");
+        assert_eq!(code(&book(&q, "2026-12-01 07:00")), 5, "business rule");
+        assert_eq!(code(&hmsctl(&app, r, &["patient", "show", "999999"])), 3, "not found");
+        assert_eq!(code(&hmsctl(&app, None, &["patient", "list"])), 7, "no token");
+        assert_eq!(code(&hmsctl(&app, Some(Role::Billing), &["patient", "add", "--name", "X Y", "--phone", "9123456780", "--dob", "1990-01-01"])), 7, "forbidden");
+        assert_eq!(code(&hmsctl(&app, r, &["rx", "list"])), 6, "prescription service is down");
+        assert_eq!(code(&hmsctl(&app, r, &["patient", "add", "--name", "X"])), 2, "missing arguments");
+        assert_eq!(code(&hmsctl(&app, r, &["patient", "add", "--name", "X Y", "--phone", "12", "--dob", "1990-01-01"])), 2, "invalid input");
+        // No prompt without a terminal: a destructive action needs --yes.
+        let refused = hmsctl(&app, r, &["patient", "deactivate", &p]);
+        assert_eq!(code(&refused), 2);
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+        assert!(app.client(Role::Reception).get_patient(p.parse().unwrap()).await.unwrap().active, "nothing changed");
+        assert_eq!(code(&hmsctl(&app, r, &["patient", "deactivate", &p, "--yes"])), 0);
+        // Status: three services up, four down.
+        let status = hmsctl(&app, r, &["status", "-o", "json"]);
+        assert_eq!(code(&status), 6);
+        let rows = json(&status);
+        assert_eq!(rows.as_array().unwrap().iter().filter(|s| s["ready"] == true).count(), 3);
+        assert_eq!(code(&hmsctl(&app, r, &["status", "patient", "doctor"])), 0);
+        let help = Command::new(env!("CARGO_BIN_EXE_hmsctl")).arg("--help").output().unwrap();
+        assert!(String::from_utf8_lossy(&help.stdout).contains("Exit codes:"));
+        app.stop().await;
+    }
+}
