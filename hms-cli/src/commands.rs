@@ -122,6 +122,19 @@ enum Command {
     Notifications(NotificationsCmd),
     /// Up/down, version, readiness and latency of all seven services (or those named).
     Status { services: Vec<Service> },
+    /// Load the legacy CSVs (seed-data format) from a directory, keeping their ids (admin).
+    Import {
+        dir: PathBuf,
+        /// Validate only; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write every row's outcome to this CSV file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Consultation fee of imported doctors (the legacy data has none).
+        #[arg(long, default_value = "500.00")]
+        default_fee: Money,
+    },
 }
 
 #[derive(Subcommand)]
@@ -565,6 +578,15 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
             );
         }
         Command::Status { services } => return Ok(status(&c, &out, services).await),
+        Command::Import {
+            dir,
+            dry_run,
+            report,
+            default_fee,
+        } => {
+            return crate::import::run(&c, &dir, dry_run, default_fee, &out, report.as_deref())
+                .await
+        }
     }
     Ok(exit::SUCCESS)
 }
@@ -927,7 +949,7 @@ async fn bill(g: &Global, c: &HmsClient, out: &Printer, cmd: BillCmd) -> Result<
                     ("Amount", "amount", Kind::Money),
                 ];
                 out.list(&jsons(&b.lines), lines, "description");
-                println!("Subtotal {}  Tax {}  Total {}", b.subtotal, b.tax, b.total);
+                crate::output::emit!("Subtotal {}  Tax {}  Total {}", b.subtotal, b.tax, b.total);
             }
         }
         BillCmd::Void { id } => {

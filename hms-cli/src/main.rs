@@ -5,6 +5,7 @@
 
 mod commands;
 mod connect;
+mod import;
 mod output;
 
 use clap::Parser;

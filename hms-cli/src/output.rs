@@ -2,6 +2,20 @@
 //! for scripts, ids only with `--quiet`. Times in local time (or `--tz`), money with currency.
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+
+/// Writes one line to stdout; a reader that went away (`hmsctl … | head`) ends the program
+/// quietly instead of a panic.
+macro_rules! emit {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+pub(crate) use emit;
 use serde_json::Value;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -70,18 +84,18 @@ impl Printer {
     pub fn list(&self, rows: &[Value], cols: &[Col], id: &str) {
         if self.quiet {
             for r in rows {
-                println!("{}", text(&r[id]));
+                emit!("{}", text(&r[id]));
             }
             return;
         }
         match self.format {
-            Format::Json => println!("{}", serde_json::to_string_pretty(rows).unwrap_or_default()),
+            Format::Json => emit!("{}", serde_json::to_string_pretty(rows).unwrap_or_default()),
             Format::Csv => {
-                println!("{}", cols.iter().map(|c| c.1).collect::<Vec<_>>().join(","));
+                emit!("{}", cols.iter().map(|c| c.1).collect::<Vec<_>>().join(","));
                 for r in rows {
                     let line: Vec<String> =
                         cols.iter().map(|c| csv_field(&text(&r[c.1]))).collect();
-                    println!("{}", line.join(","));
+                    emit!("{}", line.join(","));
                 }
             }
             Format::Table => {
@@ -92,9 +106,9 @@ impl Printer {
                 for r in rows {
                     t.add_row(cols.iter().map(|c| self.cell(r, c)));
                 }
-                println!("{t}");
+                emit!("{t}");
                 if rows.is_empty() {
-                    println!("(none)");
+                    emit!("(none)");
                 }
             }
         }
@@ -103,11 +117,11 @@ impl Printer {
     /// Prints one record: JSON as is, else a two-column table of `cols`.
     pub fn record(&self, row: &Value, cols: &[Col], id: &str) {
         if self.quiet {
-            println!("{}", text(&row[id]));
+            emit!("{}", text(&row[id]));
             return;
         }
         match self.format {
-            Format::Json => println!("{}", serde_json::to_string_pretty(row).unwrap_or_default()),
+            Format::Json => emit!("{}", serde_json::to_string_pretty(row).unwrap_or_default()),
             Format::Csv => self.list(std::slice::from_ref(row), cols, id),
             Format::Table => {
                 let mut t = Table::new();
@@ -116,7 +130,7 @@ impl Printer {
                 for c in cols {
                     t.add_row(vec![c.0.to_string(), self.cell(row, c)]);
                 }
-                println!("{t}");
+                emit!("{t}");
             }
         }
     }

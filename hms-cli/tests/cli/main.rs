@@ -115,3 +115,46 @@ both_backends! {
         app.stop().await;
     }
 }
+
+both_backends! {
+    async fn the_legacy_data_imports_once_and_every_row_is_accounted_for(b: Backend) {
+        let services = [&hms_patient::SERVICE, &hms_doctor::SERVICE, &hms_appointment::SERVICE, &hms_prescription::SERVICE];
+        let app = TestApp::spawn(&b, &services).await;
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed-data");
+        let report = app.dir.path().join("report.csv");
+        let first = hmsctl(&app, Some(Role::Admin), &["import", dir, "--report", report.to_str().unwrap(), "-o", "json"]);
+        assert_eq!(code(&first), 8, "partial: some rows are rejected; {}", String::from_utf8_lossy(&first.stderr));
+        let totals = json(&first);
+        let mut imported_first = std::collections::BTreeMap::new();
+        for t in totals.as_array().unwrap() {
+            let file = t["file"].as_str().unwrap();
+            let rows = std::fs::read_to_string(format!("{dir}/{file}")).unwrap().lines().skip(1).filter(|l| !l.trim().is_empty()).count() as u64;
+            let n = |k: &str| t[k].as_u64().unwrap();
+            assert_eq!(n("read"), rows, "{file}: every row read");
+            assert_eq!(n("imported") + n("imported_with_warning") + n("already_present") + n("rejected"), rows, "{file}: totals add up");
+            imported_first.insert(file.to_string(), n("imported") + n("imported_with_warning"));
+        }
+        assert_eq!(imported_first["hms_doctors.csv"], 25);
+        assert_eq!(imported_first["hms_patients.csv"], 60);
+        assert_eq!(imported_first["hms_appointments.csv"], 300, "historical rows are not re-judged by booking rules");
+        let report_rows = std::fs::read_to_string(&report).unwrap().lines().count() - 1;
+        assert_eq!(report_rows as u64, totals.as_array().unwrap().iter().map(|t| t["read"].as_u64().unwrap()).sum::<u64>());
+        let text = std::fs::read_to_string(&report).unwrap();
+        assert!(text.contains("e-mail also used by patient"), "the duplicated e-mail is a recorded warning");
+        assert!(text.contains("is not after slot_start"), "an end before the start is a recorded warning");
+        // Legacy ids are kept.
+        assert_eq!(app.client(Role::Admin).get_patient(42).await.unwrap().patient_id, 42);
+
+        // A second import adds nothing.
+        let second = json(&hmsctl(&app, Some(Role::Admin), &["import", dir, "-o", "json"]));
+        for t in second.as_array().unwrap() {
+            let file = t["file"].as_str().unwrap();
+            assert_eq!(t["imported"].as_u64().unwrap() + t["imported_with_warning"].as_u64().unwrap(), 0, "{file}");
+            assert_eq!(t["already_present"].as_u64().unwrap(), imported_first[file], "{file}");
+        }
+        // A dry run writes nothing.
+        let dry = hmsctl(&app, Some(Role::Admin), &["import", dir, "--dry-run", "-o", "json"]);
+        assert!(json(&dry).as_array().unwrap().iter().any(|t| t["valid"].as_u64().unwrap() > 0));
+        app.stop().await;
+    }
+}

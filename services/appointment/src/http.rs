@@ -42,6 +42,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(cancel))
         .routes(routes!(no_show))
         .routes(routes!(complete))
+        .routes(routes!(import))
         .with_state(Arc::new(ctx.clone()));
     let access = AccessTable::new(&[
         (Method::POST, "/v1/appointments", DESK),
@@ -51,6 +52,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         (Method::POST, "/v1/appointments/{id}/cancel", DESK),
         (Method::POST, "/v1/appointments/{id}/no-show", DESK),
         (Method::POST, "/v1/appointments/{id}/complete", COMPLETERS),
+        (Method::POST, "/v1/appointments/import", &[Role::Admin]),
     ]);
     ServiceRoutes { api, access }
 }
@@ -460,4 +462,42 @@ async fn reschedule(
     ctx.outbox.commit(tx).await?;
     tracing::info!(appointment_id = id, slot_start = %a.slot_start, "appointment rescheduled");
     Ok(with_etag(a.version, StatusCode::OK, &a))
+}
+
+/// Import one historical appointment (admin), keeping its id and status. Booking rules are not
+/// re-judged (a past appointment is not "too soon"); an end before the start is replaced by
+/// start + 30 minutes with a warning. Repeating an import changes nothing (`already_present`).
+#[utoipa::path(post, path = "/v1/appointments/import", tag = "appointments",
+    request_body = hms_client::models::LegacyAppointment,
+    responses((status = 200, body = hms_client::models::ImportOutcome), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn import(
+    State(ctx): Ctx,
+    Json(a): Json<hms_client::models::LegacyAppointment>,
+) -> Result<Json<hms_client::models::ImportOutcome>, Error> {
+    let status: Status = a.status.parse()?;
+    if a.appointment_id <= 0 || a.patient_id <= 0 || a.doctor_id <= 0 {
+        return Err(Error::bad_request("ids must be positive"));
+    }
+    let mut warnings = Vec::new();
+    let slot_end = if a.slot_end <= a.slot_start {
+        warnings.push(format!(
+            "slot_end {} is not after slot_start {}; recorded as a 30-minute slot",
+            a.slot_end, a.slot_start
+        ));
+        a.slot_start + chrono::Duration::minutes(domain::SLOT_MINUTES)
+    } else {
+        a.slot_end
+    };
+    let day = a
+        .slot_start
+        .with_timezone(&ctx.config.clinic_tz())
+        .date_naive();
+    let mut tx = ctx.db.begin().await?;
+    let fresh = store::import(ctx.db.backend(), &mut tx, &a, slot_end, day, status).await?;
+    tx.commit().await?;
+    Ok(Json(hms_client::models::ImportOutcome {
+        outcome: if fresh { "imported" } else { "already_present" }.into(),
+        warnings,
+    }))
 }

@@ -376,3 +376,36 @@ pub async fn day_load<'e, E: Executor<'e, Database = Any>>(
             .await?;
     Ok(n.unwrap_or(0))
 }
+
+/// Inserts a historical appointment as it was (no claims, no day count: it is not a booking);
+/// false if that id exists already.
+pub async fn import(
+    backend: hms_kit::db::Backend,
+    tx: &mut Tx,
+    a: &hms_client::models::LegacyAppointment,
+    slot_end: DateTime<Utc>,
+    clinic_day: NaiveDate,
+    status: Status,
+) -> Result<bool, Error> {
+    let n = sqlx::query(
+        "INSERT INTO appointments (appointment_id, patient_id, doctor_id, department, slot_start, slot_end, clinic_day, \
+         status, reschedule_count, version, consultation_fee, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 1, 0, $9, $9) ON CONFLICT (appointment_id) DO NOTHING",
+    )
+    .bind(a.appointment_id)
+    .bind(a.patient_id)
+    .bind(a.doctor_id)
+    .bind(a.department.trim())
+    .bind(to_db(a.slot_start))
+    .bind(to_db(slot_end))
+    .bind(date_to_db(clinic_day))
+    .bind(status.as_str())
+    .bind(to_db(a.created_at))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 1 {
+        hms_kit::db::sync_id_sequence(backend, tx, "appointments", "appointment_id").await?;
+    }
+    Ok(n == 1)
+}

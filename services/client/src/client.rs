@@ -550,6 +550,20 @@ impl HmsClient {
         )
         .await
     }
+
+    /// `POST /v1/appointments/import` (admin).
+    pub async fn import_appointment(
+        &self,
+        a: &LegacyAppointment,
+    ) -> Result<ImportOutcome, ClientError> {
+        self.call(
+            Service::Appointment,
+            Method::POST,
+            "/v1/appointments/import",
+            Some(a),
+        )
+        .await
+    }
 }
 
 fn unavailable(service: Service, e: &reqwest::Error) -> ClientError {

@@ -99,3 +99,33 @@ pub struct AppointmentQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
 }
+
+/// `POST /v1/appointments/import` (admin): a historical appointment, kept with its id and
+/// status. Booking rules are not re-judged; structural problems are fixed with a warning or
+/// refused.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyAppointment {
+    pub appointment_id: i64,
+    pub patient_id: i64,
+    pub doctor_id: i64,
+    pub department: String,
+    #[serde(with = "crate::time::flexible")]
+    #[schema(value_type = String, format = DateTime)]
+    pub slot_start: DateTime<Utc>,
+    #[serde(with = "crate::time::flexible")]
+    #[schema(value_type = String, format = DateTime)]
+    pub slot_end: DateTime<Utc>,
+    pub status: String,
+    #[serde(with = "crate::time::flexible")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+}
+
+/// What an import did with one record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct ImportOutcome {
+    /// `imported` or `already_present`.
+    pub outcome: String,
+    pub warnings: Vec<String>,
+}
