@@ -122,6 +122,20 @@ enum Command {
     Notifications(NotificationsCmd),
     /// Up/down, version, readiness and latency of all seven services (or those named).
     Status { services: Vec<Service> },
+    /// Follow new notifications as they are recorded (like `tail -f`); Ctrl-C stops.
+    Alerts {
+        /// Poll interval in seconds.
+        #[arg(long, default_value_t = 2)]
+        every: u64,
+        /// Stop after this many alerts (scripts, tests).
+        #[arg(long)]
+        max: Option<usize>,
+        /// Show alerts recorded in the last N minutes first.
+        #[arg(long, default_value_t = 0)]
+        backlog_minutes: i64,
+    },
+    /// Shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Load the legacy CSVs (seed-data format) from a directory, keeping their ids (admin).
     Import {
         dir: PathBuf,
@@ -578,6 +592,15 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
             );
         }
         Command::Status { services } => return Ok(status(&c, &out, services).await),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "hmsctl", &mut std::io::stdout());
+        }
+        Command::Alerts {
+            every,
+            max,
+            backlog_minutes,
+        } => alerts(&c, &out, every, max, backlog_minutes).await?,
         Command::Import {
             dir,
             dry_run,
@@ -1012,5 +1035,60 @@ async fn status(c: &HmsClient, out: &Printer, wanted: Vec<Service>) -> u8 {
         exit::SUCCESS
     } else {
         exit::UNAVAILABLE
+    }
+}
+
+/// Prints notifications as they appear, oldest first, each once.
+async fn alerts(
+    c: &HmsClient,
+    out: &Printer,
+    every: u64,
+    max: Option<usize>,
+    backlog_minutes: i64,
+) -> Result<(), Failure> {
+    let mut since = Utc::now() - chrono::Duration::minutes(backlog_minutes.max(0));
+    let mut seen = std::collections::HashSet::new();
+    let mut shown = 0usize;
+    loop {
+        let q = NotificationQuery {
+            since: Some(since),
+            limit: Some(500),
+            ..Default::default()
+        };
+        let page = c.list_notifications(&q).await?;
+        for n in page.items {
+            if !seen.insert(n.notification_id) {
+                continue;
+            }
+            since = since.max(n.created_at);
+            if out.quiet || out.format != Format::Table {
+                out.record(&json(&n), NOTE, "notification_id");
+            } else {
+                let when = match out.tz {
+                    Some(tz) => n
+                        .created_at
+                        .with_timezone(&tz)
+                        .format("%H:%M:%S")
+                        .to_string(),
+                    None => n
+                        .created_at
+                        .with_timezone(&chrono::Local)
+                        .format("%H:%M:%S")
+                        .to_string(),
+                };
+                crate::output::emit!(
+                    "{when}  {:<24} {:<5} {:<28} {}",
+                    n.event_type,
+                    n.channel,
+                    n.recipient,
+                    n.message
+                );
+            }
+            shown += 1;
+            if max.is_some_and(|m| shown >= m) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(every.max(1))).await;
     }
 }

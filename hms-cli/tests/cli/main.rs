@@ -158,3 +158,35 @@ both_backends! {
         app.stop().await;
     }
 }
+
+both_backends! {
+    async fn alerts_follow_new_notifications_and_completions_print(b: Backend) {
+        let services = [&hms_patient::SERVICE, &hms_doctor::SERVICE, &hms_appointment::SERVICE, &hms_notification::SERVICE];
+        let app = TestApp::spawn(&b, &services).await;
+        let p = app.client(Role::Reception).create_patient(&new_patient("Alert Watcher", 9)).await.unwrap().patient_id;
+        let d = app.client(Role::Admin).create_doctor(&new_doctor("Dr. Alert", "Cardiology", "General")).await.unwrap().doctor_id;
+        // Three days ahead at 10:00 clinic time, on a weekday.
+        let mut day = chrono::Utc::now().date_naive() + chrono::Duration::days(3);
+        while chrono::Datelike::weekday(&day).number_from_monday() > 5 { day = day.succ_opt().unwrap(); }
+        let at = chrono::TimeZone::from_local_datetime(&chrono_tz::Asia::Kolkata, &day.and_hms_opt(10, 0, 0).unwrap()).unwrap().with_timezone(&chrono::Utc);
+        app.client(Role::Reception).book_appointment(&hms_client::models::NewAppointment {
+            patient_id: p, doctor_id: d, department: "Cardiology".into(), slot_start: at, slot_end: None,
+        }, None).await.unwrap();
+        let out = tokio::task::spawn_blocking({
+            let app_urls: Vec<(String, String)> = app.running.iter().map(|r| (format!("HMS_{}_URL", r.service.name().to_uppercase()), r.url())).collect();
+            let token = app.token(Role::Reception);
+            move || {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_hmsctl"));
+                for (k, v) in app_urls { cmd.env(k, v); }
+                cmd.env("HMS_TOKEN", token).args(["alerts", "--max", "2", "--every", "1", "--backlog-minutes", "60", "--quiet"]);
+                cmd.stdin(Stdio::null()).output().unwrap()
+            }
+        }).await.unwrap();
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+        let ids: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+        assert_eq!(ids.len(), 2, "the confirmation on two channels: {ids:?}");
+        let completions = Command::new(env!("CARGO_BIN_EXE_hmsctl")).args(["completions", "bash"]).output().unwrap();
+        assert!(String::from_utf8_lossy(&completions.stdout).contains("hmsctl"));
+        app.stop().await;
+    }
+}
