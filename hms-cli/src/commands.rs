@@ -259,16 +259,17 @@ enum DoctorCmd {
 
 #[derive(Subcommand)]
 enum AppointmentCmd {
-    /// Book a slot; `--at` is local time (or --tz), e.g. "2026-12-01 09:30".
+    /// Book a slot; `--at` is local time (or --tz), e.g. "2026-12-01 09:30". At a terminal,
+    /// whatever is missing is asked for (patient search, department, doctor, date, free slots).
     Book {
         #[arg(long)]
-        patient: i64,
+        patient: Option<i64>,
         #[arg(long)]
-        doctor: i64,
+        doctor: Option<i64>,
         #[arg(long)]
-        department: String,
+        department: Option<String>,
         #[arg(long)]
-        at: String,
+        at: Option<String>,
         /// Idempotency key, to retry a booking safely.
         #[arg(long)]
         key: Option<String>,
@@ -842,12 +843,37 @@ async fn appointment(
             at,
             key,
         } => {
-            let new = NewAppointment {
-                patient_id: patient,
-                doctor_id: doctor,
-                department,
-                slot_start: instant(&at, g.tz)?,
-                slot_end: None,
+            let new = match (patient, doctor, department, at) {
+                (Some(p), Some(d), Some(dep), Some(at)) => NewAppointment {
+                    patient_id: p,
+                    doctor_id: d,
+                    department: dep,
+                    slot_start: instant(&at, g.tz)?,
+                    slot_end: None,
+                },
+                (p, d, dep, at) => {
+                    if g.no_input || !std::io::stdin().is_terminal() {
+                        let mut missing = Vec::new();
+                        if p.is_none() {
+                            missing.push("--patient")
+                        }
+                        if d.is_none() {
+                            missing.push("--doctor")
+                        }
+                        if dep.is_none() {
+                            missing.push("--department")
+                        }
+                        if at.is_none() {
+                            missing.push("--at")
+                        }
+                        return Err(Failure::usage(format!(
+                            "missing {} (no terminal to ask on)",
+                            missing.join(", ")
+                        )));
+                    }
+                    let at = at.map(|a| instant(&a, g.tz)).transpose()?;
+                    crate::interactive::booking(c, g.tz, p, d, dep, at).await?
+                }
             };
             show(&c.book_appointment(&new, key.as_deref()).await?);
         }

@@ -6,6 +6,7 @@
 mod commands;
 mod connect;
 mod import;
+mod interactive;
 mod output;
 
 use clap::Parser;

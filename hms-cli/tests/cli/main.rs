@@ -190,3 +190,47 @@ both_backends! {
         app.stop().await;
     }
 }
+
+both_backends! {
+    async fn interactive_booking_through_a_pseudo_terminal(b: Backend) {
+        let app = TestApp::spawn(&b, &SERVICES).await;
+        let p = app.client(Role::Reception).create_patient(&new_patient("Terminal Tester", 5)).await.unwrap().patient_id;
+        let d = app.client(Role::Admin).create_doctor(&new_doctor("Dr. Prompt", "Dermatology", "General")).await.unwrap().doctor_id;
+        let mut day = chrono::Utc::now().date_naive() + chrono::Duration::days(3);
+        while chrono::Datelike::weekday(&day).number_from_monday() > 5 { day = day.succ_opt().unwrap(); }
+        let urls: Vec<(String, String)> = app.running.iter().map(|r| (format!("HMS_{}_URL", r.service.name().to_uppercase()), r.url())).collect();
+        let token = app.token(Role::Reception);
+        let out = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            // `script` runs hmsctl on a pseudo-terminal fed from our pipe: a person at a keyboard.
+            let mut cmd = Command::new("script");
+            for (k, v) in urls { cmd.env(k, v); }
+            let hmsctl = env!("CARGO_BIN_EXE_hmsctl");
+            cmd.env("HMS_TOKEN", token)
+                .args(["-qec", &format!("{hmsctl} appointment book --tz Asia/Kolkata -o json"), "/dev/null"])
+                .stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            let mut child = cmd.spawn().expect("`script` (util-linux) provides the pseudo-terminal");
+            let mut stdin = child.stdin.take().unwrap();
+            // Patient search, pick the first match, department, doctor, date, first free slot, confirm.
+            for keys in ["tester\r", "\r", "\r", "\r", &format!("{day}\r"), "\r", "y"] {
+                std::thread::sleep(std::time::Duration::from_millis(700));
+                stdin.write_all(keys.as_bytes()).unwrap();
+                stdin.flush().unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            drop(stdin);
+            child.wait_with_output().unwrap()
+        }).await.unwrap();
+        let screen = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(screen.contains("Which patient") && screen.contains("Free slot") && screen.contains("Book Terminal Tester with Dr. Prompt"), "{screen}");
+        let booked = app.client(Role::Reception).list_appointments(&hms_client::models::AppointmentQuery { patient_id: Some(p), ..Default::default() }).await.unwrap().items;
+        assert_eq!(booked.len(), 1, "{screen}");
+        assert_eq!(booked[0].doctor_id, d);
+        assert_eq!(booked[0].slot_start.with_timezone(&chrono_tz::Asia::Kolkata).format("%Y-%m-%d %H:%M").to_string(), format!("{day} 09:00"), "the first free slot");
+        // Without a terminal the same command asks nothing and names what is missing.
+        let plain = hmsctl(&app, Some(Role::Reception), &["appointment", "book"]);
+        assert_eq!(code(&plain), 2);
+        assert!(String::from_utf8_lossy(&plain.stderr).contains("missing --patient, --doctor, --department, --at"));
+        app.stop().await;
+    }
+}

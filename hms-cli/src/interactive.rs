@@ -1,0 +1,199 @@
+//! Prompts for a person at a terminal: the booking flow asks for whatever the command line
+//! did not give — patient (search), department, doctor, date, a free slot — then confirms.
+
+use crate::Failure;
+use chrono::{DateTime, NaiveDate, Utc};
+use dialoguer::{Confirm, Input, Select};
+use hms_client::models::{DoctorQuery, NewAppointment, PatientQuery};
+use hms_client::HmsClient;
+
+fn prompt_err(e: dialoguer::Error) -> Failure {
+    Failure::usage(format!("prompt failed: {e}"))
+}
+
+fn local(t: DateTime<Utc>, tz: Option<chrono_tz::Tz>) -> String {
+    match tz {
+        Some(tz) => t.with_timezone(&tz).format("%a %d %b %H:%M %Z").to_string(),
+        None => t
+            .with_timezone(&chrono::Local)
+            .format("%a %d %b %H:%M")
+            .to_string(),
+    }
+}
+
+/// Asks for the missing parts of a booking.
+pub async fn booking(
+    c: &HmsClient,
+    tz: Option<chrono_tz::Tz>,
+    patient: Option<i64>,
+    doctor: Option<i64>,
+    department: Option<String>,
+    at: Option<DateTime<Utc>>,
+) -> Result<NewAppointment, Failure> {
+    let patient = match patient {
+        Some(p) => c.get_patient(p).await?,
+        None => {
+            let term: String = Input::new()
+                .with_prompt("Patient (part of name, phone or e-mail)")
+                .interact_text()
+                .map_err(prompt_err)?;
+            let t = term.trim();
+            let q = if t.contains('@') {
+                PatientQuery {
+                    email: Some(t.into()),
+                    active: Some(true),
+                    ..Default::default()
+                }
+            } else if t.chars().all(|ch| ch.is_ascii_digit() || ch == '+') {
+                PatientQuery {
+                    phone: Some(t.into()),
+                    active: Some(true),
+                    ..Default::default()
+                }
+            } else {
+                PatientQuery {
+                    name: Some(t.into()),
+                    active: Some(true),
+                    ..Default::default()
+                }
+            };
+            let found = c.list_patients(&q).await?.items;
+            if found.is_empty() {
+                return Err(Failure {
+                    code: crate::exit::NOT_FOUND,
+                    message: format!("no active patient matches '{t}'"),
+                });
+            }
+            let labels: Vec<String> = found
+                .iter()
+                .map(|p| format!("#{} {} ({}, born {})", p.patient_id, p.name, p.phone, p.dob))
+                .collect();
+            let i = Select::new()
+                .with_prompt("Which patient")
+                .items(&labels)
+                .default(0)
+                .interact()
+                .map_err(prompt_err)?;
+            found[i].clone()
+        }
+    };
+    let doctors = c
+        .list_doctors(&DoctorQuery {
+            active: Some(true),
+            limit: Some(500),
+            ..Default::default()
+        })
+        .await?
+        .items;
+    let department = match department {
+        Some(d) => d,
+        None => {
+            let mut deps: Vec<String> = doctors.iter().map(|d| d.department.clone()).collect();
+            deps.sort();
+            deps.dedup();
+            if deps.is_empty() {
+                return Err(Failure {
+                    code: crate::exit::NOT_FOUND,
+                    message: "no active doctors".into(),
+                });
+            }
+            let i = Select::new()
+                .with_prompt("Department")
+                .items(&deps)
+                .default(0)
+                .interact()
+                .map_err(prompt_err)?;
+            deps[i].clone()
+        }
+    };
+    let doctor = match doctor {
+        Some(d) => c.get_doctor(d).await?,
+        None => {
+            let in_dep: Vec<_> = doctors
+                .iter()
+                .filter(|d| d.department.eq_ignore_ascii_case(&department))
+                .cloned()
+                .collect();
+            if in_dep.is_empty() {
+                return Err(Failure {
+                    code: crate::exit::NOT_FOUND,
+                    message: format!("no active doctor in {department}"),
+                });
+            }
+            let labels: Vec<String> = in_dep
+                .iter()
+                .map(|d| {
+                    format!(
+                        "#{} {} — {} (fee {})",
+                        d.doctor_id, d.name, d.specialization, d.consultation_fee
+                    )
+                })
+                .collect();
+            let i = Select::new()
+                .with_prompt("Doctor")
+                .items(&labels)
+                .default(0)
+                .interact()
+                .map_err(prompt_err)?;
+            in_dep[i].clone()
+        }
+    };
+    let slot_start = match at {
+        Some(t) => t,
+        None => {
+            let tomorrow = (Utc::now() + chrono::Duration::days(1))
+                .date_naive()
+                .to_string();
+            let date: String = Input::new()
+                .with_prompt("Date (YYYY-MM-DD)")
+                .default(tomorrow)
+                .interact_text()
+                .map_err(prompt_err)?;
+            let date = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
+                .map_err(|_| Failure::usage(format!("'{date}' is not a date")))?;
+            let free = c.doctor_availability(doctor.doctor_id, date).await?;
+            if free.slots.is_empty() {
+                return Err(Failure {
+                    code: crate::exit::RULE,
+                    message: format!(
+                        "{} has no free slot on {date} ({})",
+                        doctor.name,
+                        free.unavailable_reason.unwrap_or_default()
+                    ),
+                });
+            }
+            let labels: Vec<String> = free.slots.iter().map(|s| local(s.slot_start, tz)).collect();
+            let i = Select::new()
+                .with_prompt("Free slot")
+                .items(&labels)
+                .default(0)
+                .interact()
+                .map_err(prompt_err)?;
+            free.slots[i].slot_start
+        }
+    };
+    let ok = Confirm::new()
+        .with_prompt(format!(
+            "Book {} with {} ({}) on {}?",
+            patient.name,
+            doctor.name,
+            department,
+            local(slot_start, tz)
+        ))
+        .default(true)
+        .interact()
+        .map_err(prompt_err)?;
+    if !ok {
+        return Err(Failure {
+            code: crate::exit::OTHER,
+            message: "not booked".into(),
+        });
+    }
+    Ok(NewAppointment {
+        patient_id: patient.patient_id,
+        doctor_id: doctor.doctor_id,
+        department,
+        slot_start,
+        slot_end: None,
+    })
+}
