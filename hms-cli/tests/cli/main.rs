@@ -110,6 +110,17 @@ both_backends! {
         let rows = json(&status);
         assert_eq!(rows.as_array().unwrap().iter().filter(|s| s["ready"] == true).count(), 3);
         assert_eq!(code(&hmsctl(&app, r, &["status", "patient", "doctor"])), 0);
+        // A named profile in the config file carries the token.
+        let config = app.dir.path().join("hmsctl.toml");
+        std::fs::write(&config, format!("[profiles.desk]\ntoken = \"{}\"\n", app.token(Role::Reception))).unwrap();
+        let with_profile = |profile: &str| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_hmsctl"));
+            for r in &app.running { cmd.env(format!("HMS_{}_URL", r.service.name().to_uppercase()), r.url()); }
+            cmd.env_remove("HMS_TOKEN").env("HMSCTL_CONFIG", &config).args(["--profile", profile, "patient", "list", "-q"]);
+            cmd.stdin(Stdio::null()).output().unwrap()
+        };
+        assert_eq!(code(&with_profile("desk")), 0);
+        assert_eq!(code(&with_profile("nowhere")), 2, "an unknown profile is a usage error");
         let help = Command::new(env!("CARGO_BIN_EXE_hmsctl")).arg("--help").output().unwrap();
         assert!(String::from_utf8_lossy(&help.stdout).contains("Exit codes:"));
         app.stop().await;
