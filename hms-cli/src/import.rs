@@ -1,5 +1,5 @@
 //! `hmsctl import <dir>`: the legacy CSVs (the seed-data format), in dependency order, through
-//! the services' APIs, keeping the legacy ids. Every row is imported, imported with a recorded
+//! the services' APIs (and their admin import endpoints for history), keeping the legacy ids. Every row is imported, imported with a recorded
 //! warning, already present (a re-run), or rejected with its reason; the report's totals add
 //! up to the rows read. Historical rows are not re-judged by booking rules.
 
@@ -75,6 +75,9 @@ struct Run<'a> {
     patients: HashSet<i64>,
     doctors: HashMap<i64, String>,
     appointments: HashSet<i64>,
+    /// appointment id → its patient, as the legacy data says
+    appointment_patients: HashMap<i64, i64>,
+    bills: HashSet<i64>,
 }
 
 impl Run<'_> {
@@ -136,12 +139,15 @@ pub async fn run(
         patients: HashSet::new(),
         doctors: HashMap::new(),
         appointments: HashSet::new(),
+        appointment_patients: HashMap::new(),
+        bills: HashSet::new(),
     };
     doctors(&mut run, dir, default_fee).await?;
     patients(&mut run, dir).await?;
     appointments(&mut run, dir).await?;
     prescriptions(&mut run, dir).await?;
-    money_files(&mut run, dir)?;
+    bills(&mut run, dir).await?;
+    payments(&mut run, dir).await?;
 
     let mut totals: BTreeMap<&str, Totals> = BTreeMap::new();
     for r in &run.results {
@@ -457,12 +463,14 @@ async fn appointments(run: &mut Run<'_>, dir: &Path) -> Result<(), Failure> {
                 warnings.push("slot_end is not after slot_start".into())
             }
             run.appointments.insert(appointment_id);
+            run.appointment_patients.insert(appointment_id, patient_id);
             run.record(F, line, &id, "valid", warnings.join("; "));
             continue;
         }
         match run.client.import_appointment(&legacy).await {
             Ok(o) => {
                 run.appointments.insert(appointment_id);
+                run.appointment_patients.insert(appointment_id, patient_id);
                 warnings.extend(o.warnings);
                 let w = warnings.join("; ");
                 let outcome = if o.outcome == "already_present" {
@@ -543,21 +551,171 @@ async fn prescriptions(run: &mut Run<'_>, dir: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Legacy bills and payments are counted and reported, not imported: their amounts carry no
-/// lines, tax or method history the billing and payment ledgers could be rebuilt from.
-fn money_files(run: &mut Run<'_>, dir: &Path) -> Result<(), Failure> {
-    for f in ["hms_bills.csv", "hms_payments.csv"] {
-        let rows = read(dir, f)?;
-        for (line, r) in rows {
-            let id = r.get(0).unwrap_or("").to_string();
+async fn bills(run: &mut Run<'_>, dir: &Path) -> Result<(), Failure> {
+    const F: &str = "hms_bills.csv";
+    let rows = read(dir, F)?;
+    let pb = bar(F, rows.len());
+    for (line, r) in rows {
+        pb.inc(1);
+        let id = r.get(0).unwrap_or("").to_string();
+        let nums: Vec<Option<i64>> = (0..3)
+            .map(|i| r.get(i).and_then(|s| s.trim().parse().ok()))
+            .collect();
+        let (Some(bill_id), Some(patient_id), Some(appointment_id)) = (nums[0], nums[1], nums[2])
+        else {
             run.record(
-                if f == "hms_bills.csv" { "hms_bills.csv" } else { "hms_payments.csv" },
+                F,
                 line,
                 &id,
                 "rejected",
-                "legacy bills and payments are not imported by this version (reconcile them by hand)",
+                "bill_id, patient_id and appointment_id must be numbers",
             );
+            continue;
+        };
+        let Some(&appointment_patient) = run.appointment_patients.get(&appointment_id) else {
+            run.record(
+                F,
+                line,
+                &id,
+                "rejected",
+                format!("unknown appointment {appointment_id}"),
+            );
+            continue;
+        };
+        if !run.patients.contains(&patient_id) {
+            run.record(
+                F,
+                line,
+                &id,
+                "rejected",
+                format!("unknown patient {patient_id}"),
+            );
+            continue;
+        }
+        let Ok(amount) = r.get(3).unwrap_or("").trim().parse::<Money>() else {
+            run.record(
+                F,
+                line,
+                &id,
+                "rejected",
+                format!("amount '{}' is not an amount", r.get(3).unwrap_or("")),
+            );
+            continue;
+        };
+        let created = match when(r.get(5).unwrap_or("")) {
+            Ok(t) => t,
+            Err(e) => {
+                run.record(F, line, &id, "rejected", e);
+                continue;
+            }
+        };
+        let mut warnings = Vec::new();
+        if appointment_patient != patient_id {
+            warnings.push(format!("bill is for patient {patient_id}, appointment {appointment_id} is patient {appointment_patient}'s"));
+        }
+        let legacy = LegacyBill {
+            bill_id,
+            patient_id,
+            appointment_id,
+            amount,
+            status: r.get(4).unwrap_or("").trim().to_string(),
+            created_at: created,
+        };
+        if run.dry_run {
+            run.bills.insert(bill_id);
+            run.record(F, line, &id, "valid", warnings.join("; "));
+            continue;
+        }
+        match run.client.import_bill(&legacy).await {
+            Ok(o) => {
+                run.bills.insert(bill_id);
+                let w = warnings.join("; ");
+                let outcome = if o.outcome == "already_present" {
+                    "already_present"
+                } else if w.is_empty() {
+                    "imported"
+                } else {
+                    "imported_with_warning"
+                };
+                run.record(F, line, &id, outcome, w);
+            }
+            Err(e) if fatal(&e) => return Err(e.into()),
+            Err(e) => run.record(F, line, &id, "rejected", why(&e)),
         }
     }
+    pb.finish();
+    Ok(())
+}
+
+async fn payments(run: &mut Run<'_>, dir: &Path) -> Result<(), Failure> {
+    const F: &str = "hms_payments.csv";
+    let rows = read(dir, F)?;
+    let pb = bar(F, rows.len());
+    for (line, r) in rows {
+        pb.inc(1);
+        let id = r.get(0).unwrap_or("").to_string();
+        let nums: Vec<Option<i64>> = (0..2)
+            .map(|i| r.get(i).and_then(|s| s.trim().parse().ok()))
+            .collect();
+        let (Some(payment_id), Some(bill_id)) = (nums[0], nums[1]) else {
+            run.record(
+                F,
+                line,
+                &id,
+                "rejected",
+                "payment_id and bill_id must be numbers",
+            );
+            continue;
+        };
+        if !run.bills.contains(&bill_id) {
+            run.record(F, line, &id, "rejected", format!("unknown bill {bill_id}"));
+            continue;
+        }
+        let Ok(amount) = r.get(2).unwrap_or("").trim().parse::<Money>() else {
+            run.record(
+                F,
+                line,
+                &id,
+                "rejected",
+                format!("amount '{}' is not an amount", r.get(2).unwrap_or("")),
+            );
+            continue;
+        };
+        let paid_at = match when(r.get(5).unwrap_or("")) {
+            Ok(t) => t,
+            Err(e) => {
+                run.record(F, line, &id, "rejected", e);
+                continue;
+            }
+        };
+        let legacy = LegacyPayment {
+            payment_id,
+            bill_id,
+            amount,
+            method: r.get(3).unwrap_or("").trim().to_string(),
+            reference: r.get(4).unwrap_or("").trim().to_string(),
+            paid_at,
+        };
+        if run.dry_run {
+            run.record(F, line, &id, "valid", "");
+            continue;
+        }
+        match run.client.import_payment(&legacy).await {
+            Ok(o) => run.record(
+                F,
+                line,
+                &id,
+                if o.outcome == "already_present" {
+                    "already_present"
+                } else {
+                    "imported"
+                },
+                "",
+            ),
+            Err(e) if fatal(&e) => return Err(e.into()),
+            Err(e) => run.record(F, line, &id, "rejected", why(&e)),
+        }
+    }
+    pb.finish();
     Ok(())
 }

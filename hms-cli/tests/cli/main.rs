@@ -129,7 +129,10 @@ both_backends! {
 
 both_backends! {
     async fn the_legacy_data_imports_once_and_every_row_is_accounted_for(b: Backend) {
-        let services = [&hms_patient::SERVICE, &hms_doctor::SERVICE, &hms_appointment::SERVICE, &hms_prescription::SERVICE];
+        let services = [
+            &hms_patient::SERVICE, &hms_doctor::SERVICE, &hms_billing::SERVICE, &hms_appointment::SERVICE,
+            &hms_prescription::SERVICE, &hms_payment::SERVICE, &hms_notification::SERVICE,
+        ];
         let app = TestApp::spawn(&b, &services).await;
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed-data");
         let report = app.dir.path().join("report.csv");
@@ -153,8 +156,16 @@ both_backends! {
         let text = std::fs::read_to_string(&report).unwrap();
         assert!(text.contains("e-mail also used by patient"), "the duplicated e-mail is a recorded warning");
         assert!(text.contains("is not after slot_start"), "an end before the start is a recorded warning");
-        // Legacy ids are kept.
+        assert!(imported_first["hms_bills.csv"] > 0 && imported_first["hms_payments.csv"] > 0, "{imported_first:?}");
+        assert!(text.contains("is VOID"), "payments on VOID bills are refused with that reason");
+        // Legacy ids are kept; imported money keeps the ledger rule.
         assert_eq!(app.client(Role::Admin).get_patient(42).await.unwrap().patient_id, 42);
+        let bill = app.client(Role::Billing).get_bill(1).await.unwrap();
+        assert_eq!((bill.bill_id, bill.total.to_string().as_str()), (1, "617.00"));
+        // History is not news: no patient is told about imported bills or payments.
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        let told = app.client(Role::Admin).list_notifications(&hms_client::models::NotificationQuery::default()).await.unwrap().items;
+        assert!(told.is_empty(), "{} notifications", told.len());
 
         // A second import adds nothing.
         let second = json(&hmsctl(&app, Some(Role::Admin), &["import", dir, "-o", "json"]));

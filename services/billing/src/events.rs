@@ -22,6 +22,17 @@ pub async fn announce(
     b: &Bill,
     event_type: &'static str,
 ) -> Result<(), Error> {
+    announce_as(tx, outbox, b, event_type, false).await
+}
+
+/// As [`announce`]; `legacy` marks imported history, which nobody is notified about.
+pub async fn announce_as(
+    tx: &mut Tx,
+    outbox: &Outbox,
+    b: &Bill,
+    event_type: &'static str,
+    legacy: bool,
+) -> Result<(), Error> {
     outbox
         .enqueue(
             tx,
@@ -40,6 +51,7 @@ pub async fn announce(
                     "amount_due": b.amount_due,
                     "paid": b.paid,
                     "refunded": b.refunded,
+                    "legacy": legacy,
                 }),
             },
         )

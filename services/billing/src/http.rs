@@ -28,6 +28,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(void))
         .routes(routes!(adjust))
         .routes(routes!(receive_event))
+        .routes(routes!(import))
         .with_state(Arc::new(ctx.clone()));
     let access = AccessTable::new(&[
         (Method::GET, "/v1/bills", READERS),
@@ -35,6 +36,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         (Method::POST, "/v1/bills/{id}/void", CASHIERS),
         (Method::POST, "/v1/bills/{id}/adjustments", CASHIERS),
         (Method::POST, "/v1/events", &[Role::Service]),
+        (Method::POST, "/v1/bills/import", &[Role::Admin]),
     ]);
     ServiceRoutes { api, access }
 }
@@ -137,4 +139,35 @@ async fn receive_event(
     })
     .await?;
     Ok(Json(ack))
+}
+
+/// Import one legacy bill (admin), keeping its id; its amount is taken as the total. The
+/// payment service learns of it through `bill.created`. Repeating changes nothing.
+#[utoipa::path(post, path = "/v1/bills/import", tag = "bills", request_body = LegacyBill,
+    responses((status = 200, body = ImportOutcome), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, description = "the appointment has a bill already", body = ErrorBody)))]
+async fn import(State(ctx): Ctx, Json(b): Json<LegacyBill>) -> Result<Json<ImportOutcome>, Error> {
+    let status = b.status.trim().to_uppercase();
+    if !["OPEN", "PAID", "PARTIALLY_REFUNDED", "REFUNDED", "VOID"].contains(&status.as_str()) {
+        return Err(Error::validation(
+            "status",
+            format!("status '{}' is not a bill status", b.status),
+        ));
+    }
+    if b.amount.0 < 0 {
+        return Err(Error::validation("amount", "amount must not be negative"));
+    }
+    let mut tx = ctx.db.begin().await?;
+    let Some(bill) = store::import(ctx.db.backend(), &mut tx, &b, &status).await? else {
+        return Ok(Json(ImportOutcome {
+            outcome: "already_present".into(),
+            warnings: vec![],
+        }));
+    };
+    events::announce_as(&mut tx, &ctx.outbox, &bill, "bill.created", true).await?;
+    ctx.outbox.commit(tx).await?;
+    Ok(Json(ImportOutcome {
+        outcome: "imported".into(),
+        warnings: vec![],
+    }))
 }

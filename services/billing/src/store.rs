@@ -383,3 +383,62 @@ pub async fn prescribed_for(tx: &mut Tx, appointment_id: i64) -> Result<Vec<Pres
         .collect::<Result<_, sqlx::Error>>()
         .map_err(Into::into)
 }
+
+/// Inserts a legacy bill as it was: one line of its amount, no tax (the legacy amount is the
+/// total), paid as its status says. `Ok(None)` if that id exists already.
+pub async fn import(
+    backend: hms_kit::db::Backend,
+    tx: &mut Tx,
+    b: &hms_client::models::LegacyBill,
+    status: &str,
+) -> Result<Option<Bill>, Error> {
+    let exists: Option<i64> = sqlx::query_scalar("SELECT bill_id FROM bills WHERE bill_id = $1")
+        .bind(b.bill_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if exists.is_some() {
+        return Ok(None);
+    }
+    let paid = if matches!(status, "PAID" | "PARTIALLY_REFUNDED" | "REFUNDED") {
+        b.amount.0
+    } else {
+        0
+    };
+    let refunded = if status == "REFUNDED" { b.amount.0 } else { 0 };
+    let row = sqlx::query(&format!(
+        "INSERT INTO bills (bill_id, patient_id, appointment_id, purpose, status, subtotal, tax, total, credits, paid, refunded, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'consultation', $4, $5, 0, $5, 0, $6, $7, 1, $8, $8) RETURNING {B}"
+    ))
+    .bind(b.bill_id)
+    .bind(b.patient_id)
+    .bind(b.appointment_id)
+    .bind(status)
+    .bind(b.amount.0)
+    .bind(paid)
+    .bind(refunded)
+    .bind(to_db(b.created_at))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| match violation(&e) {
+        Some(Violation::Unique) => Error::conflict(
+            "already_exists",
+            format!("appointment {} already has a bill", b.appointment_id),
+        ),
+        _ => e.into(),
+    })?;
+    let bill = bill(&row)?;
+    add_line(
+        tx,
+        bill.bill_id,
+        &NewLine {
+            kind: "consultation",
+            description: "Legacy bill".into(),
+            quantity: 1,
+            unit_price: b.amount.0,
+            source_ref: "legacy".into(),
+        },
+    )
+    .await?;
+    hms_kit::db::sync_id_sequence(backend, tx, "bills", "bill_id").await?;
+    Ok(Some(bill))
+}

@@ -564,6 +564,23 @@ impl HmsClient {
         )
         .await
     }
+
+    /// `POST /v1/bills/import` (admin).
+    pub async fn import_bill(&self, b: &LegacyBill) -> Result<ImportOutcome, ClientError> {
+        self.call(Service::Billing, Method::POST, "/v1/bills/import", Some(b))
+            .await
+    }
+
+    /// `POST /v1/payments/import` (admin).
+    pub async fn import_payment(&self, p: &LegacyPayment) -> Result<ImportOutcome, ClientError> {
+        self.call(
+            Service::Payment,
+            Method::POST,
+            "/v1/payments/import",
+            Some(p),
+        )
+        .await
+    }
 }
 
 fn unavailable(service: Service, e: &reqwest::Error) -> ClientError {

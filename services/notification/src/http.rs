@@ -157,7 +157,10 @@ async fn receive_event(
         })
         .await?
     } else {
+        // Imported history is not news to anyone.
+        let legacy = p["legacy"].as_bool().unwrap_or(false);
         let message = match ev.event_type.as_str() {
+            _ if legacy => None,
             "bill.created" => Some(messages::bill_created(
                 int(&p, "bill_id")?,
                 amount(&p, "total")?,

@@ -34,6 +34,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(get_one))
         .routes(routes!(refund))
         .routes(routes!(receive_event))
+        .routes(routes!(import))
         .with_state(Arc::new(ctx.clone()));
     let access = AccessTable::new(&[
         (Method::POST, "/v1/payments", TAKERS),
@@ -42,6 +43,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         (Method::GET, "/v1/payments/{id}", READERS),
         (Method::POST, "/v1/payments/{id}/refunds", REFUNDERS),
         (Method::POST, "/v1/events", &[Role::Service]),
+        (Method::POST, "/v1/payments/import", &[Role::Admin]),
     ]);
     ServiceRoutes { api, access }
 }
@@ -399,4 +401,79 @@ async fn receive_event(
     })
     .await?;
     Ok(Json(ack))
+}
+
+/// Import one legacy payment (admin), keeping its id and reference. It is captured against the
+/// bill under the same ledger rule as any payment: a VOID bill, or more than the bill owes, is
+/// refused (422) rather than corrupting the balance. Repeating changes nothing.
+#[utoipa::path(post, path = "/v1/payments/import", tag = "payments", request_body = LegacyPayment,
+    responses((status = 200, body = ImportOutcome), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, description = "bill_not_payable, overpayment", body = ErrorBody)))]
+async fn import(
+    State(ctx): Ctx,
+    Json(p): Json<LegacyPayment>,
+) -> Result<Json<ImportOutcome>, Error> {
+    let method = p.method.trim().to_ascii_uppercase();
+    if !["CASH", "CARD", "UPI"].contains(&method.as_str()) {
+        return Err(Error::validation(
+            "method",
+            "method must be CASH, CARD or UPI",
+        ));
+    }
+    if p.amount.0 <= 0 {
+        return Err(Error::validation("amount", "amount must be positive"));
+    }
+    let bill = snapshot(&ctx, p.bill_id).await?;
+    let mut tx = ctx.db.begin().await?;
+    match store::import(ctx.db.backend(), &mut tx, &bill, &p, &method).await? {
+        None => {
+            return Ok(Json(ImportOutcome {
+                outcome: "already_present".into(),
+                warnings: vec![],
+            }))
+        }
+        Some(false) => {
+            let b = store::balance(&mut *tx, bill.bill_id)
+                .await?
+                .unwrap_or(bill);
+            return Err(if b.status == "VOID" {
+                Error::rule(
+                    "bill_not_payable",
+                    format!(
+                        "bill {} is VOID; a payment against it needs reconciling by hand",
+                        b.bill_id
+                    ),
+                )
+            } else {
+                Error::rule(
+                    "overpayment",
+                    format!(
+                        "bill {} has {} outstanding; {} is more",
+                        b.bill_id,
+                        hms_client::Money(b.outstanding()),
+                        p.amount
+                    ),
+                )
+            });
+        }
+        Some(true) => {}
+    }
+    ctx.outbox
+        .enqueue(&mut tx, NewEvent {
+            aggregate_type: "bill-payment",
+            aggregate_id: bill.bill_id.to_string(),
+            aggregate_seq: p.payment_id,
+            event_type: "payment.captured",
+            payload: json!({
+                "payment_id": p.payment_id, "bill_id": bill.bill_id, "patient_id": bill.patient_id,
+                "amount": p.amount, "method": method, "reference": p.reference.trim(), "legacy": true,
+            }),
+        })
+        .await?;
+    ctx.outbox.commit(tx).await?;
+    Ok(Json(ImportOutcome {
+        outcome: "imported".into(),
+        warnings: vec![],
+    }))
 }

@@ -232,3 +232,46 @@ pub async fn refund(
         created_at: from_db(&r.try_get::<String, _>("created_at")?)?,
     }))
 }
+
+/// Records a legacy payment with its id and reference, captured against the bill's balance
+/// under the same guard as any payment. `Ok(None)` if that id exists already; `Ok(Some(false))`
+/// if the bill cannot take it (VOID, or more than it owes).
+pub async fn import(
+    backend: hms_kit::db::Backend,
+    tx: &mut Tx,
+    bill: &Balance,
+    p: &hms_client::models::LegacyPayment,
+    method: &str,
+) -> Result<Option<bool>, Error> {
+    let exists: Option<i64> =
+        sqlx::query_scalar("SELECT payment_id FROM payments WHERE payment_id = $1")
+            .bind(p.payment_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if exists.is_some() {
+        return Ok(None);
+    }
+    if !capture(tx, bill.bill_id, p.amount.0).await? {
+        return Ok(Some(false));
+    }
+    sqlx::query(
+        "INSERT INTO payments (payment_id, bill_id, patient_id, amount, method, reference, refunded, idempotency_key, request_hash, paid_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, 'legacy', $8)",
+    )
+    .bind(p.payment_id)
+    .bind(bill.bill_id)
+    .bind(bill.patient_id)
+    .bind(p.amount.0)
+    .bind(method)
+    .bind(p.reference.trim())
+    .bind(format!("import:{}", p.payment_id))
+    .bind(to_db(p.paid_at))
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| match hms_kit::db::violation(&e) {
+        Some(hms_kit::db::Violation::Unique) => Error::conflict("already_exists", format!("reference {} is taken", p.reference)),
+        _ => e.into(),
+    })?;
+    hms_kit::db::sync_id_sequence(backend, tx, "payments", "payment_id").await?;
+    Ok(Some(true))
+}

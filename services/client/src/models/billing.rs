@@ -120,3 +120,31 @@ pub struct Refund {
     pub reason: String,
     pub created_at: DateTime<Utc>,
 }
+
+/// `POST /v1/bills/import` (admin): a legacy bill, kept with its id; its amount is the total.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyBill {
+    pub bill_id: i64,
+    pub patient_id: i64,
+    pub appointment_id: i64,
+    pub amount: Money,
+    pub status: String,
+    #[serde(with = "crate::time::flexible")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+}
+
+/// `POST /v1/payments/import` (admin): a legacy payment, kept with its id and reference.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyPayment {
+    pub payment_id: i64,
+    pub bill_id: i64,
+    pub amount: Money,
+    pub method: String,
+    pub reference: String,
+    #[serde(with = "crate::time::flexible")]
+    #[schema(value_type = String, format = DateTime)]
+    pub paid_at: DateTime<Utc>,
+}
