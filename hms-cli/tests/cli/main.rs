@@ -256,3 +256,81 @@ both_backends! {
         app.stop().await;
     }
 }
+
+both_backends! {
+    async fn every_command_on_its_happy_path(b: Backend) {
+        let services = [
+            &hms_patient::SERVICE, &hms_doctor::SERVICE, &hms_billing::SERVICE, &hms_appointment::SERVICE,
+            &hms_prescription::SERVICE, &hms_payment::SERVICE, &hms_notification::SERVICE,
+        ];
+        let app = TestApp::spawn_with(&b, &services, Clock::manual("2026-11-30T00:00:00Z".parse().unwrap()), |_| {}).await;
+        let run = |args: &[&str]| {
+            let o = hmsctl(&app, Some(Role::Admin), args);
+            assert_eq!(code(&o), 0, "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+            o
+        };
+        let ist = ["--tz", "Asia/Kolkata"];
+        let pid = json(&run(&["patient", "add", "--name", "Every Command", "--phone", "9123400000", "--dob", "1980-05-05", "--email", "every@example.org", "-o", "json"]))["patient_id"].to_string();
+        let did = json(&run(&["doctor", "add", "--name", "Dr. All", "--department", "Cardiology", "--specialization", "General", "--fee", "500", "-o", "json"]))["doctor_id"].to_string();
+        run(&["patient", "show", &pid]);
+        run(&["patient", "update", &pid, "--phone", "9123400001", "--if-match", "1"]);
+        run(&["patient", "audit", &pid]);
+        run(&["doctor", "list", "--department", "cardiology"]);
+        run(&["doctor", "show", &did]);
+        run(&["doctor", "update", &did, "--specialization", "Cardiologist"]);
+        assert_eq!(json(&run(&["doctor", "availability", &did, "--date", "2026-12-01", "-o", "json"]))["slots"].as_array().unwrap().len(), 18);
+        run(&["doctor", "availability", "--department", "Cardiology", "--date", "2026-12-01"]);
+
+        let book = |at: &str| String::from_utf8(run(&["appointment", "book", "--patient", &pid, "--doctor", &did, "--department", "Cardiology", "--at", at, "--tz", "Asia/Kolkata", "-q"]).stdout).unwrap().trim().to_string();
+        let a = book("2026-12-01 09:00");
+        let moved = json(&run(&[&["appointment", "reschedule", &a, "--to", "2026-12-01 10:00", "-o", "json"][..], &ist[..]].concat()));
+        assert_eq!(moved["reschedule_count"], 1);
+        let rx = json(&run(&["rx", "add", "--appointment", &a, "--patient", &pid, "--doctor", &did, "--medication", "Paracetamol", "--dosage", "1-0-1", "--days", "5", "-o", "json"]));
+        run(&["rx", "show", &rx["prescription_id"].to_string()]);
+        assert_eq!(json(&run(&["rx", "list", "--appointment", &a, "-o", "json"])).as_array().unwrap().len(), 1);
+        assert!(String::from_utf8(run(&["formulary", "list", "-o", "csv"]).stdout).unwrap().contains("Paracetamol"));
+        run(&["appointment", "list", "--patient", &pid]);
+        run(&["appointment", "show", &a]);
+
+        // Wait until billing has the prescription, then complete at the start.
+        let billing = app.db(Service::Billing).pool().clone();
+        hms_testkit::eventually(15, "billing to know the prescription", || { let pool = billing.clone(); async move {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM prescribed").fetch_one(&pool).await.ok()?;
+            (n == 1).then_some(())
+        }}).await;
+        app.clock.set("2026-12-01T04:30:00Z".parse().unwrap());
+        assert_eq!(json(&run(&["appointment", "complete", &a, "-o", "json"]))["status"], "COMPLETED");
+        let bill = hms_testkit::eventually(15, "the bill", || async {
+            let v = json(&hmsctl(&app, Some(Role::Admin), &["bill", "list", "--appointment", &a, "-o", "json"]));
+            v.as_array().and_then(|a| a.first().cloned())
+        }).await;
+        assert_eq!(bill["total"], "546.00", "500.00 + 10 × 2.00 + 5% tax");
+        let bid = bill["bill_id"].to_string();
+        run(&["bill", "show", &bid]);
+        let paid = hmsctl(&app, Some(Role::Billing), &["pay", "--bill", &bid, "--amount", "546.00", "--method", "UPI", "-o", "json"]);
+        assert_eq!(code(&paid), 0, "{}", String::from_utf8_lossy(&paid.stderr));
+        let key = String::from_utf8_lossy(&paid.stderr).lines().find_map(|l| l.strip_prefix("Idempotency-Key: ").map(str::to_string)).expect("the key is printed");
+        let again = hmsctl(&app, Some(Role::Billing), &["pay", "--bill", &bid, "--amount", "546.00", "--method", "UPI", "--key", &key, "-o", "json"]);
+        assert_eq!(json(&again)["payment_id"], json(&paid)["payment_id"], "a retry with the printed key charges once");
+        run(&["refund", &json(&paid)["payment_id"].to_string(), "--amount", "46.00", "--reason", "goodwill"]);
+        run(&["bill", "adjust", &bid, "--amount", "10.00", "--reason", "loyalty"]);
+
+        app.clock.set("2026-11-30T00:00:00Z".parse().unwrap());
+        let c = book("2026-12-02 11:00");
+        run(&["appointment", "cancel", &c, "--yes"]);
+        let n = book("2026-12-02 12:00");
+        app.clock.set("2026-12-02T06:50:00Z".parse().unwrap());
+        run(&["appointment", "no-show", &n]);
+        let fee = hms_testkit::eventually(15, "the no-show bill", || async {
+            let v = json(&hmsctl(&app, Some(Role::Admin), &["bill", "list", "--appointment", &n, "-o", "json"]));
+            v.as_array().and_then(|a| a.first().cloned())
+        }).await;
+        assert_eq!(json(&run(&["bill", "void", &fee["bill_id"].to_string(), "--yes", "-o", "json"]))["status"], "VOID");
+        hms_testkit::eventually(15, "notifications", || async {
+            let v = json(&hmsctl(&app, Some(Role::Admin), &["notifications", "list", "--patient", &pid, "-o", "json"]));
+            (v.as_array()?.len() >= 4).then_some(())
+        }).await;
+        run(&["patient", "deactivate", &pid, "--yes"]);
+        app.stop().await;
+    }
+}
