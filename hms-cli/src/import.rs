@@ -81,6 +81,38 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Records what a service made of one row; `Ok(true)` if the row is in (new or already
+    /// there), `Ok(false)` if rejected, `Err` if a service is down (the import stops).
+    fn settle(
+        &mut self,
+        file: &'static str,
+        line: usize,
+        id: &str,
+        result: Result<ImportOutcome, ClientError>,
+        mut warnings: Vec<String>,
+    ) -> Result<bool, Failure> {
+        match result {
+            Ok(o) => {
+                warnings.extend(o.warnings);
+                let w = warnings.join("; ");
+                let outcome = if o.outcome == "already_present" {
+                    "already_present"
+                } else if w.is_empty() {
+                    "imported"
+                } else {
+                    "imported_with_warning"
+                };
+                self.record(file, line, id, outcome, w);
+                Ok(true)
+            }
+            Err(e) if fatal(&e) => Err(e.into()),
+            Err(e) => {
+                self.record(file, line, id, "rejected", why(&e));
+                Ok(false)
+            }
+        }
+    }
+
     fn record(
         &mut self,
         file: &'static str,
@@ -467,23 +499,10 @@ async fn appointments(run: &mut Run<'_>, dir: &Path) -> Result<(), Failure> {
             run.record(F, line, &id, "valid", warnings.join("; "));
             continue;
         }
-        match run.client.import_appointment(&legacy).await {
-            Ok(o) => {
-                run.appointments.insert(appointment_id);
-                run.appointment_patients.insert(appointment_id, patient_id);
-                warnings.extend(o.warnings);
-                let w = warnings.join("; ");
-                let outcome = if o.outcome == "already_present" {
-                    "already_present"
-                } else if w.is_empty() {
-                    "imported"
-                } else {
-                    "imported_with_warning"
-                };
-                run.record(F, line, &id, outcome, w);
-            }
-            Err(e) if fatal(&e) => return Err(e.into()),
-            Err(e) => run.record(F, line, &id, "rejected", why(&e)),
+        let result = run.client.import_appointment(&legacy).await;
+        if run.settle(F, line, &id, result, warnings)? {
+            run.appointments.insert(appointment_id);
+            run.appointment_patients.insert(appointment_id, patient_id);
         }
     }
     pb.finish();
@@ -538,14 +557,18 @@ async fn prescriptions(run: &mut Run<'_>, dir: &Path) -> Result<(), Failure> {
             run.record(F, line, &id, "valid", "");
             continue;
         }
-        match run.client.create_prescription(&new).await {
-            Ok(_) => run.record(F, line, &id, "imported", ""),
-            Err(ClientError::Api { status: 409, .. }) => {
-                run.record(F, line, &id, "already_present", "")
-            }
-            Err(e) if fatal(&e) => return Err(e.into()),
-            Err(e) => run.record(F, line, &id, "rejected", why(&e)),
-        }
+        let result = match run.client.create_prescription(&new).await {
+            Ok(_) => Ok(ImportOutcome {
+                outcome: "imported".into(),
+                warnings: vec![],
+            }),
+            Err(ClientError::Api { status: 409, .. }) => Ok(ImportOutcome {
+                outcome: "already_present".into(),
+                warnings: vec![],
+            }),
+            Err(e) => Err(e),
+        };
+        run.settle(F, line, &id, result, Vec::new())?;
     }
     pb.finish();
     Ok(())
@@ -626,21 +649,9 @@ async fn bills(run: &mut Run<'_>, dir: &Path) -> Result<(), Failure> {
             run.record(F, line, &id, "valid", warnings.join("; "));
             continue;
         }
-        match run.client.import_bill(&legacy).await {
-            Ok(o) => {
-                run.bills.insert(bill_id);
-                let w = warnings.join("; ");
-                let outcome = if o.outcome == "already_present" {
-                    "already_present"
-                } else if w.is_empty() {
-                    "imported"
-                } else {
-                    "imported_with_warning"
-                };
-                run.record(F, line, &id, outcome, w);
-            }
-            Err(e) if fatal(&e) => return Err(e.into()),
-            Err(e) => run.record(F, line, &id, "rejected", why(&e)),
+        let result = run.client.import_bill(&legacy).await;
+        if run.settle(F, line, &id, result, warnings)? {
+            run.bills.insert(bill_id);
         }
     }
     pb.finish();
@@ -700,21 +711,8 @@ async fn payments(run: &mut Run<'_>, dir: &Path) -> Result<(), Failure> {
             run.record(F, line, &id, "valid", "");
             continue;
         }
-        match run.client.import_payment(&legacy).await {
-            Ok(o) => run.record(
-                F,
-                line,
-                &id,
-                if o.outcome == "already_present" {
-                    "already_present"
-                } else {
-                    "imported"
-                },
-                "",
-            ),
-            Err(e) if fatal(&e) => return Err(e.into()),
-            Err(e) => run.record(F, line, &id, "rejected", why(&e)),
-        }
+        let result = run.client.import_payment(&legacy).await;
+        run.settle(F, line, &id, result, Vec::new())?;
     }
     pb.finish();
     Ok(())
