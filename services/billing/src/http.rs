@@ -46,7 +46,9 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
     responses((status = 200, body = Page<Bill>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list(State(ctx): Ctx, Query(q): Query<BillQuery>) -> Result<Json<Page<Bill>>, Error> {
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    let rows = store::list(ctx.db.pool(), &q, page).await?;
+    let mut read = ctx.db.begin_read().await?;
+    let rows = store::list(&mut read, &q, page).await?;
+    read.commit().await?;
     Ok(Json(page.page(rows, |b| b.bill_id)))
 }
 
@@ -54,7 +56,8 @@ async fn list(State(ctx): Ctx, Query(q): Query<BillQuery>) -> Result<Json<Page<B
 #[utoipa::path(get, path = "/v1/bills/{id}", tag = "bills", params(("id" = i64, Path, description = "Bill id")),
     responses((status = 200, body = Bill), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_one(State(ctx): Ctx, Path(id): Path<i64>) -> Result<Response, Error> {
-    let b = store::get(ctx.db.pool(), id)
+    let mut read = ctx.db.begin_read().await?;
+    let b = store::get(&mut read, id)
         .await?
         .ok_or_else(|| Error::not_found(format!("bill {id}")))?;
     Ok(with_etag(b.version, StatusCode::OK, &b))

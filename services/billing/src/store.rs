@@ -9,7 +9,7 @@ use hms_kit::pagination::PageRequest;
 use hms_kit::time::{from_db, to_db};
 use hms_kit::Error;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Executor, Row};
+use sqlx::Row;
 use std::collections::HashMap;
 
 const B: &str =
@@ -52,8 +52,8 @@ pub struct NewLine {
     pub source_ref: String,
 }
 
-async fn with_lines<'e, E: Executor<'e, Database = Any>>(
-    exec: E,
+async fn with_lines(
+    conn: &mut sqlx::AnyConnection,
     mut bills: Vec<Bill>,
 ) -> Result<Vec<Bill>, Error> {
     if bills.is_empty() {
@@ -65,7 +65,7 @@ async fn with_lines<'e, E: Executor<'e, Database = Any>>(
     }
     s.push(") ORDER BY line_id", []);
     let mut lines: HashMap<i64, Vec<BillLine>> = HashMap::new();
-    for r in s.fetch_all(exec).await? {
+    for r in s.fetch_all(&mut *conn).await? {
         lines
             .entry(r.try_get("bill_id")?)
             .or_default()
@@ -197,18 +197,17 @@ pub async fn recompute(tx: &mut Tx, bill_id: i64, now: DateTime<Utc>) -> Result<
     Ok(bill(&row)?)
 }
 
-pub async fn get<'e, E: Executor<'e, Database = Any> + Copy>(
-    exec: E,
-    id: i64,
-) -> Result<Option<Bill>, Error> {
+/// A bill with its lines; give it a read transaction ([`hms_kit::db::Db::begin_read`]) so
+/// both come from one snapshot.
+pub async fn get(conn: &mut sqlx::AnyConnection, id: i64) -> Result<Option<Bill>, Error> {
     let row = sqlx::query(&format!("SELECT {B} FROM bills WHERE bill_id = $1"))
         .bind(id)
-        .fetch_optional(exec)
+        .fetch_optional(&mut *conn)
         .await?;
     let Some(b) = row.as_ref().map(bill).transpose()? else {
         return Ok(None);
     };
-    Ok(with_lines(exec, vec![b]).await?.pop())
+    Ok(with_lines(conn, vec![b]).await?.pop())
 }
 
 /// A bill inside a transaction, without its lines.
@@ -220,8 +219,9 @@ pub async fn head(tx: &mut Tx, id: i64) -> Result<Option<Bill>, Error> {
     Ok(row.as_ref().map(bill).transpose()?)
 }
 
-pub async fn list<'e, E: Executor<'e, Database = Any> + Copy>(
-    exec: E,
+/// One page of bills with their lines (one snapshot, as for [`get`]).
+pub async fn list(
+    conn: &mut sqlx::AnyConnection,
     q: &BillQuery,
     page: PageRequest,
 ) -> Result<Vec<Bill>, Error> {
@@ -238,12 +238,12 @@ pub async fn list<'e, E: Executor<'e, Database = Any> + Copy>(
     }
     s.push(" ORDER BY bill_id LIMIT ?", [Bind::Int(page.fetch())]);
     let bills = s
-        .fetch_all(exec)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(bill)
         .collect::<Result<Vec<_>, _>>()?;
-    with_lines(exec, bills).await
+    with_lines(conn, bills).await
 }
 
 /// The bills of an appointment.

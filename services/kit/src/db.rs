@@ -129,6 +129,22 @@ impl Db {
         Ok(tx)
     }
 
+    /// Begins a read-only transaction that sees one snapshot throughout, so a response built
+    /// from several queries (a bill and its lines) is never torn by a commit in between:
+    /// REPEATABLE READ on PostgreSQL (its default READ COMMITTED snapshots per statement); on
+    /// SQLite a deferred transaction keeps the snapshot of its first read.
+    pub async fn begin_read(&self) -> Result<Tx, Error> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN").await?,
+            Backend::Postgres => {
+                self.pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?
+            }
+        };
+        Ok(tx)
+    }
+
     /// Readiness: the database answers and the migrations are applied; for SQLite, the file
     /// is still where it was opened (a deleted data file would silently lose every write).
     pub async fn ping(&self) -> Result<(), String> {
