@@ -218,8 +218,9 @@ enum DoctorCmd {
         department: String,
         #[arg(long)]
         specialization: String,
+        /// Consultation fee [default: the clinic's default, 500.00 unless configured]
         #[arg(long)]
-        fee: Money,
+        fee: Option<Money>,
         #[arg(long)]
         email: Option<String>,
         #[arg(long)]

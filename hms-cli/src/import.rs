@@ -266,7 +266,7 @@ async fn doctors(run: &mut Run<'_>, dir: &Path, fee: Money) -> Result<(), Failur
             phone: Some(r.get(3).unwrap_or("").into()),
             department: r.get(4).unwrap_or("").into(),
             specialization: r.get(5).unwrap_or("").into(),
-            consultation_fee: fee,
+            consultation_fee: Some(fee),
             working_hours: None,
             created_at: Some(created),
         };

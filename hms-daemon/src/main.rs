@@ -52,6 +52,10 @@ struct Place {
     /// Port of the patient service; the others follow in order [default: 8001]
     #[arg(long, global = true, env = "HMS_BASE_PORT")]
     base_port: Option<u16>,
+    /// Begin a service's database empty when this data directory held it but it is gone
+    /// (otherwise the start stops, naming the file, so it can be restored from a backup)
+    #[arg(long, global = true)]
+    create_missing_databases: bool,
 }
 
 #[derive(Subcommand)]
@@ -140,6 +144,7 @@ fn load_config(place: &Place) -> anyhow::Result<Config> {
     if let Some(p) = place.base_port {
         cfg.base_port = p;
     }
+    cfg.create_missing_databases |= place.create_missing_databases;
     Ok(cfg)
 }
 
@@ -211,7 +216,15 @@ async fn outbox(place: &Place, cmd: OutboxCommand) -> anyhow::Result<()> {
         OutboxCommand::Requeue { services, event } => (services, event.as_deref()),
     };
     for def in select(services)? {
-        let db = hms_kit::db::Db::connect(&cfg.database_url(def.service)).await?;
+        let db = hms_kit::db::Db::open(
+            &cfg.database_url(def.service),
+            hms_kit::db::Open {
+                service: def.service.name(),
+                create_missing: cfg.create_missing_databases,
+                ..Default::default()
+            },
+        )
+        .await?;
         db.migrate((def.migrations)(db.backend())).await?;
         if let OutboxCommand::Requeue { .. } = cmd {
             let n = hms_kit::outbox::requeue_parked(&db, event).await?;

@@ -212,7 +212,7 @@ fn fixture_doctor() -> hms_client::models::NewDoctor {
         phone: None,
         department: "Benchmarking".into(),
         specialization: "Throughput".into(),
-        consultation_fee: hms_client::Money(50_000),
+        consultation_fee: Some(hms_client::Money(50_000)),
         working_hours: None,
         created_at: None,
     }

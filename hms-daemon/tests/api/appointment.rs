@@ -173,6 +173,8 @@ both_backends! {
             ("second of the day", booking(p[3], d[0], c, tue("11:00")), "ok"),
             ("third of the day", booking(p[4], d[0], c, tue("11:30")), "ok"),
             ("fourth of the day", booking(p[5], d[0], c, tue("12:00")), "daily_cap_reached"),
+            ("beyond the horizon", booking(p[0], d[0], c, ist("2027-12-07", "10:00")), "too_far_ahead"),
+            ("the end of time", booking(p[0], d[0], c, ist("9999-12-31", "10:00")), "too_far_ahead"),
         ];
         for (what, body, expected) in cases {
             let r = desk.book_appointment(&body, None).await;

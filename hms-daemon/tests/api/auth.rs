@@ -57,6 +57,42 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn tokens_are_typed_not_early_and_the_scheme_is_any_case(b: Backend) {
+        let app = TestApp::spawn(&b, &[&hms_patient::SERVICE]).await;
+        let url = format!("{}/v1/patients", app.url(Service::Patient));
+        let now = chrono::Utc::now().timestamp();
+        let claims = |nbf: Option<i64>| {
+            let mut c = serde_json::json!({"sub": "t", "role": "admin", "iss": hms_kit::auth::ISSUER, "aud": hms_kit::auth::AUDIENCE, "iat": now, "exp": now + 600});
+            if let Some(n) = nbf { c["nbf"] = n.into(); }
+            c
+        };
+        let header = |typ: Option<&str>| {
+            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+            h.typ = typ.map(String::from);
+            h
+        };
+        let get = |auth: String| app.http.get(&url).header("authorization", auth).send();
+        let good = app.keys.sign_raw(&header(Some("JWT")), &claims(None));
+        assert_eq!(get(format!("Bearer {good}")).await.unwrap().status(), StatusCode::OK, "the control token passes");
+        for (what, token) in [
+            ("no typ", app.keys.sign_raw(&header(None), &claims(None))),
+            ("typ at+jwt", app.keys.sign_raw(&header(Some("at+jwt")), &claims(None))),
+            ("nbf an hour ahead", app.keys.sign_raw(&header(Some("JWT")), &claims(Some(now + 3600)))),
+        ] {
+            let r = get(format!("Bearer {token}")).await.unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["code"], "unauthenticated", "{what}");
+        }
+        let past_nbf = app.keys.sign_raw(&header(Some("JWT")), &claims(Some(now - 60)));
+        assert_eq!(get(format!("Bearer {past_nbf}")).await.unwrap().status(), StatusCode::OK, "an nbf in the past is fine");
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            assert_eq!(get(format!("{scheme} {good}")).await.unwrap().status(), StatusCode::OK, "{scheme}");
+        }
+        assert_eq!(get(format!("Basic {good}")).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        app.stop().await;
+    }
+
     async fn roles_decide_who_may_do_what(b: Backend) {
         let app = TestApp::spawn(&b, &[&hms_patient::SERVICE, &hms_doctor::SERVICE]).await;
         let p = app.client(Role::Reception).create_patient(&new_patient("Role Check", 800)).await.unwrap();

@@ -143,4 +143,25 @@ async fn first_start_creates_an_admin_token_and_sigterm_stops_cleanly() {
         err.contains("Admin token:"),
         "first start tells how to use the token: {err}"
     );
+
+    // A lost database stops the next start, naming the file; nothing empty is created.
+    for f in ["patient.db", "patient.db-wal", "patient.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    let out = Command::new(bin)
+        .args(["--base-port", &base.to_string(), "--data-dir"])
+        .arg(dir.path())
+        .env_remove("HMS_JWT_SECRET")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {err}");
+    assert!(
+        err.contains("patient.db") && err.contains("--create-missing-databases"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("patient.db").exists(),
+        "no empty database was created"
+    );
 }

@@ -29,6 +29,21 @@ both_backends! {
 
         let bad = admin.create_doctor(&hms_client::models::NewDoctor { department: " ".into(), ..new_doctor("Dr. X Y", "", "S") }).await.unwrap_err();
         assert_eq!(bad.code(), Some("validation_failed"));
+
+        // The seed's clients create doctors without a fee: the clinic's default applies.
+        let r = app.req(Role::Admin, reqwest::Method::POST, hms_kit::Service::Doctor, "/v1/doctors")
+            .json(&serde_json::json!({"name": "Dr. Old Shape", "department": "Cardiology", "specialization": "Cardiologist", "email": "old@example.org", "phone": "9000000001"}))
+            .send().await.unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["consultation_fee"], "500.00", "{v}");
+        app.stop().await;
+    }
+
+    async fn the_default_fee_is_configurable(b: Backend) {
+        let app = TestApp::spawn_with(&b, &[&hms_doctor::SERVICE], Clock::system(), |c| c.default_consultation_fee = "650.00".parse().unwrap()).await;
+        let d = app.client(Role::Admin).create_doctor(&hms_client::models::NewDoctor { consultation_fee: None, ..new_doctor("Dr. Default Fee", "Neurology", "Neurologist") }).await.unwrap();
+        assert_eq!(d.consultation_fee.to_string(), "650.00");
         app.stop().await;
     }
 

@@ -10,6 +10,7 @@ mod billing;
 mod daemon;
 mod doctor;
 mod errors;
+mod faults;
 mod notification;
 mod ops;
 mod outbox;

@@ -144,6 +144,8 @@ pub struct Rules {
     pub open: u32,
     pub close: u32,
     pub lead: Duration,
+    /// The furthest ahead a slot may start.
+    pub horizon: Duration,
     pub daily_cap: i64,
     pub fee_window: Duration,
     pub no_show_grace: Duration,
@@ -158,6 +160,7 @@ impl Rules {
             open,
             close,
             lead: Duration::minutes(c.booking_lead_minutes),
+            horizon: Duration::days(c.booking_horizon_days),
             daily_cap: c.daily_cap,
             fee_window: Duration::minutes(c.cancellation_fee_window_minutes),
             no_show_grace: Duration::minutes(c.no_show_grace_minutes),
@@ -212,6 +215,18 @@ impl Rules {
                 format!(
                     "appointments must be booked at least {} minutes ahead",
                     self.lead.num_minutes()
+                ),
+            ));
+        }
+        if start > now + self.horizon {
+            return Err(Error::rule(
+                "too_far_ahead",
+                format!(
+                    "appointments can be booked at most {} days ahead (until {})",
+                    self.horizon.num_days(),
+                    (now + self.horizon)
+                        .with_timezone(&self.tz)
+                        .format("%Y-%m-%d")
                 ),
             ));
         }
@@ -300,6 +315,7 @@ mod tests {
             open: 9 * 60,
             close: 18 * 60,
             lead: Duration::hours(2),
+            horizon: Duration::days(365),
             daily_cap: 8,
             fee_window: Duration::hours(2),
             no_show_grace: Duration::minutes(15),
@@ -376,6 +392,20 @@ mod tests {
         assert_eq!(
             code(r.check_slot(t("2026-12-01T03:30:00Z"), None, t("2026-12-01T01:30:01Z"))),
             "lead_time"
+        );
+        // The horizon: a year ahead, to the slot.
+        let now = t("2026-11-30T03:30:00Z");
+        assert_eq!(
+            code(r.check_slot(t("2027-11-30T03:30:00Z"), None, now)),
+            "ok"
+        );
+        assert_eq!(
+            code(r.check_slot(t("2027-11-30T04:00:00Z"), None, now)),
+            "too_far_ahead"
+        );
+        assert_eq!(
+            code(r.check_slot(t("9999-12-31T04:00:00Z"), None, now)),
+            "too_far_ahead"
         );
     }
 

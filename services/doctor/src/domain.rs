@@ -113,7 +113,8 @@ fn optional_phone(raw: Option<&str>) -> Result<Option<Phone>, Error> {
 }
 
 impl ValidDoctor {
-    pub fn parse(d: NewDoctor, clinic: (u32, u32)) -> Result<Self, Error> {
+    /// `default_fee` is the clinic's fee for a doctor created without one.
+    pub fn parse(d: NewDoctor, clinic: (u32, u32), default_fee: Money) -> Result<Self, Error> {
         if let Some(id) = d.doctor_id {
             if id <= 0 {
                 return Err(Error::validation("doctor_id", "doctor_id must be positive"));
@@ -127,7 +128,7 @@ impl ValidDoctor {
             phone: optional_phone(d.phone.as_deref())?,
             department: text("department", &d.department, 100)?,
             specialization: text("specialization", &d.specialization, 100)?,
-            fee: fee(d.consultation_fee)?,
+            fee: fee(d.consultation_fee.unwrap_or(default_fee))?,
             hours: match d.working_hours {
                 Some(h) => parse_week(&h)?,
                 None => default_week(clinic.0, clinic.1),

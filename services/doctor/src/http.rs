@@ -102,7 +102,11 @@ async fn must_get(ctx: &ServiceCtx, id: i64) -> Result<Doctor, Error> {
         (status = 409, description = "already_exists", body = ErrorBody),
     ))]
 async fn create_doctor(State(ctx): Ctx, Json(new): Json<NewDoctor>) -> Result<Response, Error> {
-    let d = ValidDoctor::parse(new, ctx.config.clinic_hours())?;
+    let d = ValidDoctor::parse(
+        new,
+        ctx.config.clinic_hours(),
+        ctx.config.default_consultation_fee,
+    )?;
     let now = ctx.clock.now();
     let mut tx = ctx.db.begin().await?;
     let created = store::insert(ctx.db.backend(), &mut tx, &d, now).await?;

@@ -145,6 +145,8 @@ impl Keys {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 30;
+        // A token not yet valid is refused like an expired one (RFC 7519 §4.1.5).
+        validation.validate_nbf = true;
         Keys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -210,13 +212,33 @@ impl Keys {
             .expect("HS256 signing cannot fail")
     }
 
+    /// Signs `claims` under `header` as given, unchecked: for tests and tools that must make
+    /// tokens this system should refuse (wrong `typ`, `nbf` ahead).
+    pub fn sign_raw(&self, header: &Header, claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(header, claims, &self.encoding).expect("HS256 signing cannot fail")
+    }
+
     /// The caller a token proves, or 401 saying why not.
     pub fn verify(&self, token: &str) -> Result<Caller, Error> {
         use jsonwebtoken::errors::ErrorKind as K;
+        // Explicit typing (RFC 8725 §3.11): only a token that says it is a plain JWT is taken,
+        // so a token minted for another purpose (`at+jwt`, a logout token) cannot pass as ours.
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| Error::unauthenticated("the token is malformed"))?;
+        if !header
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("JWT"))
+        {
+            return Err(Error::unauthenticated(
+                "the token's header must say typ \"JWT\"",
+            ));
+        }
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
                 Error::unauthenticated(match e.kind() {
                     K::ExpiredSignature => "the token has expired",
+                    K::ImmatureSignature => "the token is not valid yet (nbf is in the future)",
                     K::InvalidSignature => "the token's signature is not valid",
                     K::InvalidAudience | K::InvalidIssuer => "the token is not for this system",
                     K::InvalidAlgorithm => "the token's algorithm is not accepted",
@@ -321,14 +343,19 @@ pub struct AuthState {
     pub limiter: Option<Arc<Limiter>>,
 }
 
-/// The bearer token of a request, if any.
+/// The bearer token of a request, if any. The scheme is matched without regard to case, as
+/// HTTP authentication schemes are (RFC 9110 §11.1).
 pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
+    let value = headers
         .get(header::AUTHORIZATION)?
         .to_str()
         .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+        .trim_start();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Checks the token and the route's roles before the handler runs.

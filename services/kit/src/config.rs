@@ -5,12 +5,15 @@
 //! | `bind` | `HMS_BIND` | `127.0.0.1` |
 //! | `base_port` | `HMS_BASE_PORT` | `8001` (patient; the others follow in port order) |
 //! | `data_dir` | `HMS_DATA_DIR` | `./hms-data` (SQLite files, signing key, admin token) |
+//! | `create_missing_databases` | `HMS_CREATE_MISSING_DATABASES` | `false`: a lost SQLite file stops the start |
 //! | `jwt_secret` | `HMS_JWT_SECRET` | unset: read from `jwt_secret_file` |
 //! | `jwt_secret_file` | `HMS_JWT_SECRET_FILE` | `<data_dir>/signing.key` |
 //! | `clinic_timezone` | `HMS_CLINIC_TIMEZONE` | `Asia/Kolkata` |
 //! | `currency` | `HMS_CURRENCY` | `INR` |
+//! | `default_consultation_fee` | `HMS_DEFAULT_CONSULTATION_FEE` | `"500.00"`: a new doctor's fee when none is given |
 //! | `clinic_open` / `clinic_close` | `HMS_CLINIC_OPEN` / `HMS_CLINIC_CLOSE` | `09:00` / `18:00` (clinic time) |
 //! | `booking_lead_minutes` | `HMS_BOOKING_LEAD_MINUTES` | `120` |
+//! | `booking_horizon_days` | `HMS_BOOKING_HORIZON_DAYS` | `365`: no slot further ahead |
 //! | `daily_cap` | `HMS_DAILY_CAP` | `8` (appointments per doctor per clinic day) |
 //! | `cancellation_fee_window_minutes` | `HMS_CANCELLATION_FEE_WINDOW_MINUTES` | `120` (50% fee at or inside it) |
 //! | `no_show_grace_minutes` | `HMS_NO_SHOW_GRACE_MINUTES` | `15` |
@@ -69,12 +72,16 @@ pub struct Config {
     pub jwt_secret_file: Option<PathBuf>,
     pub clinic_timezone: String,
     pub currency: String,
+    /// The fee of a doctor created without one (the legacy clients' shape).
+    pub default_consultation_fee: hms_client::Money,
     /// Clinic opening time, clinic-local `HH:MM`.
     pub clinic_open: String,
     /// Clinic closing time, clinic-local `HH:MM` (the last slot ends here).
     pub clinic_close: String,
     /// Minimum time between now and a booked slot's start.
     pub booking_lead_minutes: i64,
+    /// How far ahead a slot may be booked or moved to, in days.
+    pub booking_horizon_days: i64,
     /// Most appointments a doctor may have in one clinic-local day.
     pub daily_cap: i64,
     /// A cancellation this close to the start (or later) carries the 50% fee.
@@ -111,6 +118,9 @@ pub struct Config {
     /// How many requests above the rate a token may burst.
     pub rate_limit_burst: u32,
     pub outbox_poll_ms: u64,
+    /// Create a SQLite database this data directory once held but has lost, instead of
+    /// refusing to start. Only after deciding not to restore it from a backup.
+    pub create_missing_databases: bool,
     pub outbox_max_attempts: i64,
     pub outbox_max_backoff_ms: u64,
     pub services: BTreeMap<String, ServiceSettings>,
@@ -122,13 +132,16 @@ impl Default for Config {
             bind: IpAddr::from([127, 0, 0, 1]),
             base_port: 8001,
             data_dir: PathBuf::from("./hms-data"),
+            create_missing_databases: false,
             jwt_secret: None,
             jwt_secret_file: None,
             clinic_timezone: "Asia/Kolkata".into(),
             currency: "INR".into(),
+            default_consultation_fee: hms_client::Money(50_000),
             clinic_open: "09:00".into(),
             clinic_close: "18:00".into(),
             booking_lead_minutes: 120,
+            booking_horizon_days: 365,
             daily_cap: 8,
             cancellation_fee_window_minutes: 120,
             no_show_grace_minutes: 15,

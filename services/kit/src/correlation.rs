@@ -13,6 +13,8 @@ pub const HEADER: &str = "x-correlation-id";
 /// What the current request carries for tracing.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
+    /// The service serving the request, named in errors about its own storage.
+    pub service: &'static str,
     pub correlation_id: String,
     /// 32 hex digits (W3C trace id), from `traceparent` or generated.
     pub trace_id: String,
@@ -37,7 +39,7 @@ fn random_hex(bytes: usize) -> String {
 
 impl RequestContext {
     /// From the incoming headers: a valid `X-Correlation-ID` is kept, anything else replaced.
-    pub fn from_headers(headers: &HeaderMap) -> Self {
+    pub fn from_headers(service: &'static str, headers: &HeaderMap) -> Self {
         let correlation_id = headers
             .get(HEADER)
             .and_then(|v| v.to_str().ok())
@@ -58,6 +60,7 @@ impl RequestContext {
             .unwrap_or_else(|| random_hex(16));
         let traceparent = format!("00-{trace_id}-{}-01", random_hex(8));
         RequestContext {
+            service,
             correlation_id,
             trace_id,
             traceparent,
@@ -65,9 +68,10 @@ impl RequestContext {
     }
 
     /// A context for work that no request started (relay, schedulers).
-    pub fn background() -> Self {
+    pub fn background(service: &'static str) -> Self {
         let trace_id = random_hex(16);
         RequestContext {
+            service,
             correlation_id: uuid::Uuid::new_v4().to_string(),
             traceparent: format!("00-{trace_id}-{}-01", random_hex(8)),
             trace_id,
@@ -90,4 +94,11 @@ pub fn current_id() -> String {
     CONTEXT
         .try_with(|c| c.correlation_id.clone())
         .unwrap_or_else(|_| "none".to_string())
+}
+
+/// The service of the current request, or `"hms"` outside one.
+pub fn current_service() -> String {
+    CONTEXT
+        .try_with(|c| c.service.to_string())
+        .unwrap_or_else(|_| "hms".to_string())
 }

@@ -11,9 +11,10 @@ use crate::error::Error;
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyQueryResult, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::query::Query;
-use sqlx::{Any, AnyPool, Executor};
+use sqlx::{Any, AnyPool, Connection, Executor};
 use std::borrow::Cow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A write transaction.
@@ -30,7 +31,109 @@ pub enum Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
-    sqlite_file: Option<PathBuf>,
+    service: &'static str,
+    sqlite_file: Option<Arc<DataFile>>,
+}
+
+/// How a service opens its database.
+#[derive(Debug, Clone)]
+pub struct Open {
+    /// Named in errors and readiness reasons ("the patient database …").
+    pub service: &'static str,
+    /// At most this many PostgreSQL connections.
+    pub max_connections: u32,
+    /// Create a SQLite file this data directory once held but has lost. Off for services:
+    /// a start over a lost database would otherwise begin empty and silently drop every record.
+    pub create_missing: bool,
+}
+
+impl Default for Open {
+    fn default() -> Self {
+        Open {
+            service: "hms",
+            max_connections: 10,
+            create_missing: true,
+        }
+    }
+}
+
+/// The SQLite file a pool writes to, and the identity (device, inode) it had when opened.
+///
+/// SQLite keeps writing through its open descriptors into a file that was deleted or replaced
+/// under it, and acknowledges those writes; they are lost at the next start. So every write
+/// transaction first checks that the path still names the same, writable file.
+#[derive(Debug)]
+struct DataFile {
+    path: PathBuf,
+    identity: (u64, u64),
+}
+
+impl DataFile {
+    fn open(path: &Path) -> std::io::Result<DataFile> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(DataFile {
+            path: path.to_path_buf(),
+            identity: (m.dev(), m.ino()),
+        })
+    }
+
+    /// Why a write now could be lost, if it could.
+    fn check(&self) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let shown = self.path.display();
+        let m = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!("database file {shown} was deleted"))
+            }
+            Err(e) => return Err(format!("database file {shown} cannot be read: {e}")),
+        };
+        if (m.dev(), m.ino()) != self.identity {
+            return Err(format!(
+                "database file {shown} was replaced by another file; restart to open it"
+            ));
+        }
+        // access(2) rather than the mode bits: it also sees read-only mounts and immutable
+        // files, and holds for root. Never open the file here: closing any descriptor of it
+        // would drop SQLite's POSIX locks.
+        let mut files = vec![self.path.clone()];
+        let wal = PathBuf::from(format!("{}-wal", self.path.display()));
+        if wal.exists() {
+            files.push(wal);
+        }
+        for f in files {
+            if let Err(e) = rustix::fs::access(&f, rustix::fs::Access::WRITE_OK) {
+                return Err(format!(
+                    "database file {} is not writable: {e}",
+                    f.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The list, in a data directory, of the SQLite files HMS created there. A listed file that
+/// is missing at start was lost, not never made.
+const MANIFEST: &str = ".hms-databases";
+
+fn manifest_lists(dir: &Path, name: &str) -> bool {
+    std::fs::read_to_string(dir.join(MANIFEST))
+        .map(|s| s.lines().any(|l| l == name))
+        .unwrap_or(false)
+}
+
+fn manifest_add(dir: &Path, name: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    if manifest_lists(dir, name) {
+        return Ok(());
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(MANIFEST))?;
+    writeln!(f, "{name}")
 }
 
 fn sqlite_file(url: &str) -> Option<PathBuf> {
@@ -45,11 +148,12 @@ impl Db {
     /// Connects to `url` (`sqlite://…` or `postgres://…`); for SQLite, creates the file's
     /// directory and turns on WAL, foreign keys, a 5 s busy timeout and NORMAL sync.
     pub async fn connect(url: &str) -> anyhow::Result<Db> {
-        Self::connect_with(url, 10).await
+        Self::open(url, Open::default()).await
     }
 
-    /// As [`Db::connect`], with at most `max` PostgreSQL connections.
-    pub async fn connect_with(url: &str, max: u32) -> anyhow::Result<Db> {
+    /// As [`Db::connect`], as `how` says.
+    pub async fn open(url: &str, how: Open) -> anyhow::Result<Db> {
+        let max = how.max_connections;
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -59,15 +163,35 @@ impl Db {
             anyhow::bail!("unsupported database URL (use sqlite://… or postgres://…)");
         };
         let file = sqlite_file(url);
-        if let Some(dir) = file.as_ref().and_then(|f| f.parent()) {
-            if !dir.as_os_str().is_empty() {
+        if let Some(f) = &file {
+            let dir = f.parent().filter(|d| !d.as_os_str().is_empty());
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+            if let (Some(dir), Some(name)) = (dir, &name) {
+                if !f.exists() && manifest_lists(dir, name) && !how.create_missing {
+                    anyhow::bail!(
+                        "database file {} is missing, though this data directory held it \
+                         (listed in {}): restore it from a backup, or start with \
+                         --create-missing-databases to begin it empty",
+                        f.display(),
+                        dir.join(MANIFEST).display()
+                    );
+                }
                 std::fs::create_dir_all(dir)?;
             }
         }
+        // The file is created once, here; the pool then opens it `mode=rw`, so a connection
+        // opened after the file was lost fails instead of quietly starting an empty database
+        // at the same path (which the next start would take for the real one).
         let url = match backend {
-            Backend::Sqlite if !url.contains("mode=") => {
-                let sep = if url.contains('?') { '&' } else { '?' };
-                format!("{url}{sep}mode=rwc")
+            Backend::Sqlite if !url.contains("mode=") || url.contains("mode=rwc") => {
+                let create = if url.contains("mode=") {
+                    url.to_string()
+                } else {
+                    let sep = if url.contains('?') { '&' } else { '?' };
+                    format!("{url}{sep}mode=rwc")
+                };
+                sqlx::AnyConnection::connect(&create).await?.close().await?;
+                create.replace("mode=rwc", "mode=rw")
             }
             _ => url.to_string(),
         };
@@ -77,6 +201,24 @@ impl Db {
                 Backend::Sqlite => 8,
                 Backend::Postgres => max.max(1),
             });
+        // A connection goes back to the pool only outside any transaction. A request dropped
+        // at an await (client gone, timeout, shutdown) can leave one mid-transaction, holding
+        // SQLite's write lock or PostgreSQL's row locks, in windows the driver does not cover
+        // (between BEGIN's acknowledgement and the transaction object taking charge). A
+        // dropped transaction's rollback is queued, not yet run, so flush it first; what is
+        // still open after that is closed, which ends the transaction and frees its locks.
+        opts = opts.after_release(|conn, _| {
+            Box::pin(async move {
+                if conn.is_in_transaction() {
+                    conn.ping().await?;
+                    if conn.is_in_transaction() {
+                        tracing::warn!("a connection came back inside a transaction; closed");
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            })
+        });
         if backend == Backend::Sqlite {
             opts = opts.after_connect(|conn, _| {
                 Box::pin(async move {
@@ -90,11 +232,37 @@ impl Db {
             });
         }
         let pool = opts.connect(&url).await?;
+        let sqlite_file = match &file {
+            Some(f) => {
+                if let (Some(dir), Some(name)) = (f.parent(), f.file_name()) {
+                    if !dir.as_os_str().is_empty() {
+                        manifest_add(dir, &name.to_string_lossy())?;
+                    }
+                }
+                Some(Arc::new(DataFile::open(f)?))
+            }
+            None => None,
+        };
         Ok(Db {
             pool,
             backend,
-            sqlite_file: file,
+            service: how.service,
+            sqlite_file,
         })
+    }
+
+    /// The service this database belongs to.
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
+    /// 503 `storage_unavailable` if a write now could be lost (the file deleted, replaced or
+    /// not writable).
+    pub fn check_storage(&self) -> Result<(), Error> {
+        match &self.sqlite_file {
+            Some(f) => f.check().map_err(|r| Error::storage(self.service, r)),
+            None => Ok(()),
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -120,8 +288,10 @@ impl Db {
         Ok(())
     }
 
-    /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite).
+    /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite), once the storage is known
+    /// to keep what it acknowledges.
     pub async fn begin(&self) -> Result<Tx, Error> {
+        self.check_storage()?;
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
@@ -145,16 +315,30 @@ impl Db {
         Ok(tx)
     }
 
-    /// Readiness: the database answers and the migrations are applied; for SQLite, the file
-    /// is still where it was opened (a deleted data file would silently lose every write).
+    /// Readiness: the database answers, the migrations are applied, and on SQLite a write
+    /// reaches the file (still the one opened, writable, and a committed probe succeeds), so
+    /// a full disk or a failing device shows here and clears when it does.
     pub async fn ping(&self) -> Result<(), String> {
         if let Some(f) = &self.sqlite_file {
-            if !f.exists() {
-                return Err(format!("database file {} is missing", f.display()));
-            }
+            f.check()?;
         }
-        let probe = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations");
-        match tokio::time::timeout(Duration::from_secs(2), probe.fetch_one(&self.pool)).await {
+        let probe = async {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+                .fetch_one(&self.pool)
+                .await?;
+            if self.backend == Backend::Sqlite {
+                let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                let v: i64 = sqlx::query_scalar("PRAGMA user_version")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query(&format!("PRAGMA user_version = {v}"))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Ok::<i64, sqlx::Error>(n)
+        };
+        match tokio::time::timeout(Duration::from_secs(2), probe).await {
             Ok(Ok(n)) if n > 0 => Ok(()),
             Ok(Ok(_)) => Err("migrations have not been applied".into()),
             Ok(Err(e)) => Err(format!("database error: {e}")),

@@ -93,6 +93,18 @@ impl Error {
         .with_retry_after(1)
     }
 
+    /// 503 `storage_unavailable`: the service's database cannot keep a write now (file lost or
+    /// unwritable, disk full, I/O error, server unreachable). Nothing was written; retry later.
+    pub fn storage(service: &str, reason: impl fmt::Display) -> Self {
+        Error::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            format!("the {service} service's storage is unavailable: {reason}"),
+        )
+        .with_details(json!({ "service": service }))
+        .with_retry_after(5)
+    }
+
     /// 500: logged with its cause; the client sees only the correlation id to quote.
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
         let mut e = Error::new(
@@ -199,13 +211,16 @@ impl From<sqlx::Error> for Error {
                 "the database is busy; retry shortly",
             )
             .with_retry_after(1),
-            sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                let mut err = Error::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
+            sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                let mut err = Error::storage(
+                    &correlation::current_service(),
                     "the database is unreachable",
-                )
-                .with_retry_after(1);
+                );
+                err.source = Some(e.into());
+                err
+            }
+            sqlx::Error::Database(ref d) if storage_fault(d.code().as_deref()) => {
+                let mut err = Error::storage(&correlation::current_service(), d.message());
                 err.source = Some(e.into());
                 err
             }
@@ -223,6 +238,22 @@ impl From<sqlx::Error> for Error {
             other => Error::internal(other),
         }
     }
+}
+
+/// Whether a database error code says the storage failed, not the request: SQLite's primary
+/// codes PERM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB (extended codes carry the
+/// primary one in their low byte); PostgreSQL's classes 08 (connection), 53 (resources: disk
+/// full), 58 (system I/O), 57P0x (server shutting down) and 25006 (read-only server).
+fn storage_fault(code: Option<&str>) -> bool {
+    let Some(code) = code else { return false };
+    if let Ok(n) = code.parse::<i64>() {
+        return matches!(n & 0xff, 3 | 8 | 10 | 11 | 13 | 14 | 26);
+    }
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("58")
+        || code.starts_with("57P0")
+        || code == "25006"
 }
 
 impl From<hms_client::ClientError> for Error {

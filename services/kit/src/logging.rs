@@ -57,7 +57,7 @@ pub async fn observe(
     req: Request,
     next: Next,
 ) -> Response {
-    let ctx = RequestContext::from_headers(req.headers());
+    let ctx = RequestContext::from_headers(service, req.headers());
     let route = req
         .extensions()
         .get::<MatchedPath>()

@@ -100,17 +100,37 @@ impl Phone {
 }
 
 impl PersonName {
-    /// 1–200 characters after trimming, at least one letter, no control characters.
+    /// 1–200 characters after trimming and joining runs of spaces, in Unicode NFC: letters of
+    /// any script with their combining marks, spaces, and `. ' ’ -`; at least one letter.
+    /// Digits, symbols, markup and invisible or direction-changing characters (U+200B,
+    /// U+202E: format characters) are refused, so a name prints as what it says.
     pub fn parse(raw: &str) -> Result<PersonName, String> {
-        let s = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+        use unicode_normalization::UnicodeNormalization;
+        use unicode_properties::{GeneralCategoryGroup as G, UnicodeGeneralCategory};
+        let s: String = raw.nfc().collect();
+        let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
         if s.is_empty() {
             return Err("is required".into());
         }
         if s.chars().count() > 200 {
             return Err("must be at most 200 characters".into());
         }
-        if s.chars().any(char::is_control) || !s.chars().any(char::is_alphabetic) {
-            return Err("must be a name (letters, spaces, . ' -)".into());
+        let allowed = |c: char| {
+            matches!(c, ' ' | '.' | '\'' | '’' | '-')
+                || matches!(c.general_category_group(), G::Letter | G::Mark)
+        };
+        if let Some(bad) = s.chars().find(|c| !allowed(*c)) {
+            let shown = if bad.is_control() || bad.general_category_group() == G::Other {
+                format!("U+{:04X}", bad as u32)
+            } else {
+                format!("'{bad}'")
+            };
+            return Err(format!(
+                "must be a name: letters (any script), spaces and . ' - only; {shown} is not allowed"
+            ));
+        }
+        if !s.chars().any(|c| c.general_category_group() == G::Letter) {
+            return Err("must be a name: it needs at least one letter".into());
         }
         Ok(PersonName(s))
     }
@@ -192,5 +212,38 @@ mod tests {
         }
         assert!(PersonName::parse("   ").is_err());
         assert!(PersonName::parse("1234").is_err());
+        for bad in [
+            "A1B",
+            "<script>alert(1)</script>",
+            "Ann\u{200B}a",
+            "Ann\u{202E}a",
+            "Bob\u{7}",
+            "Jo;hn",
+            "\u{0301}",
+        ] {
+            assert!(PersonName::parse(bad).is_err(), "{bad:?} is refused");
+        }
+        for good in [
+            "Zoë O'Brien",
+            "José María",
+            "ज़ोया शर्मा",
+            "Dr. Anil Rao",
+            "Mary-Jane",
+            "Nguyễn Văn An",
+            "李小龍",
+            "O’Neil",
+            "Jose\u{0301}",
+        ] {
+            assert!(PersonName::parse(good).is_ok(), "{good:?} is a name");
+        }
+        // Stored composed: the same name typed two ways is one value.
+        assert_eq!(
+            PersonName::parse("Jose\u{0301}").unwrap(),
+            PersonName::parse("Jos\u{e9}").unwrap()
+        );
+        assert!(PersonName::parse("A1B").unwrap_err().contains("'1'"));
+        assert!(PersonName::parse("A\u{202E}B")
+            .unwrap_err()
+            .contains("U+202E"));
     }
 }

@@ -113,9 +113,16 @@ pub async fn start(
     let service = def.service;
     // Install the recorder before the first request is counted.
     let _ = crate::metrics::handle();
-    let db = Db::connect_with(&config.database_url(service), config.db_max_connections)
-        .await
-        .map_err(|e| anyhow::anyhow!("{service}: cannot open its database: {e}"))?;
+    let db = Db::open(
+        &config.database_url(service),
+        crate::db::Open {
+            service: service.name(),
+            max_connections: config.db_max_connections,
+            create_missing: config.create_missing_databases,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{service}: cannot open its database: {e}"))?;
     db.migrate((def.migrations)(db.backend()))
         .await
         .map_err(|e| anyhow::anyhow!("{service}: migrations failed: {e}"))?;

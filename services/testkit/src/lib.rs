@@ -408,7 +408,7 @@ pub fn new_doctor(
         phone: None,
         department: department.to_string(),
         specialization: specialization.to_string(),
-        consultation_fee: "500.00".parse().unwrap(),
+        consultation_fee: Some("500.00".parse().unwrap()),
         working_hours: None,
         created_at: None,
     }

@@ -34,7 +34,9 @@ pub struct NewDoctor {
     pub phone: Option<String>,
     pub department: String,
     pub specialization: String,
-    pub consultation_fee: Money,
+    /// Omitted → the clinic's default fee (`default_consultation_fee`, 500.00 unless configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consultation_fee: Option<Money>,
     /// Weekly hours; omitted → Monday to Friday, 09:00–18:00 clinic time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_hours: Option<Vec<WorkingHours>>,
