@@ -224,12 +224,13 @@ both_backends! {
         assert_eq!(paid.balance, m("0.00"));
         cashier.refund(first.payment_id, &NewRefund { amount: m("100.00"), reason: "goodwill".into() }, "refund-1").await.unwrap();
         let partly = c.bill(a, |b| b.status == "PARTIALLY_REFUNDED").await;
-        assert_eq!(partly.refunded, m("100.00"));
+        // The refund is credited: the amount due falls by it and nothing is owed again.
+        assert_eq!((partly.refunded, partly.credits, partly.amount_due, partly.balance), (m("100.00"), m("100.00"), m("652.33"), m("0.00")));
         // A PAID bill's lines never change: a correction is a credit note of its own.
         let credit = cashier.adjust_bill(bill.bill_id, &NewAdjustment { amount: m("10.00"), reason: "rounding goodwill".into() }).await.unwrap();
         assert_eq!(credit.amount, m("10.00"));
-        let after = c.bill(a, |b| b.credits == m("10.00")).await;
-        assert_eq!((after.lines.len(), after.total), (4, m("752.33")));
+        let after = c.bill(a, |b| b.credits == m("110.00")).await;
+        assert_eq!((after.lines.len(), after.total, after.balance), (4, m("752.33"), m("-10.00")));
         // The patient was told about the bill and the payments.
         let desk = c.app.client(Role::Reception);
         eventually(15, "bill and payment notices", || async {
@@ -377,6 +378,79 @@ both_backends! {
         c.app.start_service(&hms_billing::SERVICE).await;
         let settled = c.bill(bill.appointment_id, |b| b.status == "PAID").await;
         assert_eq!(settled.paid, m("525.00"));
+        c.app.stop().await;
+    }
+
+    async fn the_books_stay_right_after_settlement(b: Backend) {
+        let c = clinic(&b).await;
+        let a = c.book(tue(2)).await;
+        c.app.clock.set(tue(2) + Duration::minutes(20));
+        let dr = c.app.doctor_client(c.doctor);
+        dr.transition_appointment(a, "complete", None).await.unwrap();
+        let bill = c.bill(a, |_| true).await;
+        assert_eq!(bill.total, m("525.00"));
+        let pay_pool = c.app.db(Service::Payment).pool().clone();
+        eventually(15, "payment to know the bill", || { let pool = pay_pool.clone(); async move {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bill_balance WHERE bill_id = $1").bind(bill.bill_id).fetch_one(&pool).await.ok()?;
+            (n == 1).then_some(())
+        }}).await;
+        let cashier = c.app.client(Role::Billing);
+        let p = cashier.pay(&pay(bill.bill_id, "525.00"), "settle-1").await.unwrap();
+        c.bill(a, |b| b.status == "PAID").await;
+
+        // A prescription after the bill is PAID is billed on a supplementary bill; the paid
+        // bill's lines stay as they were.
+        dr.create_prescription(&NewPrescription {
+            prescription_id: None, appointment_id: a, patient_id: c.patient, doctor_id: None,
+            medication: "Paracetamol".into(), dosage: "1-0-1".into(), days: 5, issued_at: None,
+        }).await.unwrap();
+        let both = eventually(15, "a supplementary bill", || async {
+            let b = c.bills_of(a).await;
+            (b.len() == 2).then_some(b)
+        }).await;
+        let settled = both.iter().find(|b| b.purpose == "consultation").unwrap();
+        let extra = both.iter().find(|b| b.purpose.starts_with("supplementary:")).unwrap();
+        assert_eq!((settled.status.as_str(), settled.lines.len()), ("PAID", 1));
+        assert_eq!((extra.status.as_str(), extra.subtotal, extra.tax, extra.total), ("OPEN", m("20.00"), m("1.00"), m("21.00")));
+        assert_eq!(extra.lines[0].description, "Paracetamol");
+
+        // A refund is credited: the balance never asks for the refunded money again, and the
+        // payment service, applying the same rule, refuses to take it twice.
+        cashier.refund(p.payment_id, &NewRefund { amount: m("46.00"), reason: "unused test".into() }, "settle-refund").await.unwrap();
+        let after = eventually(15, "the refund on the bill", || async {
+            c.bills_of(a).await.into_iter().find(|b| b.purpose == "consultation" && b.refunded == m("46.00"))
+        }).await;
+        assert_eq!((after.status.as_str(), after.credits, after.amount_due, after.balance), ("PARTIALLY_REFUNDED", m("46.00"), m("479.00"), m("0.00")));
+        let again = cashier.pay(&pay(bill.bill_id, "46.00"), "settle-again").await.unwrap_err();
+        assert_eq!(again.code(), Some("bill_not_payable"), "{again:?}");
+        c.app.stop().await;
+    }
+
+    async fn amounts_are_bounded_where_they_enter(b: Backend) {
+        let c = clinic(&b).await;
+        let admin = c.app.client(Role::Admin);
+        let post = |svc: Service, path: &str, body: serde_json::Value, key: Option<&str>| {
+            let mut r = c.app.req(Role::Admin, Method::POST, svc, path).json(&body);
+            if let Some(k) = key { r = r.header("idempotency-key", k); }
+            r.send()
+        };
+        let cases = [
+            (Service::Prescription, "/v1/formulary", serde_json::json!({"name": "Goldamol", "form": "tablet", "unit_price": "46116860184273880.04"}), None, "unit_price"),
+            (Service::Prescription, "/v1/formulary", serde_json::json!({"name": "Goldamol", "form": "tablet", "unit_price": "1000000.01"}), None, "unit_price"),
+            (Service::Payment, "/v1/payments", serde_json::json!({"bill_id": 1, "amount": "92233720368547758.07", "method": "CASH"}), Some("big-pay"), "amount"),
+            (Service::Payment, "/v1/payments", serde_json::json!({"bill_id": 1, "amount": "0.00", "method": "CASH"}), Some("zero-pay"), "amount"),
+            (Service::Billing, "/v1/bills/1/adjustments", serde_json::json!({"amount": "10000000000.01", "reason": "x"}), None, "amount"),
+            (Service::Doctor, "/v1/doctors", serde_json::json!({"name": "Dr. Costly", "department": "Cardiology", "specialization": "General", "consultation_fee": "1000000.01"}), None, "consultation_fee"),
+        ];
+        for (svc, path, body, key, field) in cases {
+            let r = post(svc, path, body.clone(), key).await.unwrap();
+            assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST, "{path} {body}");
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert_eq!((v["code"].as_str(), v["details"]["field"].as_str()), (Some("validation_failed"), Some(field)), "{v}");
+            assert!(v["message"].as_str().unwrap().contains(" and "), "the bound is in the message: {v}");
+        }
+        let top = admin.add_medication(&hms_client::models::NewMedication { name: "Dearamol".into(), form: "tablet".into(), unit_price: m("1000000.00") }).await;
+        assert!(top.is_ok(), "the bound itself is allowed: {top:?}");
         c.app.stop().await;
     }
 

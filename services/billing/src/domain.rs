@@ -1,16 +1,33 @@
-//! Money rules, free of I/O. Amounts are integer minor units (paise).
+//! Money rules, free of I/O. Amounts are integer minor units (paise); every operation is
+//! checked, and one that leaves the range is refused (`amount_out_of_range`), never wrapped.
+
+use hms_client::Money;
+use hms_kit::money::overflow;
+use hms_kit::Error;
 
 /// Tax on the subtotal, in percent.
 pub const TAX_PERCENT: i64 = 5;
 
 /// `percent`% of `amount`, rounded half-up to the minor unit (amounts are never negative).
-pub fn percent_half_up(amount: i64, percent: i64) -> i64 {
-    (amount * percent + 50).div_euclid(100)
+pub fn percent_half_up(amount: i64, percent: i64) -> Result<i64, Error> {
+    Money(amount)
+        .checked_percent(percent)
+        .map(|m| m.0)
+        .ok_or_else(|| overflow("a percentage of the amount"))
 }
 
 /// 5% tax of a subtotal, half-up.
-pub fn tax(subtotal: i64) -> i64 {
+pub fn tax(subtotal: i64) -> Result<i64, Error> {
     percent_half_up(subtotal, TAX_PERCENT)
+}
+
+/// A line's amount: quantity × unit price, within [`Money::MAX`].
+pub fn line_amount(quantity: i64, unit_price: i64) -> Result<i64, Error> {
+    Money(unit_price)
+        .checked_mul(quantity)
+        .filter(|m| *m <= Money::MAX)
+        .map(|m| m.0)
+        .ok_or_else(|| overflow("the line's amount"))
 }
 
 /// Subtotal, tax and total of a bill's line amounts.
@@ -21,23 +38,42 @@ pub struct Totals {
     pub total: i64,
 }
 
-pub fn totals(line_amounts: &[i64]) -> Totals {
-    let subtotal: i64 = line_amounts.iter().sum();
-    let tax = tax(subtotal);
-    Totals {
+pub fn totals(line_amounts: &[i64]) -> Result<Totals, Error> {
+    let subtotal = line_amounts
+        .iter()
+        .try_fold(0i64, |s, a| s.checked_add(*a))
+        .ok_or_else(|| overflow("the bill's subtotal"))?;
+    with_tax(subtotal)
+}
+
+/// Subtotal, its tax and the total, checked: a total beyond [`Money::MAX`] is refused.
+pub fn with_tax(subtotal: i64) -> Result<Totals, Error> {
+    let tax = tax(subtotal)?;
+    let total = subtotal
+        .checked_add(tax)
+        .filter(|t| *t <= Money::MAX.0)
+        .ok_or_else(|| overflow("the bill's total"))?;
+    Ok(Totals {
         subtotal,
         tax,
-        total: subtotal + tax,
-    }
+        total,
+    })
+}
+
+/// The credit note a refund issues: its amount, except what only returns an overpayment
+/// (a bill credited below what was paid owes nothing more, so that part is not credited
+/// again). `balance_after` is the bill's balance with the refund counted and no new credit.
+pub fn refund_credit(refund: i64, balance_after: i64) -> i64 {
+    refund.min(balance_after).max(0)
 }
 
 /// The fee a cancellation or no-show decision bills: `half` → 50% (half-up), `full` → 100%.
-pub fn fee(consultation_fee: i64, decision: &str) -> Option<i64> {
-    match decision {
-        "half" => Some(percent_half_up(consultation_fee, 50)),
+pub fn fee(consultation_fee: i64, decision: &str) -> Result<Option<i64>, Error> {
+    Ok(match decision {
+        "half" => Some(percent_half_up(consultation_fee, 50)?),
         "full" => Some(consultation_fee),
         _ => None,
-    }
+    })
 }
 
 /// A bill's state, derived from its totals (never from the order events arrived in).
@@ -63,6 +99,8 @@ mod tests {
 
     #[test]
     fn examples_round_half_up_to_the_paisa() {
+        let tax = |s| tax(s).unwrap();
+        let fee = |f, d| fee(f, d).unwrap();
         assert_eq!(tax(50_000), 2_500);
         assert_eq!(tax(69_850), 3_493, "34.925 → 34.93");
         assert_eq!(tax(69_830), 3_492, "34.915 → 34.92");
@@ -70,7 +108,7 @@ mod tests {
         assert_eq!(tax(1), 0, "0.05 paise → 0");
         assert_eq!(tax(10), 1, "0.5 paise → 1");
         assert_eq!(
-            totals(&[50_000, 2_000, 17_850]),
+            totals(&[50_000, 2_000, 17_850]).unwrap(),
             Totals {
                 subtotal: 69_850,
                 tax: 3_493,
@@ -81,6 +119,33 @@ mod tests {
         assert_eq!(fee(50_001, "half"), Some(25_001), "250.005 → 250.01");
         assert_eq!(fee(50_000, "full"), Some(50_000));
         assert_eq!(fee(50_000, "none"), None);
+    }
+
+    #[test]
+    fn what_overflows_is_refused_not_wrapped() {
+        // The issue's case: 46116860184273880.04 × 4 wrapped to 4.00.
+        assert_eq!(
+            line_amount(4, 4_611_686_018_427_388_004).unwrap_err().code,
+            "amount_out_of_range"
+        );
+        assert!(totals(&[i64::MAX, 1]).is_err());
+        assert!(
+            with_tax(Money::MAX.0).is_err(),
+            "tax on the largest amount passes the bound"
+        );
+        assert!(with_tax(Money::MAX.0 * 100 / 105).is_ok());
+        assert_eq!(
+            refund_credit(4_600, 4_600),
+            4_600,
+            "a refund on a paid bill is credited whole"
+        );
+        assert_eq!(
+            refund_credit(4_600, 0),
+            0,
+            "returning an overpayment credits nothing"
+        );
+        assert_eq!(refund_credit(4_600, 1_000), 1_000);
+        assert_eq!(refund_credit(4_600, -500), 0);
     }
 
     #[test]
@@ -96,8 +161,8 @@ mod tests {
     proptest! {
         /// Half-up rounding: the tax is within half a paisa of the exact 5%, and ties go up.
         #[test]
-        fn tax_is_the_nearest_paisa_ties_up(subtotal in 0i64..10_000_000_000) {
-            let t = tax(subtotal);
+        fn tax_is_the_nearest_paisa_ties_up(subtotal in 0i64..=Money::MAX.0) {
+            let t = tax(subtotal).unwrap();
             let exact_x100 = subtotal * 5; // the exact tax, in hundredths of a paisa
             prop_assert!((t * 100 - exact_x100).abs() <= 50);
             if (exact_x100 % 100) == 50 { prop_assert_eq!(t * 100, exact_x100 + 50); }
@@ -106,10 +171,22 @@ mod tests {
         /// The total is the subtotal plus its tax, and never less than the lines.
         #[test]
         fn totals_add_up(lines in proptest::collection::vec(0i64..100_000_000, 0..20)) {
-            let t = totals(&lines);
+            let t = totals(&lines).unwrap();
             prop_assert_eq!(t.subtotal, lines.iter().sum::<i64>());
-            prop_assert_eq!(t.total, t.subtotal + tax(t.subtotal));
+            prop_assert_eq!(t.total, t.subtotal + tax(t.subtotal).unwrap());
             prop_assert!(t.total >= t.subtotal);
+        }
+
+        /// Any line of bounded price and quantity has an amount; any sum either fits under
+        /// the bound or is refused, never wrapped.
+        #[test]
+        fn bounded_lines_always_price(q in 1i64..=9_855, p in 0i64..=Money::MAX_PRICE.0,
+                                       lines in proptest::collection::vec(0i64..=i64::MAX, 0..4)) {
+            prop_assert!(line_amount(q, p).is_ok());
+            match totals(&lines) {
+                Ok(t) => prop_assert!(t.total <= Money::MAX.0 && t.total >= t.subtotal),
+                Err(e) => prop_assert_eq!(e.code, "amount_out_of_range"),
+            }
         }
     }
 }

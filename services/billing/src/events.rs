@@ -6,7 +6,7 @@ use crate::store::{self, NewLine, Prescribed};
 use chrono::{DateTime, Utc};
 use hms_client::models::{Bill, Event};
 use hms_kit::db::Tx;
-use hms_kit::inbox::payload::int;
+use hms_kit::inbox::payload::{int, one_of, text};
 use hms_kit::outbox::{NewEvent, Outbox};
 use hms_kit::Error;
 use serde_json::{json, Value};
@@ -69,7 +69,7 @@ async fn fee_bill(
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     let fee = money(p, "consultation_fee")?;
-    let Some(amount) = domain::fee(fee, decision) else {
+    let Some(amount) = domain::fee(fee, decision)? else {
         return Ok(());
     };
     let description = match purpose {
@@ -139,7 +139,7 @@ pub async fn apply(
                 tracing::info!(bill_id = b.bill_id, appointment_id, total = %b.total, "bill created on completion");
             }
         }
-        "appointment.cancelled" => match p["fee_decision"].as_str().unwrap_or("none") {
+        "appointment.cancelled" => match one_of(p, "fee_decision", &["none", "half"])? {
             "half" => fee_bill(tx, outbox, p, "cancellation_fee", "half", now).await?,
             _ => {
                 // No fee: nothing is owed for this appointment any more.
@@ -155,21 +155,46 @@ pub async fn apply(
             let rx = Prescribed {
                 prescription_id: int(p, "prescription_id")?,
                 appointment_id: int(p, "appointment_id")?,
-                medication: p["medication"].as_str().unwrap_or("medicine").to_string(),
+                medication: text(p, "medication")?,
                 quantity: int(p, "quantity")?,
                 unit_price: money(p, "unit_price")?,
             };
             store::remember_prescription(tx, &rx).await?;
-            // Added while the consultation bill is OPEN: a new line, totals recomputed. A PAID
-            // bill's lines never change.
-            let open = store::of_appointment(tx, rx.appointment_id)
+            // Before completion there is no consultation bill yet: it is priced then, from
+            // what was remembered. While that bill is OPEN the medicine becomes a line of it.
+            // Once it is settled (PAID, refunded, VOID) its lines never change, so the
+            // medicine gets a supplementary bill of its own: never left unbilled.
+            let consultation = store::of_appointment(tx, rx.appointment_id)
                 .await?
                 .into_iter()
-                .find(|b| b.purpose == "consultation" && b.status == "OPEN");
-            if let Some(b) = open {
-                if store::add_line(tx, b.bill_id, &rx.line()).await? {
-                    let b = store::recompute(tx, b.bill_id, now).await?;
-                    announce(tx, outbox, &b, "bill.updated").await?;
+                .find(|b| b.purpose == "consultation");
+            match consultation {
+                None => {}
+                Some(b) if b.status == "OPEN" => {
+                    if store::add_line(tx, b.bill_id, &rx.line()).await? {
+                        let b = store::recompute(tx, b.bill_id, now).await?;
+                        announce(tx, outbox, &b, "bill.updated").await?;
+                    }
+                }
+                Some(b) => {
+                    let purpose = format!("supplementary:{}", rx.prescription_id);
+                    let created = store::create(
+                        tx,
+                        b.patient_id,
+                        rx.appointment_id,
+                        &purpose,
+                        &[rx.line()],
+                        now,
+                    )
+                    .await?;
+                    if let Some(s) = created {
+                        tracing::info!(
+                            bill_id = s.bill_id,
+                            settled = b.bill_id,
+                            "supplementary bill for a prescription after settlement"
+                        );
+                        announce(tx, outbox, &s, "bill.created").await?;
+                    }
                 }
             }
         }
@@ -185,8 +210,23 @@ pub async fn apply(
                 tracing::warn!(bill_id, "money movement for an unknown bill ignored");
                 return Ok(());
             };
-            if store::record_money(tx, &movement, bill_id, kind, money(p, "amount")?).await? {
-                let after = store::recompute(tx, bill_id, now).await?;
+            let amount = money(p, "amount")?;
+            if store::record_money(tx, &movement, bill_id, kind, amount).await? {
+                let mut after = store::recompute(tx, bill_id, now).await?;
+                // A refund is credited: the amount due falls by it, so the balance never asks
+                // for the refunded money again (the payment service applies the same rule).
+                if kind == "refund" && after.status != "VOID" {
+                    let credit = domain::refund_credit(amount, after.balance.0);
+                    if credit > 0 {
+                        let reason = format!(
+                            "refund {} of payment {}",
+                            int(p, "refund_id")?,
+                            int(p, "payment_id")?
+                        );
+                        store::adjust(tx, bill_id, credit, &reason, "service:payment", now).await?;
+                        after = store::recompute(tx, bill_id, now).await?;
+                    }
+                }
                 if after.status != before.status {
                     let event = match after.status.as_str() {
                         "PAID" => "bill.paid",

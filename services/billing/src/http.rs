@@ -98,12 +98,7 @@ async fn adjust(
     Path(id): Path<i64>,
     Json(a): Json<NewAdjustment>,
 ) -> Result<Response, Error> {
-    if a.amount.0 <= 0 {
-        return Err(Error::validation(
-            "amount",
-            "a credit note's amount must be positive",
-        ));
-    }
+    hms_kit::money::positive("amount", a.amount)?;
     let reason = a.reason.trim();
     if reason.is_empty() {
         return Err(Error::validation("reason", "say why (reason)"));
@@ -157,9 +152,12 @@ async fn import(State(ctx): Ctx, Json(b): Json<LegacyBill>) -> Result<Json<Impor
             format!("status '{}' is not a bill status", b.status),
         ));
     }
-    if b.amount.0 < 0 {
-        return Err(Error::validation("amount", "amount must not be negative"));
-    }
+    hms_kit::money::bounded(
+        "amount",
+        b.amount,
+        hms_client::Money::ZERO,
+        hms_client::Money::MAX,
+    )?;
     let mut tx = ctx.db.begin().await?;
     let Some(bill) = store::import(ctx.db.backend(), &mut tx, &b, &status).await? else {
         return Ok(Json(ImportOutcome {

@@ -93,12 +93,11 @@ pub async fn create(
     lines: &[NewLine],
     now: DateTime<Utc>,
 ) -> Result<Option<Bill>, Error> {
-    let t = domain::totals(
-        &lines
-            .iter()
-            .map(|l| l.quantity * l.unit_price)
-            .collect::<Vec<_>>(),
-    );
+    let amounts = lines
+        .iter()
+        .map(|l| domain::line_amount(l.quantity, l.unit_price))
+        .collect::<Result<Vec<_>, _>>()?;
+    let t = domain::totals(&amounts)?;
     let row = sqlx::query(&format!(
         "INSERT INTO bills (patient_id, appointment_id, purpose, status, subtotal, tax, total, credits, paid, refunded, version, created_at, updated_at) \
          VALUES ($1, $2, $3, 'OPEN', $4, $5, $6, 0, 0, 0, 1, $7, $7) ON CONFLICT (appointment_id, purpose) DO NOTHING RETURNING {B}"
@@ -132,7 +131,7 @@ pub async fn add_line(tx: &mut Tx, bill_id: i64, l: &NewLine) -> Result<bool, Er
     .bind(&l.description)
     .bind(l.quantity)
     .bind(l.unit_price)
-    .bind(l.quantity * l.unit_price)
+    .bind(domain::line_amount(l.quantity, l.unit_price)?)
     .bind(&l.source_ref)
     .execute(&mut **tx)
     .await?
@@ -173,8 +172,7 @@ pub async fn recompute(tx: &mut Tx, bill_id: i64, now: DateTime<Utc>) -> Result<
     )
     .fetch_one(&mut **tx)
     .await?;
-    let tax = domain::tax(subtotal);
-    let total = subtotal + tax;
+    let domain::Totals { tax, total, .. } = domain::with_tax(subtotal)?;
     let status = domain::status(status_before == "VOID", total - credits, paid, refunded);
     let row = sqlx::query(&format!(
         "UPDATE bills SET subtotal = $1, tax = $2, total = $3, credits = $4, paid = $5, refunded = $6, status = $7 \

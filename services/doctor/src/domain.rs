@@ -11,8 +11,6 @@ use hms_kit::Error;
 
 /// Length of a standard slot; slots start on :00 and :30.
 pub const SLOT_MINUTES: u32 = 30;
-/// A fee above this is surely a typo (₹10,00,000.00).
-const MAX_FEE: i64 = 100_000_000;
 
 /// A doctor that passed every rule.
 #[derive(Debug, Clone)]
@@ -85,13 +83,7 @@ fn text(field: &'static str, raw: &str, max: usize) -> Result<String, Error> {
 }
 
 fn fee(m: Money) -> Result<Money, Error> {
-    if m.0 < 0 || m.0 > MAX_FEE {
-        return Err(Error::validation(
-            "consultation_fee",
-            "consultation_fee must be between 0.00 and 1000000.00",
-        ));
-    }
-    Ok(m)
+    hms_kit::money::price("consultation_fee", m)
 }
 
 fn optional_email(raw: Option<&str>) -> Result<Option<Email>, Error> {

@@ -284,7 +284,12 @@ impl Db {
         all.extend(service.migrations.iter().cloned());
         all.sort_by_key(|m| m.version);
         service.migrations = Cow::Owned(all);
-        service.run(&self.pool).await?;
+        // On a connection of its own, closed afterwards: a migration may edit a table's
+        // definition in place (SQLite's procedure for changing a CHECK), and no connection
+        // that read the old definition should serve requests.
+        let mut conn = self.pool.acquire().await?;
+        service.run_direct(&mut *conn).await?;
+        conn.close().await?;
         Ok(())
     }
 

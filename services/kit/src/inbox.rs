@@ -68,11 +68,38 @@ pub mod payload {
         p[k].as_i64().ok_or_else(|| missing(k))
     }
 
-    /// A money field (`"525.00"`).
+    /// A money field (`"525.00"`), within 0.00 to [`Money::MAX`]: an event never carries an
+    /// amount that could overflow later.
     pub fn money(p: &Value, k: &str) -> Result<Money, Error> {
-        p[k].as_str()
+        let m: Money = p[k]
+            .as_str()
             .and_then(|s| s.parse().ok())
+            .ok_or_else(|| missing(k))?;
+        crate::money::bounded(k, m, Money::ZERO, Money::MAX)
+    }
+
+    /// A non-empty text field.
+    pub fn text(p: &Value, k: &str) -> Result<String, Error> {
+        p[k].as_str()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
             .ok_or_else(|| missing(k))
+    }
+
+    /// A text field that must be one of `allowed` (a status, a decision): anything else,
+    /// or nothing, is 400 — never read as a default.
+    pub fn one_of<'a>(p: &Value, k: &str, allowed: &[&'a str]) -> Result<&'a str, Error> {
+        let v = p[k].as_str().ok_or_else(|| missing(k))?;
+        allowed.iter().find(|a| **a == v).copied().ok_or_else(|| {
+            Error::validation(
+                k,
+                format!(
+                    "event payload {k} '{v}' is not one of {}",
+                    allowed.join(", ")
+                ),
+            )
+        })
     }
 
     pub fn instant(p: &Value, k: &str) -> Result<DateTime<Utc>, Error> {

@@ -18,6 +18,7 @@ pub mod idempotency;
 pub mod inbox;
 pub mod logging;
 pub mod metrics;
+pub mod money;
 pub mod ops;
 pub mod outbox;
 pub mod pagination;

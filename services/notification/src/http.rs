@@ -6,7 +6,7 @@ use crate::worker::{lookup, record_for};
 use axum::extract::State;
 use axum::http::Method;
 use hms_client::models::*;
-use hms_client::{ErrorBody, Money};
+use hms_client::ErrorBody;
 use hms_kit::auth::{AccessTable, Caller, Role};
 use hms_kit::extract::{Json, Query};
 use hms_kit::inbox::payload::{int, money as amount};
@@ -111,7 +111,12 @@ async fn receive_event(
             doctor_id,
             slot_start: instant(&p, "slot_start")
                 .ok_or_else(|| Error::validation("slot_start", "event payload lacks slot_start"))?,
-            status: p["status"].as_str().unwrap_or("SCHEDULED").to_string(),
+            status: hms_kit::inbox::payload::one_of(
+                &p,
+                "status",
+                &["SCHEDULED", "COMPLETED", "CANCELLED", "NO_SHOW"],
+            )?
+            .to_string(),
             seq: ev.aggregate_seq,
         };
         let (patient, doctor) = lookup(&ctx, patient_id, Some(doctor_id)).await?;
@@ -124,14 +129,14 @@ async fn receive_event(
             tz,
             currency: &currency,
         };
-        let fee = p["consultation_fee"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(Money(0));
+        let fee = hms_kit::inbox::payload::money(&p, "consultation_fee")?;
         let message = match kind {
             "booked" => Some(facts.booked()),
             "rescheduled" => Some(facts.rescheduled(instant(&p, "previous_slot_start"))),
-            "cancelled" => Some(facts.cancelled(p["fee_decision"].as_str().unwrap_or("none"), fee)),
+            "cancelled" => Some(facts.cancelled(
+                hms_kit::inbox::payload::one_of(&p, "fee_decision", &["none", "half"])?,
+                fee,
+            )),
             "no_show" => Some(facts.no_show(fee)),
             // Completion is followed by the bill's own message.
             _ => None,

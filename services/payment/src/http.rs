@@ -158,9 +158,7 @@ async fn take(
     p: NewPayment,
 ) -> Result<Response, Error> {
     let key = required_key(headers)?;
-    if p.amount.0 <= 0 {
-        return Err(Error::validation("amount", "amount must be positive"));
-    }
+    hms_kit::money::positive("amount", p.amount)?;
     let method = p.method.trim().to_ascii_uppercase();
     if !["CASH", "CARD", "UPI"].contains(&method.as_str()) {
         return Err(Error::validation(
@@ -311,9 +309,7 @@ async fn refund(
     Json(r): Json<NewRefund>,
 ) -> Result<Response, Error> {
     let key = required_key(&headers)?;
-    if r.amount.0 <= 0 {
-        return Err(Error::validation("amount", "amount must be positive"));
-    }
+    hms_kit::money::positive("amount", r.amount)?;
     let fingerprint = idempotency::fingerprint(
         "refunds.create",
         &id.to_string(),
@@ -392,7 +388,12 @@ async fn receive_event(
     use hms_kit::inbox::payload::{int, money};
     let (bill_id, patient_id) = (int(p, "bill_id")?, int(p, "patient_id")?);
     let due = money(p, "amount_due")?;
-    let status = p["status"].as_str().unwrap_or("OPEN").to_string();
+    let status = hms_kit::inbox::payload::one_of(
+        p,
+        "status",
+        &["OPEN", "PAID", "PARTIALLY_REFUNDED", "REFUNDED", "VOID"],
+    )?
+    .to_string();
     let seq = ev.aggregate_seq;
     let ack = hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, ctx.clock.now(), move |tx| {
         Box::pin(
@@ -421,9 +422,7 @@ async fn import(
             "method must be CASH, CARD or UPI",
         ));
     }
-    if p.amount.0 <= 0 {
-        return Err(Error::validation("amount", "amount must be positive"));
-    }
+    hms_kit::money::positive("amount", p.amount)?;
     let bill = snapshot(&ctx, p.bill_id).await?;
     let mut tx = ctx.db.begin().await?;
     match store::import(ctx.db.backend(), &mut tx, &bill, &p, &method).await? {

@@ -246,13 +246,7 @@ fn required(field: &'static str, v: &str) -> Result<String, Error> {
 }
 
 fn price(p: hms_client::Money) -> Result<hms_client::Money, Error> {
-    if p.0 < 0 {
-        return Err(Error::validation(
-            "unit_price",
-            "unit_price must not be negative",
-        ));
-    }
-    Ok(p)
+    hms_kit::money::price("unit_price", p)
 }
 
 /// Add a medication to the formulary.
