@@ -299,6 +299,14 @@ fn describe(doc: &mut OpenApi, def: &ServiceDef, access: &AccessTable) {
     doc.info.title = format!("HMS {} service", def.service.name());
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc.info.description = Some(def.description.to_string());
+    // The project's contact, never a person's address picked up from the build.
+    doc.info.contact = Some(
+        utoipa::openapi::ContactBuilder::new()
+            .name(Some("HMS maintainers"))
+            .url(Some("/docs"))
+            .build(),
+    );
+    doc.info.license = Some(utoipa::openapi::License::new("Apache-2.0"));
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",
@@ -326,6 +334,80 @@ fn describe(doc: &mut OpenApi, def: &ServiceDef, access: &AccessTable) {
                     Some(e) => e.merge(ext),
                     None => op.extensions = Some(ext),
                 }
+            }
+            declare_standard_responses(op, path, &method, path.starts_with("/v1/"));
+        }
+    }
+}
+
+/// What every operation can answer besides its own outcomes, from the shared middleware and
+/// extractors, with the standard error body: a malformed request (an id beyond i64, a bad
+/// query, a bad cursor or `If-Match`), no or a bad token, a role that may not, an unknown
+/// id, a slow request, a body too large or not JSON, a stale `If-Match`, the rate limit,
+/// and the service or a dependency unavailable. Each declared response gets a description.
+fn declare_standard_responses(
+    op: &mut utoipa::openapi::path::Operation,
+    path: &str,
+    method: &axum::http::Method,
+    api: bool,
+) {
+    use axum::http::Method;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let has_body = op.request_body.is_some();
+    let mut add = |code: u16, text: &str| {
+        let r = op.responses.responses.entry(code.to_string()).or_insert_with(|| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(text)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+        if let RefOr::T(resp) = r {
+            if resp.description.trim().is_empty() {
+                resp.description = text.to_string();
+            }
+        }
+    };
+    if !api {
+        return;
+    }
+    add(400, "validation_failed: the request is malformed or a field is invalid (details.field names it)");
+    add(401, "unauthenticated: no bearer token, or one that is not valid");
+    add(403, "forbidden: the caller's role may not do this, or not for this record");
+    add(408, "timeout: the request took too long");
+    add(429, "rate_limited: too many requests from this token; see Retry-After");
+    add(500, "internal_error: quote the correlation id when reporting it");
+    add(503, "storage_unavailable, dependency_unavailable or unavailable: retry after Retry-After");
+    if path.contains('{') {
+        add(404, "not_found: no such record");
+    }
+    if has_body {
+        add(413, "payload_too_large: the body is over the limit");
+        add(415, "unsupported_media_type: send the body as JSON with Content-Type: application/json");
+    }
+    if matches!(*method, Method::PATCH | Method::PUT) {
+        add(412, "version_conflict: If-Match names a version that is no longer current");
+    }
+    // Every response the route declared itself is described too.
+    for (code, r) in op.responses.responses.iter_mut() {
+        if let RefOr::T(resp) = r {
+            if resp.description.trim().is_empty() {
+                resp.description = match code.as_str() {
+                    "200" => "OK",
+                    "201" => "Created",
+                    "204" => "No content",
+                    "404" => "not_found: no such record",
+                    "409" => "A conflict with the current state (the code says which)",
+                    "422" => "A business rule refused the request (the code says which)",
+                    _ => "See the error code",
+                }
+                .to_string();
             }
         }
     }
