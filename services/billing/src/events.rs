@@ -168,33 +168,32 @@ pub async fn apply(
                 .await?
                 .into_iter()
                 .find(|b| b.purpose == "consultation");
-            match consultation {
-                None => {}
-                Some(b) if b.status == "OPEN" => {
-                    if store::add_line(tx, b.bill_id, &rx.line()).await? {
-                        let b = store::recompute(tx, b.bill_id, now).await?;
-                        announce(tx, outbox, &b, "bill.updated").await?;
-                    }
+            let Some(b) = consultation else {
+                return Ok(());
+            };
+            if b.status == "OPEN" {
+                if store::add_line(tx, b.bill_id, &rx.line()).await? {
+                    let b = store::recompute(tx, b.bill_id, now).await?;
+                    announce(tx, outbox, &b, "bill.updated").await?;
                 }
-                Some(b) => {
-                    let purpose = format!("supplementary:{}", rx.prescription_id);
-                    let created = store::create(
-                        tx,
-                        b.patient_id,
-                        rx.appointment_id,
-                        &purpose,
-                        &[rx.line()],
-                        now,
-                    )
-                    .await?;
-                    if let Some(s) = created {
-                        tracing::info!(
-                            bill_id = s.bill_id,
-                            settled = b.bill_id,
-                            "supplementary bill for a prescription after settlement"
-                        );
-                        announce(tx, outbox, &s, "bill.created").await?;
-                    }
+            } else {
+                let purpose = format!("supplementary:{}", rx.prescription_id);
+                let created = store::create(
+                    tx,
+                    b.patient_id,
+                    rx.appointment_id,
+                    &purpose,
+                    &[rx.line()],
+                    now,
+                )
+                .await?;
+                if let Some(s) = created {
+                    tracing::info!(
+                        bill_id = s.bill_id,
+                        settled = b.bill_id,
+                        "supplementary bill for a prescription after settlement"
+                    );
+                    announce(tx, outbox, &s, "bill.created").await?;
                 }
             }
         }

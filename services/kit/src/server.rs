@@ -353,21 +353,26 @@ fn declare_standard_responses(
 ) {
     use axum::http::Method;
     use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    constrain_shared_parameters(op);
     let has_body = op.request_body.is_some();
     let mut add = |code: u16, text: &str| {
-        let r = op.responses.responses.entry(code.to_string()).or_insert_with(|| {
-            RefOr::T(
-                ResponseBuilder::new()
-                    .description(text)
-                    .content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("ErrorBody")))
-                            .build(),
-                    )
-                    .build(),
-            )
-        });
+        let r = op
+            .responses
+            .responses
+            .entry(code.to_string())
+            .or_insert_with(|| {
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(text)
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                .build(),
+                        )
+                        .build(),
+                )
+            });
         if let RefOr::T(resp) = r {
             if resp.description.trim().is_empty() {
                 resp.description = text.to_string();
@@ -378,21 +383,42 @@ fn declare_standard_responses(
         return;
     }
     add(400, "validation_failed: the request is malformed or a field is invalid (details.field names it)");
-    add(401, "unauthenticated: no bearer token, or one that is not valid");
-    add(403, "forbidden: the caller's role may not do this, or not for this record");
+    add(
+        401,
+        "unauthenticated: no bearer token, or one that is not valid",
+    );
+    add(
+        403,
+        "forbidden: the caller's role may not do this, or not for this record",
+    );
     add(408, "timeout: the request took too long");
-    add(429, "rate_limited: too many requests from this token; see Retry-After");
-    add(500, "internal_error: quote the correlation id when reporting it");
-    add(503, "storage_unavailable, dependency_unavailable or unavailable: retry after Retry-After");
+    add(
+        429,
+        "rate_limited: too many requests from this token; see Retry-After",
+    );
+    add(
+        500,
+        "internal_error: quote the correlation id when reporting it",
+    );
+    add(
+        503,
+        "storage_unavailable, dependency_unavailable or unavailable: retry after Retry-After",
+    );
     if path.contains('{') {
         add(404, "not_found: no such record");
     }
     if has_body {
         add(413, "payload_too_large: the body is over the limit");
-        add(415, "unsupported_media_type: send the body as JSON with Content-Type: application/json");
+        add(
+            415,
+            "unsupported_media_type: send the body as JSON with Content-Type: application/json",
+        );
     }
     if matches!(*method, Method::PATCH | Method::PUT) {
-        add(412, "version_conflict: If-Match names a version that is no longer current");
+        add(
+            412,
+            "version_conflict: If-Match names a version that is no longer current",
+        );
     }
     // Every response the route declared itself is described too.
     for (code, r) in op.responses.responses.iter_mut() {
@@ -410,5 +436,34 @@ fn declare_standard_responses(
                 .to_string();
             }
         }
+    }
+}
+
+/// The parameters every service reads through the shared extractors, with the rules those
+/// extractors apply, so the document says what is accepted: `limit` 1–500, an `If-Match`
+/// that is an ETag, an `Idempotency-Key` of 1–255 visible ASCII characters.
+fn constrain_shared_parameters(op: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ObjectBuilder, RefOr, Type};
+    let Some(params) = op.parameters.as_mut() else {
+        return;
+    };
+    for p in params {
+        let schema = match (&p.parameter_in, p.name.as_str()) {
+            (ParameterIn::Query, "limit") => ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(crate::pagination::MAX_LIMIT)),
+            (ParameterIn::Header, "If-Match") => ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r#"^(W/)?"?[0-9]{1,18}"?$"#)),
+            (ParameterIn::Header, "Idempotency-Key") => ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(255))
+                .pattern(Some("^[!-~]+$")),
+            _ => continue,
+        };
+        p.schema = Some(RefOr::T(schema.into()));
     }
 }
