@@ -113,13 +113,19 @@ impl Clinic {
             .await
             .unwrap();
         let bill = self.bill(a, |_| true).await;
+        self.payment_knows(bill.bill_id).await;
+        bill
+    }
+
+    /// Waits until the payment service has learnt of a bill (its read model has the row).
+    async fn payment_knows(&self, bill_id: i64) {
         let pool = self.app.db(Service::Payment).pool().clone();
         eventually(15, "payment to know the bill", || {
             let pool = pool.clone();
             async move {
                 let n: i64 =
                     sqlx::query_scalar("SELECT COUNT(*) FROM bill_balance WHERE bill_id = $1")
-                        .bind(bill.bill_id)
+                        .bind(bill_id)
                         .fetch_one(&pool)
                         .await
                         .ok()?;
@@ -127,7 +133,6 @@ impl Clinic {
             }
         })
         .await;
-        bill
     }
 
     /// Clients for `role`, one per payment instance (two on PostgreSQL).
@@ -389,11 +394,7 @@ both_backends! {
         dr.transition_appointment(a, "complete", None).await.unwrap();
         let bill = c.bill(a, |_| true).await;
         assert_eq!(bill.total, m("525.00"));
-        let pay_pool = c.app.db(Service::Payment).pool().clone();
-        eventually(15, "payment to know the bill", || { let pool = pay_pool.clone(); async move {
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bill_balance WHERE bill_id = $1").bind(bill.bill_id).fetch_one(&pool).await.ok()?;
-            (n == 1).then_some(())
-        }}).await;
+        c.payment_knows(bill.bill_id).await;
         let cashier = c.app.client(Role::Billing);
         let p = cashier.pay(&pay(bill.bill_id, "525.00"), "settle-1").await.unwrap();
         c.bill(a, |b| b.status == "PAID").await;
@@ -440,6 +441,7 @@ both_backends! {
             (Service::Payment, "/v1/payments", serde_json::json!({"bill_id": 1, "amount": "92233720368547758.07", "method": "CASH"}), Some("big-pay"), "amount"),
             (Service::Payment, "/v1/payments", serde_json::json!({"bill_id": 1, "amount": "0.00", "method": "CASH"}), Some("zero-pay"), "amount"),
             (Service::Billing, "/v1/bills/1/adjustments", serde_json::json!({"amount": "10000000000.01", "reason": "x"}), None, "amount"),
+            (Service::Billing, "/v1/bills/import", serde_json::json!({"bill_id": 9001, "patient_id": 1, "appointment_id": 9001, "amount": "92233720368547758.07", "status": "OPEN", "created_at": "2024-05-01T08:30:00Z"}), None, "amount"),
             (Service::Doctor, "/v1/doctors", serde_json::json!({"name": "Dr. Costly", "department": "Cardiology", "specialization": "General", "consultation_fee": "1000000.01"}), None, "consultation_fee"),
         ];
         for (svc, path, body, key, field) in cases {

@@ -203,6 +203,13 @@ async fn ready(app: &TestApp) -> (StatusCode, Value) {
     (r.status(), r.json().await.unwrap_or(Value::Null))
 }
 
+/// `/ready` answers 503 and its reason says `why`.
+async fn assert_not_ready(app: &TestApp, why: &str) {
+    let (status, body) = ready(app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["message"].as_str().unwrap().contains(why), "{body}");
+}
+
 async fn health(app: &TestApp) -> StatusCode {
     app.http
         .get(format!("{}/health", app.url(Service::Patient)))
@@ -229,12 +236,7 @@ async fn a_deleted_database_file_refuses_writes_and_the_restart() {
     let file = app.dir.path().join("patient.db");
     std::fs::remove_file(&file).unwrap();
     assert_storage_refusal(create(&app, 2).await, "a write into a deleted file");
-    let (status, body) = ready(&app).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(
-        body["message"].as_str().unwrap().contains("deleted"),
-        "{body}"
-    );
+    assert_not_ready(&app, "deleted").await;
     assert_eq!(health(&app).await, StatusCode::OK, "/health stays up");
 
     // The restart does not silently begin an empty database.
@@ -278,12 +280,7 @@ async fn a_replaced_database_file_refuses_writes() {
     std::fs::copy(&file, &other).unwrap();
     std::fs::rename(&other, &file).unwrap();
     assert_storage_refusal(create(&app, 2).await, "a write after the file was replaced");
-    let (status, body) = ready(&app).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(
-        body["message"].as_str().unwrap().contains("replaced"),
-        "{body}"
-    );
+    assert_not_ready(&app, "replaced").await;
     app.stop().await;
 }
 
@@ -342,12 +339,7 @@ async fn an_unwritable_database_fails_closed_and_heals() {
     for n in 2..5 {
         assert_storage_refusal(create(&app, n).await, "a write to an unwritable file");
     }
-    let (status, body) = ready(&app).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(
-        body["message"].as_str().unwrap().contains("not writable"),
-        "{body}"
-    );
+    assert_not_ready(&app, "not writable").await;
     assert_eq!(health(&app).await, StatusCode::OK);
 
     drop(guard);

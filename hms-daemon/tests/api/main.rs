@@ -7,6 +7,7 @@ pub use hms_testkit::both_backends;
 mod appointment;
 mod auth;
 mod billing;
+mod contract;
 mod daemon;
 mod doctor;
 mod errors;

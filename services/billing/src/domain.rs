@@ -60,13 +60,6 @@ pub fn with_tax(subtotal: i64) -> Result<Totals, Error> {
     })
 }
 
-/// The credit note a refund issues: its amount, except what only returns an overpayment
-/// (a bill credited below what was paid owes nothing more, so that part is not credited
-/// again). `balance_after` is the bill's balance with the refund counted and no new credit.
-pub fn refund_credit(refund: i64, balance_after: i64) -> i64 {
-    refund.min(balance_after).max(0)
-}
-
 /// The fee a cancellation or no-show decision bills: `half` → 50% (half-up), `full` → 100%.
 pub fn fee(consultation_fee: i64, decision: &str) -> Result<Option<i64>, Error> {
     Ok(match decision {
@@ -123,6 +116,7 @@ mod tests {
 
     #[test]
     fn what_overflows_is_refused_not_wrapped() {
+        use hms_kit::money::refund_credit;
         // The issue's case: 46116860184273880.04 × 4 wrapped to 4.00.
         assert_eq!(
             line_amount(4, 4_611_686_018_427_388_004).unwrap_err().code,

@@ -171,7 +171,7 @@ pub async fn apply(
             let Some(b) = consultation else {
                 return Ok(());
             };
-            if b.status == "OPEN" {
+            if store::lock_if_open(tx, b.bill_id).await? {
                 if store::add_line(tx, b.bill_id, &rx.line()).await? {
                     let b = store::recompute(tx, b.bill_id, now).await?;
                     announce(tx, outbox, &b, "bill.updated").await?;
@@ -215,7 +215,7 @@ pub async fn apply(
                 // A refund is credited: the amount due falls by it, so the balance never asks
                 // for the refunded money again (the payment service applies the same rule).
                 if kind == "refund" && after.status != "VOID" {
-                    let credit = domain::refund_credit(amount, after.balance.0);
+                    let credit = hms_kit::money::refund_credit(amount, after.balance.0);
                     if credit > 0 {
                         let reason = format!(
                             "refund {} of payment {}",

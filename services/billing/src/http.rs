@@ -146,7 +146,7 @@ async fn receive_event(
               (status = 403, body = ErrorBody), (status = 409, description = "the appointment has a bill already", body = ErrorBody)))]
 async fn import(State(ctx): Ctx, Json(b): Json<LegacyBill>) -> Result<Json<ImportOutcome>, Error> {
     let status = b.status.trim().to_uppercase();
-    if !["OPEN", "PAID", "PARTIALLY_REFUNDED", "REFUNDED", "VOID"].contains(&status.as_str()) {
+    if !hms_client::models::BILL_STATUSES.contains(&status.as_str()) {
         return Err(Error::validation(
             "status",
             format!("status '{}' is not a bill status", b.status),

@@ -120,6 +120,21 @@ pub async fn create(
     Ok(Some(b))
 }
 
+/// Locks a bill's row for the rest of the transaction if it is still OPEN; false if it is
+/// settled. A guarded UPDATE, not a read: a payment settling the bill at the same moment is
+/// waited for and seen (PostgreSQL re-checks the condition on the row it waited for; SQLite
+/// writers are serial), so a line is never added to a bill that has just been paid.
+pub async fn lock_if_open(tx: &mut Tx, bill_id: i64) -> Result<bool, Error> {
+    Ok(
+        sqlx::query("UPDATE bills SET version = version WHERE bill_id = $1 AND status = 'OPEN'")
+            .bind(bill_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+            == 1,
+    )
+}
+
 /// Adds a line once (by `source_ref`); true if it was new.
 pub async fn add_line(tx: &mut Tx, bill_id: i64, l: &NewLine) -> Result<bool, Error> {
     Ok(sqlx::query(

@@ -429,11 +429,9 @@ async fn receive_event(
     use hms_kit::inbox::payload::{instant, int};
     let (appointment_id, doctor_id) = (int(p, "appointment_id")?, int(p, "doctor_id")?);
     let slot_start = instant(p, "slot_start")?;
-    let active = hms_kit::inbox::payload::one_of(
-        p,
-        "status",
-        &["SCHEDULED", "COMPLETED", "CANCELLED", "NO_SHOW"],
-    )? == "SCHEDULED";
+    let active =
+        hms_kit::inbox::payload::one_of(p, "status", &hms_client::models::APPOINTMENT_STATUSES)?
+            == "SCHEDULED";
     let seq = ev.aggregate_seq;
     let ack = hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, ctx.clock.now(), move |tx| {
         Box::pin(async move {

@@ -183,7 +183,9 @@ impl Db {
         // opened after the file was lost fails instead of quietly starting an empty database
         // at the same path (which the next start would take for the real one).
         let url = match backend {
-            Backend::Sqlite if !url.contains("mode=") || url.contains("mode=rwc") => {
+            Backend::Sqlite
+                if file.is_some() && (!url.contains("mode=") || url.contains("mode=rwc")) =>
+            {
                 let create = if url.contains("mode=") {
                     url.to_string()
                 } else {

@@ -20,6 +20,14 @@ pub fn price(field: &str, m: Money) -> Result<Money, Error> {
     bounded(field, m, Money::ZERO, Money::MAX_PRICE)
 }
 
+/// The credit note a refund issues: its amount, except what only returns an overpayment (a
+/// bill credited below what was paid owes nothing more, so that part is not credited again).
+/// `balance_after` is the bill's balance with the refund counted and no new credit. Billing
+/// issues the credit note; the payment service lowers its copy of the amount due by the same.
+pub fn refund_credit(refund: i64, balance_after: i64) -> i64 {
+    refund.min(balance_after).max(0)
+}
+
 /// Arithmetic that left the bounds: a bug or a bound missed at entry, never silently wrapped.
 pub fn overflow(what: &str) -> Error {
     Error::rule(

@@ -114,7 +114,7 @@ async fn receive_event(
             status: hms_kit::inbox::payload::one_of(
                 &p,
                 "status",
-                &["SCHEDULED", "COMPLETED", "CANCELLED", "NO_SHOW"],
+                &hms_client::models::APPOINTMENT_STATUSES,
             )?
             .to_string(),
             seq: ev.aggregate_seq,

@@ -388,12 +388,8 @@ async fn receive_event(
     use hms_kit::inbox::payload::{int, money};
     let (bill_id, patient_id) = (int(p, "bill_id")?, int(p, "patient_id")?);
     let due = money(p, "amount_due")?;
-    let status = hms_kit::inbox::payload::one_of(
-        p,
-        "status",
-        &["OPEN", "PAID", "PARTIALLY_REFUNDED", "REFUNDED", "VOID"],
-    )?
-    .to_string();
+    let status = hms_kit::inbox::payload::one_of(p, "status", &hms_client::models::BILL_STATUSES)?
+        .to_string();
     let seq = ev.aggregate_seq;
     let ack = hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, ctx.clock.now(), move |tx| {
         Box::pin(

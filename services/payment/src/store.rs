@@ -205,20 +205,27 @@ pub async fn refund(
     if !ok {
         return Ok(None);
     }
-    // The refund is credited on the bill (billing issues the credit note): the amount owed
-    // falls by it, except for what only returns an overpayment — the rule of billing's
-    // `domain::refund_credit`, on the balance with the refund counted.
-    sqlx::query(
-        "UPDATE bill_balance SET total = total - CASE \
-             WHEN total - captured + refunded + $1 <= 0 THEN 0 \
-             WHEN total - captured + refunded + $1 < $1 THEN total - captured + refunded + $1 \
-             ELSE $1 END, \
-           refunded = refunded + $1 WHERE bill_id = $2",
+    // The refund is credited on the bill (billing issues the credit note), so the amount owed
+    // falls by it: the same rule, `hms_kit::money::refund_credit`, on the balance with the
+    // refund counted. The first UPDATE locks the bill's row for the second.
+    let row = sqlx::query(
+        "UPDATE bill_balance SET refunded = refunded + $1 WHERE bill_id = $2 \
+         RETURNING total, captured, refunded",
     )
     .bind(amount)
     .bind(p.bill_id)
-    .execute(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await?;
+    if let Some(row) = row {
+        let (total, captured, refunded): (i64, i64, i64) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let credit = hms_kit::money::refund_credit(amount, total - (captured - refunded));
+        sqlx::query("UPDATE bill_balance SET total = total - $1 WHERE bill_id = $2")
+            .bind(credit)
+            .bind(p.bill_id)
+            .execute(&mut **tx)
+            .await?;
+    }
     let r = sqlx::query(
         "INSERT INTO refunds (payment_id, bill_id, amount, reason, idempotency_key, request_hash, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING refund_id, payment_id, bill_id, amount, reason, created_at",

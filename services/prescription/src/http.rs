@@ -245,10 +245,6 @@ fn required(field: &'static str, v: &str) -> Result<String, Error> {
     Ok(t.to_string())
 }
 
-fn price(p: hms_client::Money) -> Result<hms_client::Money, Error> {
-    hms_kit::money::price("unit_price", p)
-}
-
 /// Add a medication to the formulary.
 #[utoipa::path(post, path = "/v1/formulary", tag = "formulary",
     request_body = NewMedication,
@@ -258,7 +254,7 @@ async fn add_medication(State(ctx): Ctx, Json(m): Json<NewMedication>) -> Result
     let (name, form, unit_price) = (
         required("name", &m.name)?,
         required("form", &m.form)?,
-        price(m.unit_price)?,
+        hms_kit::money::price("unit_price", m.unit_price)?,
     );
     let mut tx = ctx.db.begin().await?;
     let med = store::add_medication(&mut tx, &name, &form, unit_price, ctx.clock.now()).await?;
@@ -278,7 +274,10 @@ async fn update_medication(
     Json(u): Json<MedicationUpdate>,
 ) -> Result<Response, Error> {
     let form = u.form.as_deref().map(|f| required("form", f)).transpose()?;
-    let unit_price = u.unit_price.map(price).transpose()?;
+    let unit_price = u
+        .unit_price
+        .map(|p| hms_kit::money::price("unit_price", p))
+        .transpose()?;
     if form.is_none() && unit_price.is_none() && u.active.is_none() {
         return Err(Error::bad_request(
             "nothing to change: give form, unit_price or active",

@@ -5,6 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// An appointment: one standard 30-minute slot of a doctor for a patient.
+/// Every status an appointment can have.
+pub const APPOINTMENT_STATUSES: [&str; 4] = ["SCHEDULED", "CANCELLED", "NO_SHOW", "COMPLETED"];
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Appointment {
     pub appointment_id: i64,
@@ -13,7 +16,7 @@ pub struct Appointment {
     pub department: String,
     pub slot_start: DateTime<Utc>,
     pub slot_end: DateTime<Utc>,
-    /// `SCHEDULED`, `CANCELLED`, `NO_SHOW` or `COMPLETED`.
+    /// One of [`APPOINTMENT_STATUSES`].
     pub status: String,
     pub reschedule_count: i64,
     /// Bumped on every change; send it as `If-Match` on transitions.

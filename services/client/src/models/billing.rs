@@ -5,14 +5,18 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A bill with its lines and where it stands.
+/// Every status a bill can have.
+pub const BILL_STATUSES: [&str; 5] = ["OPEN", "PAID", "PARTIALLY_REFUNDED", "REFUNDED", "VOID"];
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Bill {
     pub bill_id: i64,
     pub patient_id: i64,
     pub appointment_id: i64,
-    /// `consultation`, `cancellation_fee` or `no_show_fee`.
+    /// `consultation`, `cancellation_fee`, `no_show_fee`, or `supplementary:<prescription id>`
+    /// (medicine prescribed after the consultation bill was settled).
     pub purpose: String,
-    /// `OPEN`, `PAID`, `PARTIALLY_REFUNDED`, `REFUNDED` or `VOID`.
+    /// One of [`BILL_STATUSES`].
     pub status: String,
     pub lines: Vec<BillLine>,
     pub subtotal: Money,

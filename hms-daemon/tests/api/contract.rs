@@ -1,0 +1,96 @@
+//! The contracts between services and with outside clients: an event missing a field it must
+//! carry is refused (400 naming it, so the producer's relay parks it), never read as a default;
+//! and every OpenAPI operation declares what the shared middleware can answer.
+
+use crate::both_backends;
+use crate::support::*;
+use hms_kit::auth::Role;
+use hms_kit::Service;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn event(source: &str, event_type: &str, payload: Value) -> Value {
+    json!({
+        "event_id": uuid::Uuid::new_v4(), "event_type": event_type, "source": source,
+        "aggregate_type": "x", "aggregate_id": "1", "aggregate_seq": 1,
+        "occurred_at": "2026-11-25T10:00:00Z", "correlation_id": "contract-test", "payload": payload,
+    })
+}
+
+both_backends! {
+    async fn an_event_missing_a_decision_or_status_is_refused_not_defaulted(b: Backend) {
+        let app = TestApp::spawn(&b, &[&hms_doctor::SERVICE, &hms_billing::SERVICE, &hms_payment::SERVICE, &hms_notification::SERVICE]).await;
+        let appointment = json!({"appointment_id": 1, "patient_id": 1, "doctor_id": 1, "slot_start": "2026-12-01T04:00:00Z",
+                                 "slot_end": "2026-12-01T04:30:00Z", "consultation_fee": "500.00", "department": "Cardiology"});
+        let with = |mut v: Value, k: &str, x: Value| { v[k] = x; v };
+        let bill = json!({"bill_id": 1, "patient_id": 1, "appointment_id": 1, "purpose": "consultation", "total": "525.00",
+                          "amount_due": "525.00", "paid": "0.00", "refunded": "0.00", "legacy": false});
+        let cases = [
+            // Payment read a missing bill status as OPEN: a VOID bill could become payable.
+            (Service::Payment, event("billing", "bill.voided", bill.clone()), "status"),
+            (Service::Payment, event("billing", "bill.voided", with(bill.clone(), "status", json!("CLOSED"))), "status"),
+            // Billing read a missing fee decision as none: no fee bill.
+            (Service::Billing, event("appointment", "appointment.cancelled", with(appointment.clone(), "status", json!("CANCELLED"))), "fee_decision"),
+            // Notification read a missing status as SCHEDULED.
+            (Service::Notification, event("appointment", "appointment.booked", appointment.clone()), "status"),
+            (Service::Doctor, event("appointment", "appointment.booked", appointment.clone()), "status"),
+            // Amounts in events are bounded like amounts at the door.
+            (Service::Payment, event("billing", "bill.created", with(with(bill.clone(), "status", json!("OPEN")), "amount_due", json!("92233720368547758.07"))), "amount_due"),
+            (Service::Billing, event("appointment", "appointment.completed",
+                with(with(appointment.clone(), "status", json!("COMPLETED")), "consultation_fee", json!("46116860184273880.04"))), "consultation_fee"),
+            (Service::Billing, event("prescription", "prescription.created",
+                json!({"prescription_id": 1, "appointment_id": 1, "patient_id": 1, "quantity": 2, "unit_price": "1.00"})), "medication"),
+        ];
+        for (svc, ev, field) in cases {
+            let source = ev["source"].as_str().unwrap().to_string();
+            let token = app.keys.issue(Role::Service, &format!("service:{source}"), None, chrono::Duration::minutes(5));
+            let r = app.http.post(format!("{}/v1/events", app.url(svc))).bearer_auth(token).json(&ev).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{svc} {ev}");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!((body["code"].as_str(), body["details"]["field"].as_str()), (Some("validation_failed"), Some(field)), "{svc}: {body}");
+        }
+        // Nothing was recorded as processed: once fixed and redelivered, an event is applied.
+        for svc in [Service::Billing, Service::Payment, Service::Notification, Service::Doctor] {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox").fetch_one(app.db(svc).pool()).await.unwrap();
+            assert_eq!(n, 0, "{svc} recorded a refused event");
+        }
+        app.stop().await;
+    }
+
+    async fn every_operation_declares_what_the_middleware_answers(b: Backend) {
+        let app = TestApp::spawn(&b, &[&hms_patient::SERVICE, &hms_doctor::SERVICE, &hms_appointment::SERVICE, &hms_billing::SERVICE,
+            &hms_payment::SERVICE, &hms_prescription::SERVICE, &hms_notification::SERVICE]).await;
+        let mut operations = 0;
+        for svc in Service::ALL {
+            let doc: Value = app.http.get(format!("{}/v1/openapi.json", app.url(svc))).send().await.unwrap().json().await.unwrap();
+            assert_eq!(doc["info"]["contact"]["name"], "HMS maintainers", "{svc}");
+            assert!(doc["info"]["contact"]["email"].is_null(), "no personal address: {svc}");
+            for (path, item) in doc["paths"].as_object().unwrap() {
+                for (method, op) in item.as_object().unwrap() {
+                    let responses = op["responses"].as_object().unwrap();
+                    for code in ["400", "401", "403", "408", "429", "500", "503"] {
+                        assert!(responses.contains_key(code), "{svc} {method} {path} lacks {code}");
+                    }
+                    if path.contains('{') {
+                        assert!(responses.contains_key("404"), "{svc} {method} {path} lacks 404");
+                    }
+                    if op.get("requestBody").is_some() {
+                        assert!(responses.contains_key("415") && responses.contains_key("413"), "{svc} {method} {path}");
+                    }
+                    for (code, r) in responses {
+                        let d = r["description"].as_str().unwrap_or("");
+                        assert!(!d.trim().is_empty(), "{svc} {method} {path} {code} has no description");
+                    }
+                    for p in op["parameters"].as_array().into_iter().flatten() {
+                        if p["name"] == "limit" {
+                            assert_eq!((p["schema"]["minimum"].as_f64(), p["schema"]["maximum"].as_f64()), (Some(1.0), Some(500.0)), "{svc} {path}");
+                        }
+                    }
+                    operations += 1;
+                }
+            }
+        }
+        assert!(operations >= 45, "{operations} operations checked");
+        app.stop().await;
+    }
+}
