@@ -20,26 +20,37 @@ fn event(source: &str, event_type: &str, payload: Value) -> Value {
 both_backends! {
     async fn an_event_missing_a_decision_or_status_is_refused_not_defaulted(b: Backend) {
         let app = TestApp::spawn(&b, &[&hms_doctor::SERVICE, &hms_billing::SERVICE, &hms_payment::SERVICE, &hms_notification::SERVICE]).await;
+        // Complete payloads as the producers write them; each case takes one thing away or
+        // puts one thing wrong.
         let appointment = json!({"appointment_id": 1, "patient_id": 1, "doctor_id": 1, "slot_start": "2026-12-01T04:00:00Z",
-                                 "slot_end": "2026-12-01T04:30:00Z", "consultation_fee": "500.00", "department": "Cardiology"});
+                                 "slot_end": "2026-12-01T04:30:00Z", "consultation_fee": "500.00", "department": "Cardiology",
+                                 "status": "SCHEDULED", "reschedule_count": 0, "fee_decision": null});
         let with = |mut v: Value, k: &str, x: Value| { v[k] = x; v };
+        let without = |mut v: Value, k: &str| { v.as_object_mut().unwrap().remove(k); v };
+        let cancelled = with(with(with(appointment.clone(), "status", json!("CANCELLED")), "cancelled_at", json!("2026-11-30T04:00:00Z")),
+                             "minutes_before_start", json!(1440));
+        let completed = with(with(appointment.clone(), "status", json!("COMPLETED")), "completed_at", json!("2026-12-01T04:30:00Z"));
         let bill = json!({"bill_id": 1, "patient_id": 1, "appointment_id": 1, "purpose": "consultation", "total": "525.00",
-                          "amount_due": "525.00", "paid": "0.00", "refunded": "0.00", "legacy": false});
+                          "amount_due": "525.00", "paid": "0.00", "refunded": "0.00", "legacy": false, "status": "VOID"});
+        let rx = json!({"prescription_id": 1, "appointment_id": 1, "patient_id": 1, "doctor_id": 1, "medication": "Paracetamol",
+                        "quantity": 2, "unit_price": "1.00"});
         let cases = [
             // Payment read a missing bill status as OPEN: a VOID bill could become payable.
-            (Service::Payment, event("billing", "bill.voided", bill.clone()), "status"),
+            (Service::Payment, event("billing", "bill.voided", without(bill.clone(), "status")), "status"),
             (Service::Payment, event("billing", "bill.voided", with(bill.clone(), "status", json!("CLOSED"))), "status"),
             // Billing read a missing fee decision as none: no fee bill.
-            (Service::Billing, event("appointment", "appointment.cancelled", with(appointment.clone(), "status", json!("CANCELLED"))), "fee_decision"),
+            (Service::Billing, event("appointment", "appointment.cancelled", without(cancelled.clone(), "fee_decision")), "fee_decision"),
+            (Service::Billing, event("appointment", "appointment.cancelled", with(cancelled.clone(), "fee_decision", json!("most"))), "fee_decision"),
             // Notification read a missing status as SCHEDULED.
-            (Service::Notification, event("appointment", "appointment.booked", appointment.clone()), "status"),
-            (Service::Doctor, event("appointment", "appointment.booked", appointment.clone()), "status"),
+            (Service::Notification, event("appointment", "appointment.booked", without(appointment.clone(), "status")), "status"),
+            (Service::Doctor, event("appointment", "appointment.booked", without(appointment.clone(), "status")), "status"),
             // Amounts in events are bounded like amounts at the door.
             (Service::Payment, event("billing", "bill.created", with(with(bill.clone(), "status", json!("OPEN")), "amount_due", json!("92233720368547758.07"))), "amount_due"),
             (Service::Billing, event("appointment", "appointment.completed",
-                with(with(appointment.clone(), "status", json!("COMPLETED")), "consultation_fee", json!("46116860184273880.04"))), "consultation_fee"),
-            (Service::Billing, event("prescription", "prescription.created",
-                json!({"prescription_id": 1, "appointment_id": 1, "patient_id": 1, "quantity": 2, "unit_price": "1.00"})), "medication"),
+                with(completed.clone(), "consultation_fee", json!("46116860184273880.04"))), "consultation_fee"),
+            (Service::Billing, event("prescription", "prescription.created", without(rx.clone(), "medication")), "medication"),
+            (Service::Notification, event("payment", "payment.captured",
+                json!({"payment_id": 1, "bill_id": 1, "patient_id": 1, "amount": "1.00", "reference": "r", "legacy": false})), "method"),
         ];
         for (svc, ev, field) in cases {
             let source = ev["source"].as_str().unwrap().to_string();
@@ -53,6 +64,15 @@ both_backends! {
         for svc in [Service::Billing, Service::Payment, Service::Notification, Service::Doctor] {
             let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox").fetch_one(app.db(svc).pool()).await.unwrap();
             assert_eq!(n, 0, "{svc} recorded a refused event");
+        }
+        // The complete payloads themselves fit: the refusals above are the missing pieces'.
+        for (svc, ev) in [(Service::Payment, event("billing", "bill.voided", bill.clone())),
+                          (Service::Billing, event("prescription", "prescription.created", rx.clone())),
+                          (Service::Doctor, event("appointment", "appointment.booked", appointment.clone()))] {
+            let source = ev["source"].as_str().unwrap().to_string();
+            let token = app.keys.issue(Role::Service, &format!("service:{source}"), None, chrono::Duration::minutes(5));
+            let r = app.http.post(format!("{}/v1/events", app.url(svc))).bearer_auth(token).json(&ev).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{svc} {ev}: {}", r.text().await.unwrap());
         }
         app.stop().await;
     }

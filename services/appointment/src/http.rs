@@ -7,16 +7,19 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use hms_client::contract::{
+    AppointmentAnd, AppointmentEvent, AppointmentFacts, AppointmentStatus, Cancelled, Completed,
+    FeeDecision as ContractFee, NoShow, Rescheduled,
+};
 use hms_client::models::{Appointment, AppointmentQuery, NewAppointment, Page, Reschedule};
 use hms_client::ErrorBody;
 use hms_kit::auth::{AccessTable, Caller, Role};
 use hms_kit::extract::{with_etag, IfMatch, Json, Path, Query};
-use hms_kit::idempotency::{self, Claim};
+use hms_kit::idempotency::{self, Answer, Idempotent, Outcome};
 use hms_kit::outbox::NewEvent;
 use hms_kit::pagination::PageRequest;
 use hms_kit::server::{ServiceCtx, ServiceRoutes};
 use hms_kit::Error;
-use serde_json::json;
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -57,29 +60,34 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
     ServiceRoutes { api, access }
 }
 
-fn event(a: &Appointment, event_type: &'static str, extra: serde_json::Value) -> NewEvent<'static> {
-    let mut payload = json!({
-        "appointment_id": a.appointment_id,
-        "patient_id": a.patient_id,
-        "doctor_id": a.doctor_id,
-        "department": a.department,
-        "slot_start": a.slot_start,
-        "slot_end": a.slot_end,
-        "status": a.status,
-        "reschedule_count": a.reschedule_count,
-        "consultation_fee": a.consultation_fee,
-        "fee_decision": a.fee_decision,
-    });
-    if let (Some(obj), Some(more)) = (payload.as_object_mut(), extra.as_object()) {
-        obj.extend(more.clone());
-    }
-    NewEvent {
-        aggregate_type: "appointment",
-        aggregate_id: a.appointment_id.to_string(),
-        aggregate_seq: a.version,
-        event_type,
-        payload,
-    }
+/// The appointment as its events carry it; the statuses come from the database's CHECKed
+/// columns, so a value outside the contract is a bug, not input.
+fn facts(a: &Appointment) -> Result<AppointmentFacts, Error> {
+    let status = AppointmentStatus::parse(&a.status)
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("appointment status {:?}", a.status)))?;
+    let fee_decision = match a.fee_decision.as_deref() {
+        None => None,
+        Some(d) => Some(
+            ContractFee::parse(d)
+                .ok_or_else(|| Error::internal(anyhow::anyhow!("fee decision {d:?}")))?,
+        ),
+    };
+    Ok(AppointmentFacts {
+        appointment_id: a.appointment_id,
+        patient_id: a.patient_id,
+        doctor_id: a.doctor_id,
+        department: a.department.clone(),
+        slot_start: a.slot_start,
+        slot_end: a.slot_end,
+        status,
+        reschedule_count: a.reschedule_count,
+        consultation_fee: a.consultation_fee,
+        fee_decision,
+    })
+}
+
+fn event(a: &Appointment, event: &AppointmentEvent) -> NewEvent<'static> {
+    NewEvent::of("appointment", a.appointment_id, a.version, event)
 }
 
 /// A doctor sees only their own appointments; to them, others' do not exist.
@@ -129,22 +137,17 @@ async fn book(
 ) -> Result<Response, Error> {
     let now = ctx.clock.now();
     let key = idempotency::key_from(&headers)?;
-    let fingerprint = idempotency::fingerprint(
+    let idem = Idempotent::new(
+        &ctx.db,
+        key.as_deref(),
         "appointments.create",
         "",
-        &serde_json::to_value(&new).map_err(Error::internal)?,
-    );
-    let idem = key.as_deref().map(|k| idempotency::Request {
-        key: k,
-        operation: "appointments.create",
-        subject: &caller.subject,
-        fingerprint: fingerprint.clone(),
-    });
+        &caller.subject,
+        &new,
+    )?;
     // A retry is answered before any rule is re-judged (the slot may be "too soon" by now).
-    if let Some(req) = &idem {
-        if let Some(stored) = idempotency::lookup(&ctx.db, req).await? {
-            return Ok(stored.into_response());
-        }
+    if let Some(stored) = idem.replay().await? {
+        return Ok(stored.into_response());
     }
     if new.department.trim().is_empty() {
         return Err(Error::validation("department", "department is required"));
@@ -154,14 +157,6 @@ async fn book(
     let (_patient, schedule) =
         checks::patient_and_doctor(&ctx, new.patient_id, new.doctor_id, slot.day).await?;
     check_doctor(&schedule, &new.department, &slot)?;
-
-    let mut tx = match &idem {
-        Some(req) => match idempotency::claim(&ctx.db, req, now).await? {
-            Claim::Fresh(tx) => tx,
-            Claim::Replay(stored) => return Ok(stored.into_response()),
-        },
-        None => ctx.db.begin().await?,
-    };
     let booking = Booking {
         patient_id: new.patient_id,
         doctor_id: new.doctor_id,
@@ -169,15 +164,19 @@ async fn book(
         slot,
         fee: schedule.doctor.consultation_fee,
     };
-    let a = store::book(&mut tx, &booking, rules.daily_cap, now).await?;
-    ctx.outbox
-        .enqueue(&mut tx, event(&a, "appointment.booked", json!({})))
+    let answer = idem
+        .run(&ctx.outbox, now, |mut tx| async {
+            let a = store::book(&mut tx, &booking, rules.daily_cap, now).await?;
+            ctx.outbox
+                .enqueue(&mut tx, event(&a, &AppointmentEvent::Booked(facts(&a)?)))
+                .await?;
+            Ok((tx, Outcome::Done(StatusCode::CREATED, a)))
+        })
         .await?;
-    if let Some(k) = &key {
-        let body = serde_json::to_string(&a).map_err(Error::internal)?;
-        idempotency::record(&mut tx, k, StatusCode::CREATED, &body).await?;
-    }
-    ctx.outbox.commit(tx).await?;
+    let a = match answer {
+        Answer::Fresh(_, a) => a,
+        Answer::Replay(stored) => return Ok(stored.into_response()),
+    };
     metrics::counter!("appointments_created_total").increment(1);
     tracing::info!(
         appointment_id = a.appointment_id, patient_id = a.patient_id, doctor_id = a.doctor_id,
@@ -310,17 +309,25 @@ async fn finish(
         Ok(a) => a,
         Err(why) => return Err(refused(id, action, why, &rules, now)),
     };
-    let extra = match action {
-        Action::Cancel => json!({
-            "cancelled_at": now,
-            "minutes_before_start": (a.slot_start - now).num_minutes(),
+    let appointment = facts(&a)?;
+    let announced = match action {
+        Action::Cancel => AppointmentEvent::Cancelled(AppointmentAnd {
+            appointment,
+            extra: Cancelled {
+                cancelled_at: now,
+                minutes_before_start: (a.slot_start - now).num_minutes(),
+            },
         }),
-        Action::NoShow => json!({ "recorded_at": now }),
-        _ => json!({ "completed_at": now }),
+        Action::NoShow => AppointmentEvent::NoShow(AppointmentAnd {
+            appointment,
+            extra: NoShow { recorded_at: now },
+        }),
+        _ => AppointmentEvent::Completed(AppointmentAnd {
+            appointment,
+            extra: Completed { completed_at: now },
+        }),
     };
-    ctx.outbox
-        .enqueue(&mut tx, event(&a, action.event_type(), extra))
-        .await?;
+    ctx.outbox.enqueue(&mut tx, event(&a, &announced)).await?;
     ctx.outbox.commit(tx).await?;
     tracing::info!(appointment_id = id, action = action.as_str(), fee = ?a.fee_decision, "appointment transition");
     Ok(with_etag(a.version, StatusCode::OK, &a))
@@ -454,8 +461,12 @@ async fn reschedule(
             &mut tx,
             event(
                 &a,
-                "appointment.rescheduled",
-                json!({ "previous_slot_start": previous }),
+                &AppointmentEvent::Rescheduled(AppointmentAnd {
+                    appointment: facts(&a)?,
+                    extra: Rescheduled {
+                        previous_slot_start: previous,
+                    },
+                }),
             ),
         )
         .await?;

@@ -1,6 +1,7 @@
 //! Money rules, free of I/O. Amounts are integer minor units (paise); every operation is
 //! checked, and one that leaves the range is refused (`amount_out_of_range`), never wrapped.
 
+use hms_client::contract::FeeDecision;
 use hms_client::Money;
 use hms_kit::money::overflow;
 use hms_kit::Error;
@@ -61,11 +62,11 @@ pub fn with_tax(subtotal: i64) -> Result<Totals, Error> {
 }
 
 /// The fee a cancellation or no-show decision bills: `half` → 50% (half-up), `full` → 100%.
-pub fn fee(consultation_fee: i64, decision: &str) -> Result<Option<i64>, Error> {
+pub fn fee(consultation_fee: i64, decision: FeeDecision) -> Result<Option<i64>, Error> {
     Ok(match decision {
-        "half" => Some(percent_half_up(consultation_fee, 50)?),
-        "full" => Some(consultation_fee),
-        _ => None,
+        FeeDecision::Half => Some(percent_half_up(consultation_fee, 50)?),
+        FeeDecision::Full => Some(consultation_fee),
+        FeeDecision::None => None,
     })
 }
 
@@ -108,10 +109,14 @@ mod tests {
                 total: 73_343
             }
         );
-        assert_eq!(fee(50_000, "half"), Some(25_000));
-        assert_eq!(fee(50_001, "half"), Some(25_001), "250.005 → 250.01");
-        assert_eq!(fee(50_000, "full"), Some(50_000));
-        assert_eq!(fee(50_000, "none"), None);
+        assert_eq!(fee(50_000, FeeDecision::Half), Some(25_000));
+        assert_eq!(
+            fee(50_001, FeeDecision::Half),
+            Some(25_001),
+            "250.005 → 250.01"
+        );
+        assert_eq!(fee(50_000, FeeDecision::Full), Some(50_000));
+        assert_eq!(fee(50_000, FeeDecision::None), None);
     }
 
     #[test]

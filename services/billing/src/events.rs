@@ -1,18 +1,36 @@
 //! What other services tell billing, each event applied once (inbox) in one transaction with
-//! its effect, and what billing announces (outbox).
+//! its effect, and what billing announces (outbox). Both sides speak the typed contract of
+//! `hms_client::contract`.
 
 use crate::domain;
 use crate::store::{self, NewLine, Prescribed};
 use chrono::{DateTime, Utc};
+use hms_client::contract::{
+    AppointmentEvent, BillEvent, BillFacts, BillStatus, FeeDecision, PaymentEvent,
+    PrescriptionEvent,
+};
 use hms_client::models::{Bill, Event};
 use hms_kit::db::Tx;
-use hms_kit::inbox::payload::{int, one_of, text};
+use hms_kit::inbox::decode;
 use hms_kit::outbox::{NewEvent, Outbox};
 use hms_kit::Error;
-use serde_json::{json, Value};
 
-fn money(p: &Value, k: &str) -> Result<i64, Error> {
-    hms_kit::inbox::payload::money(p, k).map(|m| m.0)
+/// An event billing acts on, decoded by its producer's contract.
+#[derive(Debug, Clone)]
+pub enum Incoming {
+    Appointment(AppointmentEvent),
+    Prescription(PrescriptionEvent),
+    Payment(PaymentEvent),
+}
+
+/// Reads `ev` by its source's contract: `None` for events billing does not act on.
+pub fn incoming(ev: &Event) -> Result<Option<Incoming>, Error> {
+    Ok(match ev.source.as_str() {
+        "appointment" => decode::<AppointmentEvent>(ev)?.map(Incoming::Appointment),
+        "prescription" => decode::<PrescriptionEvent>(ev)?.map(Incoming::Prescription),
+        "payment" => decode::<PaymentEvent>(ev)?.map(Incoming::Payment),
+        _ => None,
+    })
 }
 
 /// Announces a bill's state (`bill.created`, `.updated`, `.paid`, `.voided`, `.refunded`).
@@ -20,9 +38,9 @@ pub async fn announce(
     tx: &mut Tx,
     outbox: &Outbox,
     b: &Bill,
-    event_type: &'static str,
+    kind: fn(BillFacts) -> BillEvent,
 ) -> Result<(), Error> {
-    announce_as(tx, outbox, b, event_type, false).await
+    announce_as(tx, outbox, b, kind, false).await
 }
 
 /// As [`announce`]; `legacy` marks imported history, which nobody is notified about.
@@ -30,31 +48,25 @@ pub async fn announce_as(
     tx: &mut Tx,
     outbox: &Outbox,
     b: &Bill,
-    event_type: &'static str,
+    kind: fn(BillFacts) -> BillEvent,
     legacy: bool,
 ) -> Result<(), Error> {
+    let status = BillStatus::parse(&b.status)
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("bill status {:?}", b.status)))?;
+    let facts = BillFacts {
+        bill_id: b.bill_id,
+        patient_id: b.patient_id,
+        appointment_id: b.appointment_id,
+        purpose: b.purpose.clone(),
+        status,
+        total: b.total,
+        amount_due: b.amount_due,
+        paid: b.paid,
+        refunded: b.refunded,
+        legacy,
+    };
     outbox
-        .enqueue(
-            tx,
-            NewEvent {
-                aggregate_type: "bill",
-                aggregate_id: b.bill_id.to_string(),
-                aggregate_seq: b.version,
-                event_type,
-                payload: json!({
-                    "bill_id": b.bill_id,
-                    "patient_id": b.patient_id,
-                    "appointment_id": b.appointment_id,
-                    "purpose": b.purpose,
-                    "status": b.status,
-                    "total": b.total,
-                    "amount_due": b.amount_due,
-                    "paid": b.paid,
-                    "refunded": b.refunded,
-                    "legacy": legacy,
-                }),
-            },
-        )
+        .enqueue(tx, NewEvent::of("bill", b.bill_id, b.version, &kind(facts)))
         .await?;
     Ok(())
 }
@@ -63,13 +75,12 @@ pub async fn announce_as(
 async fn fee_bill(
     tx: &mut Tx,
     outbox: &Outbox,
-    p: &Value,
+    a: &hms_client::contract::AppointmentFacts,
     purpose: &str,
-    decision: &str,
+    decision: FeeDecision,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let fee = money(p, "consultation_fee")?;
-    let Some(amount) = domain::fee(fee, decision)? else {
+    let Some(amount) = domain::fee(a.consultation_fee.0, decision)? else {
         return Ok(());
     };
     let description = match purpose {
@@ -83,17 +94,10 @@ async fn fee_bill(
         unit_price: amount,
         source_ref: purpose.into(),
     };
-    if let Some(b) = store::create(
-        tx,
-        int(p, "patient_id")?,
-        int(p, "appointment_id")?,
-        purpose,
-        &[line],
-        now,
-    )
-    .await?
+    if let Some(b) =
+        store::create(tx, a.patient_id, a.appointment_id, purpose, &[line], now).await?
     {
-        announce(tx, outbox, &b, "bill.created").await?;
+        announce(tx, outbox, &b, BillEvent::Created).await?;
     }
     Ok(())
 }
@@ -102,62 +106,85 @@ async fn fee_bill(
 pub async fn apply(
     tx: &mut Tx,
     outbox: &Outbox,
-    ev: &Event,
+    event: Incoming,
+    occurred_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let p = &ev.payload;
-    match ev.event_type.as_str() {
-        "appointment.completed" => {
-            let appointment_id = int(p, "appointment_id")?;
-            let fee = money(p, "consultation_fee")?;
+    match event {
+        Incoming::Appointment(AppointmentEvent::Completed(done)) => {
+            let a = &done.appointment;
             let mut lines = vec![NewLine {
                 kind: "consultation",
                 description: "Consultation".into(),
                 quantity: 1,
-                unit_price: fee,
+                unit_price: a.consultation_fee.0,
                 source_ref: "consultation".into(),
             }];
             lines.extend(
-                store::prescribed_for(tx, appointment_id)
+                store::prescribed_for(tx, a.appointment_id)
                     .await?
                     .iter()
                     .map(Prescribed::line),
             );
             if let Some(b) = store::create(
                 tx,
-                int(p, "patient_id")?,
-                appointment_id,
+                a.patient_id,
+                a.appointment_id,
                 "consultation",
                 &lines,
                 now,
             )
             .await?
             {
-                announce(tx, outbox, &b, "bill.created").await?;
-                let ms = (Utc::now() - ev.occurred_at).num_milliseconds().max(0) as f64;
+                announce(tx, outbox, &b, BillEvent::Created).await?;
+                let ms = (Utc::now() - occurred_at).num_milliseconds().max(0) as f64;
                 metrics::histogram!("bill_creation_latency_ms").record(ms);
-                tracing::info!(bill_id = b.bill_id, appointment_id, total = %b.total, "bill created on completion");
+                tracing::info!(bill_id = b.bill_id, appointment_id = a.appointment_id, total = %b.total, "bill created on completion");
             }
         }
-        "appointment.cancelled" => match one_of(p, "fee_decision", &["none", "half"])? {
-            "half" => fee_bill(tx, outbox, p, "cancellation_fee", "half", now).await?,
-            _ => {
-                // No fee: nothing is owed for this appointment any more.
-                for b in store::of_appointment(tx, int(p, "appointment_id")?).await? {
-                    if let Some(v) = store::void(tx, b.bill_id, now).await? {
-                        announce(tx, outbox, &v, "bill.voided").await?;
+        Incoming::Appointment(AppointmentEvent::Cancelled(c)) => {
+            let a = &c.appointment;
+            match a.fee_decision {
+                Some(FeeDecision::Half) => {
+                    fee_bill(tx, outbox, a, "cancellation_fee", FeeDecision::Half, now).await?
+                }
+                Some(FeeDecision::None) => {
+                    // No fee: nothing is owed for this appointment any more.
+                    for b in store::of_appointment(tx, a.appointment_id).await? {
+                        if let Some(v) = store::void(tx, b.bill_id, now).await? {
+                            announce(tx, outbox, &v, BillEvent::Voided).await?;
+                        }
                     }
                 }
+                other => {
+                    return Err(Error::validation(
+                        "fee_decision",
+                        format!(
+                            "a cancellation's fee_decision must be none or half, not {other:?}"
+                        ),
+                    ))
+                }
             }
-        },
-        "appointment.no_show" => fee_bill(tx, outbox, p, "no_show_fee", "full", now).await?,
-        "prescription.created" => {
+        }
+        Incoming::Appointment(AppointmentEvent::NoShow(n)) => {
+            fee_bill(
+                tx,
+                outbox,
+                &n.appointment,
+                "no_show_fee",
+                FeeDecision::Full,
+                now,
+            )
+            .await?
+        }
+        Incoming::Appointment(_) => {}
+        Incoming::Prescription(PrescriptionEvent::Created(p)) => {
             let rx = Prescribed {
-                prescription_id: int(p, "prescription_id")?,
-                appointment_id: int(p, "appointment_id")?,
-                medication: text(p, "medication")?,
-                quantity: int(p, "quantity")?,
-                unit_price: money(p, "unit_price")?,
+                prescription_id: p.prescription_id,
+                appointment_id: p.appointment_id,
+                medication: p.medication.clone(),
+                quantity: p.quantity,
+                unit_price: p.unit_price.0,
             };
             store::remember_prescription(tx, &rx).await?;
             // Before completion there is no consultation bill yet: it is priced then, from
@@ -174,7 +201,7 @@ pub async fn apply(
             if store::lock_if_open(tx, b.bill_id).await? {
                 if store::add_line(tx, b.bill_id, &rx.line()).await? {
                     let b = store::recompute(tx, b.bill_id, now).await?;
-                    announce(tx, outbox, &b, "bill.updated").await?;
+                    announce(tx, outbox, &b, BillEvent::Updated).await?;
                 }
             } else {
                 let purpose = format!("supplementary:{}", rx.prescription_id);
@@ -193,50 +220,75 @@ pub async fn apply(
                         settled = b.bill_id,
                         "supplementary bill for a prescription after settlement"
                     );
-                    announce(tx, outbox, &s, "bill.created").await?;
+                    announce(tx, outbox, &s, BillEvent::Created).await?;
                 }
             }
         }
-        "payment.captured" | "payment.refunded" => {
-            let bill_id = int(p, "bill_id")?;
-            let (kind, movement) = if ev.event_type == "payment.captured" {
-                ("capture", format!("capture:{}", int(p, "payment_id")?))
-            } else {
-                ("refund", format!("refund:{}", int(p, "refund_id")?))
-            };
-            let before = store::head(tx, bill_id).await?;
-            let Some(before) = before else {
-                tracing::warn!(bill_id, "money movement for an unknown bill ignored");
-                return Ok(());
-            };
-            let amount = money(p, "amount")?;
-            if store::record_money(tx, &movement, bill_id, kind, amount).await? {
-                let mut after = store::recompute(tx, bill_id, now).await?;
-                // A refund is credited: the amount due falls by it, so the balance never asks
-                // for the refunded money again (the payment service applies the same rule).
-                if kind == "refund" && after.status != "VOID" {
-                    let credit = hms_kit::money::refund_credit(amount, after.balance.0);
-                    if credit > 0 {
-                        let reason = format!(
-                            "refund {} of payment {}",
-                            int(p, "refund_id")?,
-                            int(p, "payment_id")?
-                        );
-                        store::adjust(tx, bill_id, credit, &reason, "service:payment", now).await?;
-                        after = store::recompute(tx, bill_id, now).await?;
-                    }
-                }
-                if after.status != before.status {
-                    let event = match after.status.as_str() {
-                        "PAID" => "bill.paid",
-                        "REFUNDED" | "PARTIALLY_REFUNDED" => "bill.refunded",
-                        _ => "bill.updated",
-                    };
-                    announce(tx, outbox, &after, event).await?;
-                }
+        Incoming::Payment(PaymentEvent::Captured(c)) => {
+            let movement = format!("capture:{}", c.payment_id);
+            money_moved(
+                tx, outbox, c.bill_id, "capture", &movement, c.amount.0, None, now,
+            )
+            .await?
+        }
+        Incoming::Payment(PaymentEvent::Refunded(r)) => {
+            let movement = format!("refund:{}", r.refund_id);
+            let reason = format!("refund {} of payment {}", r.refund_id, r.payment_id);
+            money_moved(
+                tx,
+                outbox,
+                r.bill_id,
+                "refund",
+                &movement,
+                r.amount.0,
+                Some(reason),
+                now,
+            )
+            .await?
+        }
+        Incoming::Payment(PaymentEvent::Failed(_)) => {}
+    }
+    Ok(())
+}
+
+/// A capture or refund recorded against its bill once (by `movement`), the bill recomputed and
+/// its change of status announced. A refund is credited (`credit_reason`): the amount due falls
+/// by it, so the balance never asks for the refunded money again (payment applies the same rule).
+#[allow(clippy::too_many_arguments)]
+async fn money_moved(
+    tx: &mut Tx,
+    outbox: &Outbox,
+    bill_id: i64,
+    kind: &str,
+    movement: &str,
+    amount: i64,
+    credit_reason: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let Some(before) = store::head(tx, bill_id).await? else {
+        tracing::warn!(bill_id, "money movement for an unknown bill ignored");
+        return Ok(());
+    };
+    if !store::record_money(tx, movement, bill_id, kind, amount).await? {
+        return Ok(());
+    }
+    let mut after = store::recompute(tx, bill_id, now).await?;
+    if let Some(reason) = credit_reason {
+        if after.status != "VOID" {
+            let credit = hms_kit::money::refund_credit(amount, after.balance.0);
+            if credit > 0 {
+                store::adjust(tx, bill_id, credit, &reason, "service:payment", now).await?;
+                after = store::recompute(tx, bill_id, now).await?;
             }
         }
-        _ => {}
+    }
+    if after.status != before.status {
+        let kind = match after.status.as_str() {
+            "PAID" => BillEvent::Paid,
+            "REFUNDED" | "PARTIALLY_REFUNDED" => BillEvent::Refunded,
+            _ => BillEvent::Updated,
+        };
+        announce(tx, outbox, &after, kind).await?;
     }
     Ok(())
 }

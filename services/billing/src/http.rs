@@ -5,6 +5,7 @@ use crate::store;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use hms_client::contract::BillEvent;
 use hms_client::models::*;
 use hms_client::ErrorBody;
 use hms_kit::auth::{AccessTable, Caller, Role};
@@ -81,7 +82,7 @@ async fn void(State(ctx): Ctx, Path(id): Path<i64>) -> Result<Response, Error> {
             ),
         ));
     };
-    events::announce(&mut tx, &ctx.outbox, &b, "bill.voided").await?;
+    events::announce(&mut tx, &ctx.outbox, &b, BillEvent::Voided).await?;
     ctx.outbox.commit(tx).await?;
     Ok(with_etag(b.version, StatusCode::OK, &b))
 }
@@ -107,7 +108,7 @@ async fn adjust(
     let mut tx = ctx.db.begin().await?;
     let adj = store::adjust(&mut tx, id, a.amount.0, reason, &caller.subject, now).await?;
     let b = store::recompute(&mut tx, id, now).await?;
-    events::announce(&mut tx, &ctx.outbox, &b, "bill.updated").await?;
+    events::announce(&mut tx, &ctx.outbox, &b, BillEvent::Updated).await?;
     ctx.outbox.commit(tx).await?;
     Ok((StatusCode::CREATED, axum::Json(adj)).into_response())
 }
@@ -131,9 +132,15 @@ async fn receive_event(
     )?;
     let now = ctx.clock.now();
     let outbox = ctx.outbox.clone();
-    let event = ev.clone();
+    let incoming = events::incoming(&ev)?;
+    let occurred_at = ev.occurred_at;
     let ack = hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, now, move |tx| {
-        Box::pin(async move { events::apply(tx, &outbox, &event, now).await })
+        Box::pin(async move {
+            match incoming {
+                Some(event) => events::apply(tx, &outbox, event, occurred_at, now).await,
+                None => Ok(()),
+            }
+        })
     })
     .await?;
     Ok(Json(ack))
@@ -165,7 +172,7 @@ async fn import(State(ctx): Ctx, Json(b): Json<LegacyBill>) -> Result<Json<Impor
             warnings: vec![],
         }));
     };
-    events::announce_as(&mut tx, &ctx.outbox, &bill, "bill.created", true).await?;
+    events::announce_as(&mut tx, &ctx.outbox, &bill, BillEvent::Created, true).await?;
     ctx.outbox.commit(tx).await?;
     Ok(Json(ImportOutcome {
         outcome: "imported".into(),

@@ -5,6 +5,7 @@
 //! a decimal string. A change here is a change to the public API.
 
 pub mod client;
+pub mod contract;
 pub mod error;
 pub mod models;
 pub mod money;

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{Duration, NaiveDate};
+use hms_client::contract::{AppointmentEvent, AppointmentStatus, DoctorEvent, DoctorFacts};
 use hms_client::models::*;
 use hms_client::ErrorBody;
 use hms_kit::auth::{AccessTable, Caller, Role};
@@ -18,7 +19,6 @@ use hms_kit::pagination::PageRequest;
 use hms_kit::server::{ServiceCtx, ServiceRoutes};
 use hms_kit::Error;
 use serde::Deserialize;
-use serde_json::json;
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -70,21 +70,16 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
     ServiceRoutes { api, access }
 }
 
-fn event(d: &Doctor, event_type: &'static str) -> NewEvent<'static> {
-    NewEvent {
-        aggregate_type: "doctor",
-        aggregate_id: d.doctor_id.to_string(),
-        aggregate_seq: d.version,
-        event_type,
-        payload: json!({
-            "doctor_id": d.doctor_id,
-            "department": d.department,
-            "specialization": d.specialization,
-            "consultation_fee": d.consultation_fee,
-            "active": d.active,
-            "version": d.version,
-        }),
-    }
+fn event(d: &Doctor, kind: fn(DoctorFacts) -> DoctorEvent) -> NewEvent<'static> {
+    let facts = DoctorFacts {
+        doctor_id: d.doctor_id,
+        department: d.department.clone(),
+        specialization: d.specialization.clone(),
+        consultation_fee: d.consultation_fee,
+        active: d.active,
+        version: d.version,
+    };
+    NewEvent::of("doctor", d.doctor_id, d.version, &kind(facts))
 }
 
 async fn must_get(ctx: &ServiceCtx, id: i64) -> Result<Doctor, Error> {
@@ -111,7 +106,7 @@ async fn create_doctor(State(ctx): Ctx, Json(new): Json<NewDoctor>) -> Result<Re
     let mut tx = ctx.db.begin().await?;
     let created = store::insert(ctx.db.backend(), &mut tx, &d, now).await?;
     ctx.outbox
-        .enqueue(&mut tx, event(&created, "doctor.registered"))
+        .enqueue(&mut tx, event(&created, DoctorEvent::Registered))
         .await?;
     ctx.outbox.commit(tx).await?;
     tracing::info!(doctor_id = created.doctor_id, name = %d.name, department = %d.department, "doctor registered");
@@ -170,7 +165,7 @@ async fn update_doctor(
         Err(Some(v)) => return Err(Error::version_conflict(v)),
     };
     ctx.outbox
-        .enqueue(&mut tx, event(&d, "doctor.updated"))
+        .enqueue(&mut tx, event(&d, DoctorEvent::Updated))
         .await?;
     ctx.outbox.commit(tx).await?;
     tracing::info!(doctor_id = id, changed = ?u.fields(), "doctor updated");
@@ -212,7 +207,7 @@ async fn set_hours(
         .ok_or_else(|| Error::not_found(format!("doctor {id}")))?;
     store::replace_hours(&mut tx, id, &shifts).await?;
     ctx.outbox
-        .enqueue(&mut tx, event(&d, "doctor.schedule_changed"))
+        .enqueue(&mut tx, event(&d, DoctorEvent::ScheduleChanged))
         .await?;
     ctx.outbox.commit(tx).await?;
     Ok(Json(WeeklyHours {
@@ -266,7 +261,7 @@ async fn add_leave(
         .ok_or_else(|| Error::not_found(format!("doctor {id}")))?;
     let leave = store::add_leave(&mut tx, id, &l, now).await?;
     ctx.outbox
-        .enqueue(&mut tx, event(&d, "doctor.schedule_changed"))
+        .enqueue(&mut tx, event(&d, DoctorEvent::ScheduleChanged))
         .await?;
     ctx.outbox.commit(tx).await?;
     Ok((StatusCode::CREATED, axum::Json(leave)).into_response())
@@ -293,7 +288,7 @@ async fn delete_leave(
         .await?
         .ok_or_else(|| Error::not_found(format!("doctor {id}")))?;
     ctx.outbox
-        .enqueue(&mut tx, event(&d, "doctor.schedule_changed"))
+        .enqueue(&mut tx, event(&d, DoctorEvent::ScheduleChanged))
         .await?;
     ctx.outbox.commit(tx).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -425,17 +420,27 @@ async fn receive_event(
     Json(ev): Json<Event>,
 ) -> Result<Json<EventAck>, Error> {
     hms_kit::inbox::authorise(&caller, &ev, &[hms_kit::Service::Appointment])?;
-    let p = &ev.payload;
-    use hms_kit::inbox::payload::{instant, int};
-    let (appointment_id, doctor_id) = (int(p, "appointment_id")?, int(p, "doctor_id")?);
-    let slot_start = instant(p, "slot_start")?;
-    let active =
-        hms_kit::inbox::payload::one_of(p, "status", &hms_client::models::APPOINTMENT_STATUSES)?
-            == "SCHEDULED";
+    // Every appointment event carries the appointment as it now stands; an event type this
+    // version does not know is recorded as seen and changes nothing.
+    let booked = hms_kit::inbox::decode::<AppointmentEvent>(&ev)?.map(|e| {
+        let a = e.appointment().clone();
+        (
+            a.appointment_id,
+            a.doctor_id,
+            a.slot_start,
+            a.status == AppointmentStatus::Scheduled,
+        )
+    });
     let seq = ev.aggregate_seq;
     let ack = hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, ctx.clock.now(), move |tx| {
         Box::pin(async move {
-            store::apply_booking(tx, appointment_id, doctor_id, slot_start, active, seq).await
+            match booked {
+                Some((appointment_id, doctor_id, slot_start, active)) => {
+                    store::apply_booking(tx, appointment_id, doctor_id, slot_start, active, seq)
+                        .await
+                }
+                None => Ok(()),
+            }
         })
     })
     .await?;

@@ -9,12 +9,15 @@
 
 use crate::db::{Backend, Db, Tx};
 use crate::error::Error;
+use crate::outbox::Outbox;
 use crate::time::to_db;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
+use std::future::Future;
 
 pub const HEADER: &str = "idempotency-key";
 /// How long stored responses are replayed.
@@ -79,14 +82,14 @@ impl IntoResponse for Stored {
 }
 
 /// Either the work is ours to do (in this transaction), or it was done: replay it.
-pub enum Claim {
+enum Claim {
     Fresh(Tx),
     Replay(Stored),
 }
 
 /// What a key already did: the stored response, `None` if it is new or still in flight, or
 /// 422 if it was used for a different request.
-pub async fn lookup(db: &Db, req: &Request<'_>) -> Result<Option<Stored>, Error> {
+async fn lookup(db: &Db, req: &Request<'_>) -> Result<Option<Stored>, Error> {
     let row = sqlx::query(
         "SELECT operation, subject, request_hash, status_code, response_body FROM idempotency_keys WHERE key = $1",
     )
@@ -125,7 +128,7 @@ fn in_progress() -> Error {
 }
 
 /// Claims `req.key`, or answers with what it already did.
-pub async fn claim(db: &Db, req: &Request<'_>, now: DateTime<Utc>) -> Result<Claim, Error> {
+async fn claim(db: &Db, req: &Request<'_>, now: DateTime<Utc>) -> Result<Claim, Error> {
     if let Some(stored) = lookup(db, req).await? {
         return Ok(Claim::Replay(stored));
     }
@@ -164,7 +167,7 @@ pub async fn claim(db: &Db, req: &Request<'_>, now: DateTime<Utc>) -> Result<Cla
 }
 
 /// Stores the response in the claiming transaction, to be committed with the work.
-pub async fn record(tx: &mut Tx, key: &str, status: StatusCode, body: &str) -> Result<(), Error> {
+async fn record(tx: &mut Tx, key: &str, status: StatusCode, body: &str) -> Result<(), Error> {
     sqlx::query("UPDATE idempotency_keys SET status_code = $1, response_body = $2 WHERE key = $3")
         .bind(i64::from(status.as_u16()))
         .bind(body)
@@ -172,6 +175,115 @@ pub async fn record(tx: &mut Tx, key: &str, status: StatusCode, body: &str) -> R
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// What the work of an idempotent request decided, stored under the key and committed with it.
+pub enum Outcome<T> {
+    /// Done; answered with this status and value.
+    Done(StatusCode, T),
+    /// A refusal decided inside the transaction (say, an overpayment seen under the row lock).
+    /// It is committed with whatever the work wrote (a failure event) and replayed to retries,
+    /// so a retry is refused the same way rather than judged again.
+    Refused(Error),
+}
+
+/// The answer to an idempotent request: fresh work, or what its key already did.
+pub enum Answer<T> {
+    Fresh(StatusCode, T),
+    Replay(Stored),
+}
+
+/// One request's trip through the flow of I1–I7, written once for every idempotent route:
+/// `replay` answers a retry before any rule is judged again; `run` claims the key, runs the
+/// work in the claiming transaction, stores the answer with the key and commits both together.
+/// Without a key (where the route allows that) the work simply runs in its own transaction.
+pub struct Idempotent<'a> {
+    db: &'a Db,
+    request: Option<Request<'a>>,
+}
+
+impl<'a> Idempotent<'a> {
+    /// `operation` names the route, `path` its path parameters, `body` the request as received.
+    pub fn new(
+        db: &'a Db,
+        key: Option<&'a str>,
+        operation: &'a str,
+        path: &str,
+        subject: &'a str,
+        body: &impl Serialize,
+    ) -> Result<Self, Error> {
+        let request = match key {
+            Some(key) => Some(Request {
+                key,
+                operation,
+                subject,
+                fingerprint: fingerprint(
+                    operation,
+                    path,
+                    &serde_json::to_value(body).map_err(Error::internal)?,
+                ),
+            }),
+            None => None,
+        };
+        Ok(Idempotent { db, request })
+    }
+
+    /// The key and fingerprint, for routes that keep them on the record they create.
+    pub fn request(&self) -> Option<&Request<'a>> {
+        self.request.as_ref()
+    }
+
+    /// The stored answer of an earlier request with this key, if there is one.
+    pub async fn replay(&self) -> Result<Option<Stored>, Error> {
+        match &self.request {
+            Some(req) => lookup(self.db, req).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Claims the key (or replays what it did), runs `work` in the claiming transaction, and
+    /// commits the work and its stored answer together. `work` gets the transaction and hands
+    /// it back with its outcome; an `Err` drops it, which rolls everything back, key included,
+    /// so a retry does the work afresh. (The transaction is passed by value because a closure
+    /// borrowing it could not be proven `Send` for every lifetime.)
+    pub async fn run<T: Serialize, F, Fut>(
+        &self,
+        outbox: &Outbox,
+        now: DateTime<Utc>,
+        work: F,
+    ) -> Result<Answer<T>, Error>
+    where
+        F: FnOnce(Tx) -> Fut,
+        Fut: Future<Output = Result<(Tx, Outcome<T>), Error>>,
+    {
+        let tx = match &self.request {
+            Some(req) => match claim(self.db, req, now).await? {
+                Claim::Fresh(tx) => tx,
+                Claim::Replay(stored) => return Ok(Answer::Replay(stored)),
+            },
+            None => self.db.begin().await?,
+        };
+        let (mut tx, outcome) = work(tx).await?;
+        let key = self.request.as_ref().map(|r| r.key);
+        match outcome {
+            Outcome::Done(status, value) => {
+                if let Some(key) = key {
+                    let body = serde_json::to_string(&value).map_err(Error::internal)?;
+                    record(&mut tx, key, status, &body).await?;
+                }
+                outbox.commit(tx).await?;
+                Ok(Answer::Fresh(status, value))
+            }
+            Outcome::Refused(err) => {
+                if let Some(key) = key {
+                    let body = serde_json::to_string(&err.body()).map_err(Error::internal)?;
+                    record(&mut tx, key, err.status, &body).await?;
+                }
+                outbox.commit(tx).await?;
+                Err(err)
+            }
+        }
+    }
 }
 
 /// Deletes stored responses older than the retention period; returns how many.

@@ -8,6 +8,7 @@ use crate::outbox::Outbox;
 use crate::time::to_db;
 use crate::Service;
 use futures::future::BoxFuture;
+use hms_client::contract::Contract;
 use hms_client::models::{Event, EventAck};
 
 /// Checks that `caller` may deliver `event`: a service token of the event's own source, a
@@ -52,61 +53,17 @@ pub fn namespace(source: &str) -> &str {
     }
 }
 
-/// Reading an event's payload: a missing or mistyped field is 400 naming it, which tells the
-/// producer's relay to park the event (retrying cannot fix it).
-pub mod payload {
-    use crate::error::Error;
-    use chrono::{DateTime, Utc};
-    use hms_client::Money;
-    use serde_json::Value;
-
-    fn missing(k: &str) -> Error {
-        Error::validation(k, format!("event payload lacks {k}"))
-    }
-
-    pub fn int(p: &Value, k: &str) -> Result<i64, Error> {
-        p[k].as_i64().ok_or_else(|| missing(k))
-    }
-
-    /// A money field (`"525.00"`), within 0.00 to [`Money::MAX`]: an event never carries an
-    /// amount that could overflow later.
-    pub fn money(p: &Value, k: &str) -> Result<Money, Error> {
-        let m: Money = p[k]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| missing(k))?;
-        crate::money::bounded(k, m, Money::ZERO, Money::MAX)
-    }
-
-    /// A non-empty text field.
-    pub fn text(p: &Value, k: &str) -> Result<String, Error> {
-        p[k].as_str()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .ok_or_else(|| missing(k))
-    }
-
-    /// A text field that must be one of `allowed` (a status, a decision): anything else,
-    /// or nothing, is 400 — never read as a default.
-    pub fn one_of<'a>(p: &Value, k: &str, allowed: &[&'a str]) -> Result<&'a str, Error> {
-        let v = p[k].as_str().ok_or_else(|| missing(k))?;
-        allowed.iter().find(|a| **a == v).copied().ok_or_else(|| {
-            Error::validation(
-                k,
-                format!(
-                    "event payload {k} '{v}' is not one of {}",
-                    allowed.join(", ")
-                ),
-            )
-        })
-    }
-
-    pub fn instant(p: &Value, k: &str) -> Result<DateTime<Utc>, Error> {
-        p[k].as_str()
-            .and_then(|s| hms_client::time::parse_instant(s).ok())
-            .ok_or_else(|| missing(k))
-    }
+/// Reads `event` as one of producer `E`'s events (`None`: a type `E` does not publish, which
+/// this consumer ignores). A payload that does not fit the contract — a field missing, a status
+/// or decision not in its set, an amount out of bounds — is 400 naming it, which tells the
+/// producer's relay to park the event: retrying cannot fix it, and no default is guessed.
+pub fn decode<E: Contract>(event: &Event) -> Result<Option<E>, Error> {
+    hms_client::contract::decode(event).map_err(|e| {
+        Error::validation(
+            &e.field,
+            format!("event {} does not fit the contract: {e}", event.event_id),
+        )
+    })
 }
 
 /// Whether `event` was processed already (a cheap check before expensive preparation; the

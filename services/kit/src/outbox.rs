@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::time::{from_db, to_db};
 use crate::Service;
 use chrono::{DateTime, Utc};
+use hms_client::contract::Contract;
 use hms_client::models::Event;
 use sqlx::Row;
 use std::collections::HashMap;
@@ -36,6 +37,25 @@ pub struct NewEvent<'a> {
     pub event_type: &'a str,
     /// Ids and facts only; never contact details.
     pub payload: serde_json::Value,
+}
+
+impl NewEvent<'static> {
+    /// An event of the typed contract ([`hms_client::contract`]): its type and payload come
+    /// from `event`, so what a producer announces is what its consumers decode.
+    pub fn of<E: Contract>(
+        aggregate_type: &'static str,
+        aggregate_id: impl ToString,
+        aggregate_seq: i64,
+        event: &E,
+    ) -> Self {
+        NewEvent {
+            aggregate_type,
+            aggregate_id: aggregate_id.to_string(),
+            aggregate_seq,
+            event_type: event.event_type(),
+            payload: event.payload(),
+        }
+    }
 }
 
 /// The producer side of a service's outbox.

@@ -454,6 +454,9 @@ fn constrain_shared_parameters(op: &mut utoipa::openapi::path::Operation) {
                 .schema_type(Type::Integer)
                 .minimum(Some(1))
                 .maximum(Some(crate::pagination::MAX_LIMIT)),
+            (ParameterIn::Query, "cursor") => ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(crate::pagination::CURSOR_PATTERN)),
             (ParameterIn::Header, "If-Match") => ObjectBuilder::new()
                 .schema_type(Type::String)
                 .pattern(Some(r#"^(W/)?"?[0-9]{1,18}"?$"#)),

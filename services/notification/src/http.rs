@@ -5,18 +5,33 @@ use crate::store::{self, AppointmentState};
 use crate::worker::{lookup, record_for};
 use axum::extract::State;
 use axum::http::Method;
+use hms_client::contract::{
+    AppointmentEvent, AppointmentStatus, BillEvent, FeeDecision, PaymentEvent,
+};
 use hms_client::models::*;
 use hms_client::ErrorBody;
 use hms_kit::auth::{AccessTable, Caller, Role};
 use hms_kit::extract::{Json, Query};
-use hms_kit::inbox::payload::{int, money as amount};
+use hms_kit::inbox::decode;
 use hms_kit::pagination::PageRequest;
 use hms_kit::server::{ServiceCtx, ServiceRoutes};
 use hms_kit::{Error, Service};
 use std::sync::Arc;
 
-fn instant(p: &serde_json::Value, k: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    hms_kit::inbox::payload::instant(p, k).ok()
+/// An event notification acts on, decoded by its producer's contract.
+enum Incoming {
+    Appointment(AppointmentEvent),
+    Bill(BillEvent),
+    Payment(PaymentEvent),
+}
+
+fn incoming(ev: &Event) -> Result<Option<Incoming>, Error> {
+    Ok(match ev.source.as_str() {
+        "appointment" => decode::<AppointmentEvent>(ev)?.map(Incoming::Appointment),
+        "billing" => decode::<BillEvent>(ev)?.map(Incoming::Bill),
+        "payment" => decode::<PaymentEvent>(ev)?.map(Incoming::Payment),
+        _ => None,
+    })
 }
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -95,108 +110,101 @@ async fn receive_event(
     if hms_kit::inbox::seen(&ctx.db, &ev).await? {
         return Ok(Json(EventAck { duplicate: true }));
     }
-    let p = ev.payload.clone();
-    let patient_id = int(&p, "patient_id")?;
     let tz = ctx.config.clinic_tz();
     let currency = ctx.config.currency.clone();
     let now = ctx.clock.now();
     let source_id = ev.event_id.to_string();
     let event_type = ev.event_type.clone();
+    let metadata = ev.payload.clone();
 
-    let ack = if let Some(kind) = ev.event_type.strip_prefix("appointment.") {
-        let doctor_id = int(&p, "doctor_id")?;
-        let state = AppointmentState {
-            appointment_id: int(&p, "appointment_id")?,
-            patient_id,
-            doctor_id,
-            slot_start: instant(&p, "slot_start")
-                .ok_or_else(|| Error::validation("slot_start", "event payload lacks slot_start"))?,
-            status: hms_kit::inbox::payload::one_of(
-                &p,
-                "status",
-                &hms_client::models::APPOINTMENT_STATUSES,
-            )?
-            .to_string(),
-            seq: ev.aggregate_seq,
-        };
-        let (patient, doctor) = lookup(&ctx, patient_id, Some(doctor_id)).await?;
-        let doctor = doctor.expect("asked for the doctor");
-        let facts = AppointmentFacts {
-            appointment_id: state.appointment_id,
-            doctor: &doctor.name,
-            department: &doctor.department,
-            slot_start: state.slot_start,
-            tz,
-            currency: &currency,
-        };
-        let fee = hms_kit::inbox::payload::money(&p, "consultation_fee")?;
-        let message = match kind {
-            "booked" => Some(facts.booked()),
-            "rescheduled" => Some(facts.rescheduled(instant(&p, "previous_slot_start"))),
-            "cancelled" => Some(facts.cancelled(
-                hms_kit::inbox::payload::one_of(&p, "fee_decision", &["none", "half"])?,
-                fee,
-            )),
-            "no_show" => Some(facts.no_show(fee)),
-            // Completion is followed by the bill's own message.
-            _ => None,
-        };
-        let offsets = ctx.config.reminder_offsets_minutes.clone();
-        let metadata =
-            serde_json::json!({ "appointment_id": state.appointment_id, "doctor_id": doctor_id });
-        hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, now, move |tx| {
-            Box::pin(async move {
-                // Only a newer event changes anything: a late or repeated one is a no-op.
-                if store::apply_appointment(tx, &state).await? {
-                    store::cancel_reminders(tx, state.appointment_id).await?;
-                    if state.status == "SCHEDULED" {
-                        store::schedule_reminders(tx, &state, &offsets, now).await?;
+    let ack = match incoming(&ev)? {
+        Some(Incoming::Appointment(event)) => {
+            let a = event.appointment();
+            let state = AppointmentState {
+                appointment_id: a.appointment_id,
+                patient_id: a.patient_id,
+                doctor_id: a.doctor_id,
+                slot_start: a.slot_start,
+                status: a.status.as_str().to_string(),
+                seq: ev.aggregate_seq,
+            };
+            let scheduled = a.status == AppointmentStatus::Scheduled;
+            let (patient, doctor) = lookup(&ctx, a.patient_id, Some(a.doctor_id)).await?;
+            let doctor = doctor.expect("asked for the doctor");
+            let facts = AppointmentFacts {
+                appointment_id: a.appointment_id,
+                doctor: &doctor.name,
+                department: &doctor.department,
+                slot_start: a.slot_start,
+                tz,
+                currency: &currency,
+            };
+            let message = match &event {
+                AppointmentEvent::Booked(_) => Some(facts.booked()),
+                AppointmentEvent::Rescheduled(r) => {
+                    Some(facts.rescheduled(Some(r.extra.previous_slot_start)))
+                }
+                AppointmentEvent::Cancelled(c) => Some(facts.cancelled(
+                    c.appointment.fee_decision.unwrap_or(FeeDecision::None),
+                    c.appointment.consultation_fee,
+                )),
+                AppointmentEvent::NoShow(n) => Some(facts.no_show(n.appointment.consultation_fee)),
+                // Completion is followed by the bill's own message.
+                AppointmentEvent::Completed(_) => None,
+            };
+            let offsets = ctx.config.reminder_offsets_minutes.clone();
+            let metadata =
+                serde_json::json!({ "appointment_id": a.appointment_id, "doctor_id": a.doctor_id });
+            hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, now, move |tx| {
+                Box::pin(async move {
+                    // Only a newer event changes anything: a late or repeated one is a no-op.
+                    if store::apply_appointment(tx, &state).await? {
+                        store::cancel_reminders(tx, state.appointment_id).await?;
+                        if scheduled {
+                            store::schedule_reminders(tx, &state, &offsets, now).await?;
+                        }
+                        if let Some(m) = message {
+                            record_for(tx, &patient, &source_id, &event_type, &m, metadata, now)
+                                .await?;
+                        }
                     }
-                    if let Some(m) = message {
+                    Ok(())
+                })
+            })
+            .await?
+        }
+        other => {
+            // Imported history is not news to anyone.
+            let news = match other {
+                Some(Incoming::Bill(BillEvent::Created(b))) if !b.legacy => Some((
+                    b.patient_id,
+                    messages::bill_created(b.bill_id, b.total, &currency),
+                )),
+                Some(Incoming::Payment(PaymentEvent::Captured(c))) if !c.legacy => Some((
+                    c.patient_id,
+                    messages::payment_received(c.bill_id, c.amount, &currency),
+                )),
+                Some(Incoming::Payment(PaymentEvent::Refunded(r))) => Some((
+                    r.patient_id,
+                    messages::refund_issued(r.bill_id, r.amount, &currency),
+                )),
+                _ => None,
+            };
+            let news = match news {
+                Some((patient_id, m)) => Some((lookup(&ctx, patient_id, None).await?.0, m)),
+                None => None,
+            };
+            hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, now, move |tx| {
+                Box::pin(async move {
+                    if let Some((patient, m)) = news {
                         record_for(tx, &patient, &source_id, &event_type, &m, metadata, now)
                             .await?;
                     }
-                }
-                Ok(())
+                    Ok(())
+                })
             })
-        })
-        .await?
-    } else {
-        // Imported history is not news to anyone.
-        let legacy = p["legacy"].as_bool().unwrap_or(false);
-        let message = match ev.event_type.as_str() {
-            _ if legacy => None,
-            "bill.created" => Some(messages::bill_created(
-                int(&p, "bill_id")?,
-                amount(&p, "total")?,
-                &currency,
-            )),
-            "payment.captured" => Some(messages::payment_received(
-                int(&p, "bill_id")?,
-                amount(&p, "amount")?,
-                &currency,
-            )),
-            "payment.refunded" => Some(messages::refund_issued(
-                int(&p, "bill_id")?,
-                amount(&p, "amount")?,
-                &currency,
-            )),
-            _ => None,
-        };
-        let patient = match message {
-            Some(_) => Some(lookup(&ctx, patient_id, None).await?.0),
-            None => None,
-        };
-        let metadata = p.clone();
-        hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, now, move |tx| {
-            Box::pin(async move {
-                if let (Some(m), Some(patient)) = (message, patient) {
-                    record_for(tx, &patient, &source_id, &event_type, &m, metadata, now).await?;
-                }
-                Ok(())
-            })
-        })
-        .await?
+            .await?
+        }
     };
     Ok(Json(ack))
 }

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use hms_client::contract::FeeDecision;
 use hms_client::Money;
 
 /// What a message needs to say about an appointment.
@@ -62,11 +63,12 @@ impl AppointmentFacts<'_> {
 
     /// `fee_decision` `half`: half the consultation fee is billed; `none`: nothing is, and
     /// anything paid is refunded.
-    pub fn cancelled(&self, fee_decision: &str, consultation_fee: Money) -> String {
+    pub fn cancelled(&self, fee_decision: FeeDecision, consultation_fee: Money) -> String {
         let fee = match fee_decision {
-            "half" => format!(
+            // Half, rounded half up to the paisa as billing rounds it.
+            FeeDecision::Half => format!(
                 "As it was cancelled within 2 hours of the start, a fee of {} (50% of the consultation fee, plus tax) applies.",
-                money(Money(consultation_fee.0 / 2), self.currency)
+                money(Money((consultation_fee.0 + 1) / 2), self.currency)
             ),
             _ => "No fee applies; anything already paid will be refunded in full.".to_string(),
         };
@@ -149,9 +151,11 @@ mod tests {
             facts().booked(),
             "Your appointment with Dr. Aditya Iyer (Cardiology) is confirmed for Tue 01 Dec 2026, 09:00 IST. Reference #7."
         );
-        assert!(facts().cancelled("half", Money(50_000)).contains("₹250.00"));
         assert!(facts()
-            .cancelled("none", Money(50_000))
+            .cancelled(FeeDecision::Half, Money(50_000))
+            .contains("₹250.00"));
+        assert!(facts()
+            .cancelled(FeeDecision::None, Money(50_000))
             .contains("refunded in full"));
         assert!(facts().no_show(Money(50_000)).contains("₹500.00"));
         assert!(facts().reminder(1440).contains("in 24 hours"));

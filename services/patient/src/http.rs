@@ -8,6 +8,7 @@ use crate::store::{self, Audit, Changed};
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
+use hms_client::contract::{PatientChanged, PatientEvent, PatientFacts};
 use hms_client::models::{AuditEntry, NewPatient, Page, Patient, PatientQuery, PatientUpdate};
 use hms_client::ErrorBody;
 use hms_kit::auth::{AccessTable, Caller, Role};
@@ -18,7 +19,6 @@ use hms_kit::pagination::PageRequest;
 use hms_kit::server::{ServiceCtx, ServiceRoutes};
 use hms_kit::Error;
 use serde::Deserialize;
-use serde_json::json;
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -102,19 +102,16 @@ async fn disclose(ctx: &ServiceCtx, rows: &[Audit<'_>]) -> Result<(), Error> {
     Ok(())
 }
 
-fn event(p: &Patient, event_type: &'static str, extra: serde_json::Value) -> NewEvent<'static> {
-    let mut payload =
-        json!({ "patient_id": p.patient_id, "active": p.active, "version": p.version });
-    if let (Some(obj), Some(more)) = (payload.as_object_mut(), extra.as_object()) {
-        obj.extend(more.clone());
+fn facts(p: &Patient) -> PatientFacts {
+    PatientFacts {
+        patient_id: p.patient_id,
+        active: p.active,
+        version: p.version,
     }
-    NewEvent {
-        aggregate_type: "patient",
-        aggregate_id: p.patient_id.to_string(),
-        aggregate_seq: p.version,
-        event_type,
-        payload,
-    }
+}
+
+fn event(p: &Patient, event: PatientEvent) -> NewEvent<'static> {
+    NewEvent::of("patient", p.patient_id, p.version, &event)
 }
 
 /// Register a patient.
@@ -157,7 +154,10 @@ async fn create_patient(
     .await
     .map_err(audit_unavailable)?;
     ctx.outbox
-        .enqueue(&mut tx, event(&created, "patient.registered", json!({})))
+        .enqueue(
+            &mut tx,
+            event(&created, PatientEvent::Registered(facts(&created))),
+        )
         .await?;
     ctx.outbox.commit(tx).await?;
     tracing::info!(
@@ -255,7 +255,15 @@ async fn update_patient(
     ctx.outbox
         .enqueue(
             &mut tx,
-            event(&p, "patient.updated", json!({ "changed": fields })),
+            event(
+                &p,
+                PatientEvent::Updated(PatientChanged {
+                    patient_id: p.patient_id,
+                    active: p.active,
+                    version: p.version,
+                    changed: fields.iter().map(|f| f.to_string()).collect(),
+                }),
+            ),
         )
         .await?;
     ctx.outbox.commit(tx).await?;
@@ -303,7 +311,7 @@ async fn deactivate_patient(
     .map_err(audit_unavailable)?;
     if changed {
         ctx.outbox
-            .enqueue(&mut tx, event(&p, "patient.deactivated", json!({})))
+            .enqueue(&mut tx, event(&p, PatientEvent::Deactivated(facts(&p))))
             .await?;
     }
     ctx.outbox.commit(tx).await?;

@@ -1,21 +1,21 @@
 //! Payment routes: charges and refunds under `Idempotency-Key`, reads, and bill events.
 
+use crate::domain;
 use crate::store::{self, Balance};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use hms_client::contract::{BillEvent, Captured, Failed, PaymentEvent, PaymentMethod, Refunded};
 use hms_client::models::*;
 use hms_client::{ClientError, ErrorBody};
 use hms_kit::auth::{AccessTable, Caller, Role};
-use hms_kit::db::Tx;
 use hms_kit::extract::{Json, Path, Query};
-use hms_kit::idempotency::{self, Claim};
+use hms_kit::idempotency::{self, Answer, Idempotent, Outcome};
 use hms_kit::outbox::NewEvent;
 use hms_kit::pagination::PageRequest;
 use hms_kit::server::{ServiceCtx, ServiceRoutes};
 use hms_kit::{Error, Service};
 use serde::Deserialize;
-use serde_json::json;
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -55,28 +55,6 @@ fn required_key(headers: &HeaderMap) -> Result<String, Error> {
             "Idempotency-Key header is required (1–255 visible ASCII, UUIDv4 recommended)",
         )
     })
-}
-
-fn json_response(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
-}
-
-/// Stores the response with the key, commits the work and the key together, and answers.
-async fn conclude(
-    ctx: &ServiceCtx,
-    mut tx: Tx,
-    key: &str,
-    status: StatusCode,
-    body: String,
-) -> Result<Response, Error> {
-    idempotency::record(&mut tx, key, status, &body).await?;
-    ctx.outbox.commit(tx).await?;
-    Ok(json_response(status, body))
 }
 
 /// What payment knows of a bill; asked of billing the first time (503 if it is down then).
@@ -159,31 +137,26 @@ async fn take(
 ) -> Result<Response, Error> {
     let key = required_key(headers)?;
     hms_kit::money::positive("amount", p.amount)?;
-    let method = p.method.trim().to_ascii_uppercase();
-    if !["CASH", "CARD", "UPI"].contains(&method.as_str()) {
-        return Err(Error::validation(
-            "method",
-            "method must be CASH, CARD or UPI",
-        ));
-    }
-    let fingerprint = idempotency::fingerprint(
+    let method = domain::method(&p.method)?;
+    let idem = Idempotent::new(
+        &ctx.db,
+        Some(&key),
         "payments.create",
         "",
-        &serde_json::to_value(&p).map_err(Error::internal)?,
-    );
-    let req = idempotency::Request {
-        key: &key,
-        operation: "payments.create",
-        subject: &caller.subject,
-        fingerprint: fingerprint.clone(),
-    };
-    if let Some(stored) = idempotency::lookup(&ctx.db, &req).await? {
+        &caller.subject,
+        &p,
+    )?;
+    if let Some(stored) = idem.replay().await? {
         return Ok(stored.into_response());
     }
+    let fingerprint = idem
+        .request()
+        .map(|r| r.fingerprint.clone())
+        .unwrap_or_default();
     // The response was swept, but the payment (and its key) is kept forever.
     if let Some((payment, hash)) = store::by_key(ctx.db.pool(), &key).await? {
         // Committed between the two reads: the stored response is the answer after all.
-        if let Some(stored) = idempotency::lookup(&ctx.db, &req).await? {
+        if let Some(stored) = idem.replay().await? {
             return Ok(stored.into_response());
         }
         if hash != fingerprint {
@@ -201,65 +174,60 @@ async fn take(
     }
     let bill = snapshot(ctx, p.bill_id).await?;
     let now = ctx.clock.now();
-    let mut tx = match idempotency::claim(&ctx.db, &req, now).await? {
-        Claim::Fresh(tx) => tx,
-        Claim::Replay(stored) => return Ok(stored.into_response()),
-    };
-    if !store::capture(&mut tx, bill.bill_id, p.amount.0).await? {
-        let b = store::balance(&mut *tx, bill.bill_id)
-            .await?
-            .unwrap_or(bill);
-        let err = if b.status == "VOID" || b.outstanding() <= 0 {
-            Error::rule(
-                "bill_not_payable",
-                format!(
-                    "bill {} is {}; nothing is owed on it",
-                    b.bill_id,
-                    if b.status == "VOID" { "VOID" } else { "paid" }
-                ),
+    let answer = idem
+        .run(&ctx.outbox, now, |mut tx| async {
+            if !store::capture(&mut tx, bill.bill_id, p.amount.0).await? {
+                let b = store::balance(&mut *tx, bill.bill_id)
+                    .await?
+                    .unwrap_or(bill);
+                let err = domain::not_capturable(&b, p.amount);
+                let failed = PaymentEvent::Failed(Failed {
+                    bill_id: b.bill_id,
+                    patient_id: b.patient_id,
+                    amount: p.amount,
+                    reason: err.code.to_string(),
+                });
+                ctx.outbox
+                    .enqueue(&mut tx, NewEvent::of("bill-payment", b.bill_id, 0, &failed))
+                    .await?;
+                metrics::counter!("payments_failed_total", "reason" => err.code).increment(1);
+                return Ok((tx, Outcome::Refused(err)));
+            }
+            let payment = store::insert_payment(
+                &mut tx,
+                &bill,
+                p.amount.0,
+                method.as_str(),
+                &key,
+                &fingerprint,
+                now,
             )
-        } else {
-            Error::rule(
-                "overpayment",
-                format!(
-                    "bill {} has {} outstanding; {} is more",
-                    b.bill_id,
-                    hms_client::Money(b.outstanding()),
-                    p.amount
-                ),
-            )
-            .with_details(json!({ "outstanding": hms_client::Money(b.outstanding()) }))
-        };
-        ctx.outbox
-            .enqueue(&mut tx, NewEvent {
-                aggregate_type: "bill-payment",
-                aggregate_id: b.bill_id.to_string(),
-                aggregate_seq: 0,
-                event_type: "payment.failed",
-                payload: json!({ "bill_id": b.bill_id, "patient_id": b.patient_id, "amount": p.amount, "reason": err.code }),
-            })
             .await?;
-        metrics::counter!("payments_failed_total", "reason" => err.code).increment(1);
-        let body = serde_json::to_string(&err.body()).map_err(Error::internal)?;
-        return conclude(ctx, tx, &key, err.status, body).await;
-    }
-    let payment =
-        store::insert_payment(&mut tx, &bill, p.amount.0, &method, &key, &fingerprint, now).await?;
-    ctx.outbox
-        .enqueue(&mut tx, NewEvent {
-            aggregate_type: "bill-payment",
-            aggregate_id: bill.bill_id.to_string(),
-            aggregate_seq: payment.payment_id,
-            event_type: "payment.captured",
-            payload: json!({
-                "payment_id": payment.payment_id, "bill_id": bill.bill_id, "patient_id": bill.patient_id,
-                "amount": payment.amount, "method": payment.method, "reference": payment.reference,
-            }),
+            let captured = PaymentEvent::Captured(Captured {
+                payment_id: payment.payment_id,
+                bill_id: bill.bill_id,
+                patient_id: bill.patient_id,
+                amount: payment.amount,
+                method,
+                reference: payment.reference.clone(),
+                legacy: false,
+            });
+            ctx.outbox
+                .enqueue(
+                    &mut tx,
+                    NewEvent::of("bill-payment", bill.bill_id, payment.payment_id, &captured),
+                )
+                .await?;
+            Ok((tx, Outcome::Done(StatusCode::CREATED, payment)))
         })
         .await?;
-    tracing::info!(payment_id = payment.payment_id, bill_id = bill.bill_id, amount = %payment.amount, "payment captured");
-    let body = serde_json::to_string(&payment).map_err(Error::internal)?;
-    conclude(ctx, tx, &key, StatusCode::CREATED, body).await
+    Ok(match answer {
+        Answer::Fresh(status, payment) => {
+            tracing::info!(payment_id = payment.payment_id, bill_id = payment.bill_id, amount = %payment.amount, "payment captured");
+            (status, axum::Json(payment)).into_response()
+        }
+        Answer::Replay(stored) => stored.into_response(),
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -310,69 +278,73 @@ async fn refund(
 ) -> Result<Response, Error> {
     let key = required_key(&headers)?;
     hms_kit::money::positive("amount", r.amount)?;
-    let fingerprint = idempotency::fingerprint(
+    let idem = Idempotent::new(
+        &ctx.db,
+        Some(&key),
         "refunds.create",
         &id.to_string(),
-        &serde_json::to_value(&r).map_err(Error::internal)?,
-    );
-    let req = idempotency::Request {
-        key: &key,
-        operation: "refunds.create",
-        subject: &caller.subject,
-        fingerprint: fingerprint.clone(),
-    };
-    if let Some(stored) = idempotency::lookup(&ctx.db, &req).await? {
+        &caller.subject,
+        &r,
+    )?;
+    if let Some(stored) = idem.replay().await? {
         return Ok(stored.into_response());
     }
+    let fingerprint = idem
+        .request()
+        .map(|r| r.fingerprint.clone())
+        .unwrap_or_default();
     let payment = store::get(ctx.db.pool(), id)
         .await?
         .ok_or_else(|| Error::not_found(format!("payment {id}")))?;
     let now = ctx.clock.now();
-    let mut tx = match idempotency::claim(&ctx.db, &req, now).await? {
-        Claim::Fresh(tx) => tx,
-        Claim::Replay(stored) => return Ok(stored.into_response()),
-    };
-    let Some(refund) = store::refund(
-        &mut tx,
-        &payment,
-        r.reason.trim(),
-        r.amount.0,
-        &key,
-        &fingerprint,
-        now,
-    )
-    .await?
-    else {
-        let current = store::get(&mut *tx, id).await?.unwrap_or(payment);
-        let err = Error::rule(
-            "refund_exceeds_paid",
-            format!(
-                "payment {id} has {} left to refund; {} is more",
-                hms_client::Money(current.amount.0 - current.refunded.0),
-                r.amount
-            ),
-        );
-        let body = serde_json::to_string(&err.body()).map_err(Error::internal)?;
-        return conclude(&ctx, tx, &key, err.status, body).await;
-    };
-    let patient_id = store::balance(&mut *tx, payment.bill_id)
-        .await?
-        .map(|b| b.patient_id)
-        .unwrap_or_default();
-    ctx.outbox
-        .enqueue(&mut tx, NewEvent {
-            aggregate_type: "bill-payment",
-            aggregate_id: payment.bill_id.to_string(),
-            aggregate_seq: payment.payment_id,
-            event_type: "payment.refunded",
-            payload: json!({
-                "refund_id": refund.refund_id, "payment_id": payment.payment_id, "bill_id": payment.bill_id,
-                "patient_id": patient_id, "amount": refund.amount,
-            }),
+    let answer = idem
+        .run(&ctx.outbox, now, |mut tx| async {
+            let Some(refund) = store::refund(
+                &mut tx,
+                &payment,
+                r.reason.trim(),
+                r.amount.0,
+                &key,
+                &fingerprint,
+                now,
+            )
+            .await?
+            else {
+                let current = store::get(&mut *tx, id).await?.unwrap_or(payment);
+                return Ok((
+                    tx,
+                    Outcome::Refused(domain::not_refundable(&current, r.amount)),
+                ));
+            };
+            let patient_id = store::balance(&mut *tx, payment.bill_id)
+                .await?
+                .map(|b| b.patient_id)
+                .unwrap_or_default();
+            let refunded = PaymentEvent::Refunded(Refunded {
+                refund_id: refund.refund_id,
+                payment_id: payment.payment_id,
+                bill_id: payment.bill_id,
+                patient_id,
+                amount: refund.amount,
+            });
+            ctx.outbox
+                .enqueue(
+                    &mut tx,
+                    NewEvent::of(
+                        "bill-payment",
+                        payment.bill_id,
+                        payment.payment_id,
+                        &refunded,
+                    ),
+                )
+                .await?;
+            Ok((tx, Outcome::Done(StatusCode::CREATED, refund)))
         })
         .await?;
-    let body = serde_json::to_string(&refund).map_err(Error::internal)?;
-    conclude(&ctx, tx, &key, StatusCode::CREATED, body).await
+    Ok(match answer {
+        Answer::Fresh(status, refund) => (status, axum::Json(refund)).into_response(),
+        Answer::Replay(stored) => stored.into_response(),
+    })
 }
 
 /// Bill events from billing: the amount due and status payment charges against.
@@ -384,12 +356,16 @@ async fn receive_event(
     Json(ev): Json<Event>,
 ) -> Result<Json<EventAck>, Error> {
     hms_kit::inbox::authorise(&caller, &ev, &[Service::Billing])?;
-    let p = &ev.payload;
-    use hms_kit::inbox::payload::{int, money};
-    let (bill_id, patient_id) = (int(p, "bill_id")?, int(p, "patient_id")?);
-    let due = money(p, "amount_due")?;
-    let status = hms_kit::inbox::payload::one_of(p, "status", &hms_client::models::BILL_STATUSES)?
-        .to_string();
+    let Some(event) = hms_kit::inbox::decode::<BillEvent>(&ev)? else {
+        return hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, ctx.clock.now(), |_| {
+            Box::pin(async { Ok(()) })
+        })
+        .await
+        .map(Json);
+    };
+    let b = event.bill();
+    let (bill_id, patient_id, due) = (b.bill_id, b.patient_id, b.amount_due);
+    let status = b.status.as_str().to_string();
     let seq = ev.aggregate_seq;
     let ack = hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, ctx.clock.now(), move |tx| {
         Box::pin(
@@ -454,17 +430,20 @@ async fn import(
         }
         Some(true) => {}
     }
+    let captured = PaymentEvent::Captured(Captured {
+        payment_id: p.payment_id,
+        bill_id: bill.bill_id,
+        patient_id: bill.patient_id,
+        amount: p.amount,
+        method: PaymentMethod::live(&method).unwrap_or(PaymentMethod::Legacy(method.clone())),
+        reference: p.reference.trim().to_string(),
+        legacy: true,
+    });
     ctx.outbox
-        .enqueue(&mut tx, NewEvent {
-            aggregate_type: "bill-payment",
-            aggregate_id: bill.bill_id.to_string(),
-            aggregate_seq: p.payment_id,
-            event_type: "payment.captured",
-            payload: json!({
-                "payment_id": p.payment_id, "bill_id": bill.bill_id, "patient_id": bill.patient_id,
-                "amount": p.amount, "method": method, "reference": p.reference.trim(), "legacy": true,
-            }),
-        })
+        .enqueue(
+            &mut tx,
+            NewEvent::of("bill-payment", bill.bill_id, p.payment_id, &captured),
+        )
         .await?;
     ctx.outbox.commit(tx).await?;
     Ok(Json(ImportOutcome {

@@ -3,6 +3,7 @@
 //!
 //! `store` holds the SQL (the ledger rule is a CHECK on `bill_balance`), `http` the routes.
 
+pub mod domain;
 pub mod http;
 pub mod store;
 

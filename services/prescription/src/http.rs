@@ -5,6 +5,7 @@ use crate::store::{self, NewRx};
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
+use hms_client::contract::{PrescriptionEvent, PrescriptionFacts};
 use hms_client::models::*;
 use hms_client::{ClientError, ErrorBody};
 use hms_kit::auth::{AccessTable, Caller, Role};
@@ -14,7 +15,7 @@ use hms_kit::pagination::PageRequest;
 use hms_kit::server::{ServiceCtx, ServiceRoutes};
 use hms_kit::Error;
 use serde::Deserialize;
-use serde_json::json;
+
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -143,21 +144,20 @@ async fn create(
     ctx.outbox
         .enqueue(
             &mut tx,
-            NewEvent {
-                aggregate_type: "prescription",
-                aggregate_id: p.prescription_id.to_string(),
-                aggregate_seq: 1,
-                event_type: "prescription.created",
-                payload: json!({
-                    "prescription_id": p.prescription_id,
-                    "appointment_id": p.appointment_id,
-                    "patient_id": p.patient_id,
-                    "doctor_id": p.doctor_id,
-                    "medication": p.medication,
-                    "quantity": p.quantity,
-                    "unit_price": p.unit_price,
+            NewEvent::of(
+                "prescription",
+                p.prescription_id,
+                1,
+                &PrescriptionEvent::Created(PrescriptionFacts {
+                    prescription_id: p.prescription_id,
+                    appointment_id: p.appointment_id,
+                    patient_id: p.patient_id,
+                    doctor_id: p.doctor_id,
+                    medication: p.medication.clone(),
+                    quantity: p.quantity,
+                    unit_price: p.unit_price,
                 }),
-            },
+            ),
         )
         .await?;
     ctx.outbox.commit(tx).await?;
