@@ -28,7 +28,7 @@ impl PageRequest {
                 format!("limit must be between 1 and {MAX_LIMIT}"),
             ));
         }
-        let after = match cursor.filter(|c| !c.is_empty()) {
+        let after = match cursor {
             None => None,
             Some(c) => Some(decode_cursor(c).ok_or_else(|| {
                 Error::validation("cursor", "cursor is not one this service issued")
