@@ -99,6 +99,7 @@ mod tests {
         assert!(PageRequest::parse(None, Some("garbage!")).is_err());
         assert!(PageRequest::parse(None, Some("k1.-4")).is_err());
         assert!(PageRequest::parse(None, Some("k1.")).is_err());
+        assert!(PageRequest::parse(None, Some("")).is_err());
         assert_eq!(
             page.next_cursor.as_deref(),
             Some("k1.2"),
