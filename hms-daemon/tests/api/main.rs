@@ -12,6 +12,7 @@ mod daemon;
 mod doctor;
 mod errors;
 mod faults;
+mod legacy;
 mod notification;
 mod ops;
 mod outbox;

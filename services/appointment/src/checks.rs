@@ -42,3 +42,17 @@ pub async fn patient_and_doctor(
     }
     Ok((patient, schedule))
 }
+
+/// For a legacy appointment: that its patient and doctor are in HMS (whatever their state
+/// today), and the doctor, whose fee the appointment carries.
+pub async fn legacy_refs(
+    ctx: &ServiceCtx,
+    patient_id: i64,
+    doctor_id: i64,
+) -> Result<hms_client::models::Doctor, Error> {
+    let client = ctx.downstream.client();
+    let (patient, doctor) =
+        tokio::join!(client.get_patient(patient_id), client.get_doctor(doctor_id));
+    patient.map_err(map)?;
+    doctor.map_err(map)
+}

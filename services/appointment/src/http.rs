@@ -39,6 +39,7 @@ const COMPLETERS: &[Role] = &[Role::Reception, Role::Doctor, Role::Admin];
 
 pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
     let api = OpenApiRouter::new()
+        .routes(routes!(reserve_ids))
         .routes(routes!(book, list))
         .routes(routes!(get_one))
         .routes(routes!(reschedule))
@@ -48,6 +49,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(import))
         .with_state(Arc::new(ctx.clone()));
     let access = AccessTable::new(&[
+        (Method::POST, "/v1/appointments/import/ids", &[Role::Admin]),
         (Method::POST, "/v1/appointments", DESK),
         (Method::GET, "/v1/appointments", READERS),
         (Method::GET, "/v1/appointments/{id}", READERS),
@@ -500,15 +502,62 @@ async fn import(
     } else {
         a.slot_end
     };
-    let day = a
-        .slot_start
-        .with_timezone(&ctx.config.clinic_tz())
-        .date_naive();
+    let doctor = checks::legacy_refs(&ctx, a.patient_id, a.doctor_id).await?;
+    let now = ctx.clock.now();
+    let tz = ctx.config.clinic_tz();
+    let slot = domain::SlotChoice {
+        start: a.slot_start,
+        end: slot_end,
+        day: a.slot_start.with_timezone(&tz).date_naive(),
+    };
+    // A SCHEDULED appointment still ahead holds its slot exactly as a booking does; one in
+    // the past is history, claimed by nobody, and can still be completed or cancelled.
+    let holds_slot = status == Status::Scheduled && a.slot_start > now;
+    let legacy = store::Legacy {
+        appointment: &a,
+        slot,
+        status,
+        fee: doctor.consultation_fee,
+        holds_slot,
+        cap: Rules::from_config(&ctx.config).daily_cap,
+    };
     let mut tx = ctx.db.begin().await?;
-    let fresh = store::import(ctx.db.backend(), &mut tx, &a, slot_end, day, status).await?;
-    tx.commit().await?;
+    let Some(created) = store::import(ctx.db.backend(), &mut tx, &legacy).await? else {
+        return Ok(Json(hms_client::models::ImportOutcome {
+            outcome: "already_present".into(),
+            warnings,
+        }));
+    };
+    warnings.push(format!(
+        "consultation fee {} is doctor {}'s current fee (the legacy data has none)",
+        doctor.consultation_fee, a.doctor_id
+    ));
+    if holds_slot {
+        // Availability, reminders and the doctor's day learn of it as of any booking.
+        ctx.outbox
+            .enqueue(
+                &mut tx,
+                event(&created, &AppointmentEvent::Booked(facts(&created)?)),
+            )
+            .await?;
+    }
+    ctx.outbox.commit(tx).await?;
     Ok(Json(hms_client::models::ImportOutcome {
-        outcome: if fresh { "imported" } else { "already_present" }.into(),
+        outcome: "imported".into(),
         warnings,
     }))
+}
+
+/// Reserve the legacy data's appointment ids up to `through` (admin): imported or rejected, no
+/// appointment made live will take one. `hmsctl import` calls it with the highest id of its file.
+#[utoipa::path(post, path = "/v1/appointments/import/ids", tag = "appointments",
+    request_body = hms_client::models::IdReservation,
+    responses((status = 200, description = "Reserved", body = hms_client::models::IdReservation), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn reserve_ids(
+    State(ctx): Ctx,
+    Json(r): Json<hms_client::models::IdReservation>,
+) -> Result<Json<hms_client::models::IdReservation>, Error> {
+    hms_kit::import::reserve(&ctx.db, "appointments", "appointment_id", r.through).await?;
+    Ok(Json(r))
 }

@@ -379,33 +379,102 @@ pub async fn day_load<'e, E: Executor<'e, Database = Any>>(
 
 /// Inserts a historical appointment as it was (no claims, no day count: it is not a booking);
 /// false if that id exists already.
+/// A legacy appointment as it is written: the row, and, when it still holds its slot, the
+/// same claims and day count a booking takes.
+pub struct Legacy<'a> {
+    pub appointment: &'a hms_client::models::LegacyAppointment,
+    pub slot: SlotChoice,
+    pub status: Status,
+    pub fee: Money,
+    pub holds_slot: bool,
+    pub cap: i64,
+}
+
+/// Writes a legacy appointment under its own id; `None` if the same one is already there. A
+/// different one under that id is 409 `import_conflict`; a slot another appointment holds is
+/// 409 `slot_taken` or `patient_busy`, naming it.
 pub async fn import(
     backend: hms_kit::db::Backend,
     tx: &mut Tx,
-    a: &hms_client::models::LegacyAppointment,
-    slot_end: DateTime<Utc>,
-    clinic_day: NaiveDate,
-    status: Status,
-) -> Result<bool, Error> {
-    let n = sqlx::query(
+    l: &Legacy<'_>,
+) -> Result<Option<Appointment>, Error> {
+    let a = l.appointment;
+    if let Some(held) = get(&mut **tx, a.appointment_id).await? {
+        let given_status = l.status.as_str();
+        let fields = [
+            (
+                "patient_id",
+                held.patient_id.to_string(),
+                a.patient_id.to_string(),
+            ),
+            (
+                "doctor_id",
+                held.doctor_id.to_string(),
+                a.doctor_id.to_string(),
+            ),
+            (
+                "slot_start",
+                held.slot_start.to_rfc3339(),
+                a.slot_start.to_rfc3339(),
+            ),
+            ("status", held.status.clone(), given_status.to_string()),
+        ];
+        // A re-run finds what it wrote, or what became of it since (a legacy SCHEDULED one
+        // completed or cancelled live is still the same appointment).
+        let same = fields[..3].iter().all(|(_, h, g)| h == g)
+            && (held.status == given_status || given_status == "SCHEDULED");
+        if same {
+            return Ok(None);
+        }
+        return Err(hms_kit::import::conflict(
+            "appointment",
+            a.appointment_id,
+            &fields,
+        ));
+    }
+    let row = sqlx::query(&format!(
         "INSERT INTO appointments (appointment_id, patient_id, doctor_id, department, slot_start, slot_end, clinic_day, \
          status, reschedule_count, version, consultation_fee, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 1, 0, $9, $9) ON CONFLICT (appointment_id) DO NOTHING",
-    )
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 1, $9, $10, $10) RETURNING {COLUMNS}"
+    ))
     .bind(a.appointment_id)
     .bind(a.patient_id)
     .bind(a.doctor_id)
     .bind(a.department.trim())
-    .bind(to_db(a.slot_start))
-    .bind(to_db(slot_end))
-    .bind(date_to_db(clinic_day))
-    .bind(status.as_str())
+    .bind(to_db(l.slot.start))
+    .bind(to_db(l.slot.end))
+    .bind(date_to_db(l.slot.day))
+    .bind(l.status.as_str())
+    .bind(l.fee.0)
     .bind(to_db(a.created_at))
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if n == 1 {
-        hms_kit::db::sync_id_sequence(backend, tx, "appointments", "appointment_id").await?;
+    .fetch_one(&mut **tx)
+    .await?;
+    let created = appointment(&row)?;
+    if l.holds_slot {
+        // Name the appointment in the way (the claims' unique keys stay the judge of races).
+        for (who, sql, id) in [
+            ("doctor", "SELECT appointment_id FROM doctor_slot_claims WHERE doctor_id = $1 AND slot_start = $2", a.doctor_id),
+            ("patient", "SELECT appointment_id FROM patient_slot_claims WHERE patient_id = $1 AND slot_start = $2", a.patient_id),
+        ] {
+            let other: Option<i64> = sqlx::query_scalar(sql)
+                .bind(id)
+                .bind(to_db(l.slot.start))
+                .fetch_optional(&mut **tx)
+                .await?;
+            if let Some(other) = other {
+                return Err(Error::conflict(
+                    if who == "doctor" { "slot_taken" } else { "patient_busy" },
+                    format!(
+                        "{who} {id} already has appointment {other} at {}; appointment {} would double-book it",
+                        l.slot.start, a.appointment_id
+                    ),
+                )
+                .with_details(serde_json::json!({ "appointment_id": other })));
+            }
+        }
+        claim(tx, a.appointment_id, a.doctor_id, a.patient_id, &l.slot).await?;
+        count_in(tx, a.doctor_id, l.slot.day, l.cap).await?;
     }
-    Ok(n == 1)
+    hms_kit::db::sync_id_sequence(backend, tx, "appointments", "appointment_id").await?;
+    Ok(Some(created))
 }

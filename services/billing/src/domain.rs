@@ -86,10 +86,78 @@ pub fn status(void: bool, amount_due: i64, paid: i64, refunded: i64) -> &'static
     }
 }
 
+/// What an imported bill's figures are, given its legacy status and what has been recorded
+/// against it since: the legacy amount is the total (tax was the old system's business); a
+/// legacy PAID (or refunded) bill counts as paid in full even if its payments never came in;
+/// payments and refunds recorded since count when they say more. The legacy status stands
+/// until live money moves past it; an OPEN legacy bill is then settled by the live rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Legacy {
+    pub paid: i64,
+    pub refunded: i64,
+    pub status: &'static str,
+}
+
+pub fn legacy(legacy_status: &str, total: i64, credits: i64, paid: i64, refunded: i64) -> Legacy {
+    let settled = matches!(legacy_status, "PAID" | "PARTIALLY_REFUNDED" | "REFUNDED");
+    let paid = if settled { paid.max(total) } else { paid };
+    let refunded = if legacy_status == "REFUNDED" {
+        refunded.max(paid)
+    } else {
+        refunded
+    };
+    let live = status(false, total - credits, paid, refunded);
+    let status = match legacy_status {
+        "VOID" => "VOID",
+        // A live refund moves a settled bill on; otherwise its legacy status stands.
+        "PAID" if refunded == 0 => "PAID",
+        "PARTIALLY_REFUNDED" if refunded < paid => "PARTIALLY_REFUNDED",
+        "REFUNDED" => "REFUNDED",
+        _ => live,
+    };
+    Legacy {
+        paid,
+        refunded: refunded.min(paid),
+        status,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn legacy_bills_keep_their_figures_and_status() {
+        // A PAID bill stays PAID and paid in full, with or without its payments.
+        assert_eq!(
+            legacy("PAID", 75_050, 0, 0, 0),
+            Legacy {
+                paid: 75_050,
+                refunded: 0,
+                status: "PAID"
+            }
+        );
+        assert_eq!(legacy("PAID", 75_050, 0, 75_050, 0).status, "PAID");
+        // An OPEN bill is paid off by the live rule, up to exactly its amount.
+        assert_eq!(legacy("OPEN", 20_000, 0, 0, 0).status, "OPEN");
+        assert_eq!(legacy("OPEN", 20_000, 0, 15_000, 0).status, "OPEN");
+        assert_eq!(legacy("OPEN", 20_000, 0, 20_000, 0).status, "PAID");
+        // A live refund on a legacy PAID bill moves it on.
+        assert_eq!(
+            legacy("PAID", 20_000, 0, 20_000, 5_000).status,
+            "PARTIALLY_REFUNDED"
+        );
+        assert_eq!(
+            legacy("REFUNDED", 20_000, 0, 0, 0),
+            Legacy {
+                paid: 20_000,
+                refunded: 20_000,
+                status: "REFUNDED"
+            }
+        );
+        assert_eq!(legacy("VOID", 20_000, 0, 0, 0).status, "VOID");
+    }
 
     #[test]
     fn examples_round_half_up_to_the_paisa() {

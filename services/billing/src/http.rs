@@ -24,6 +24,7 @@ const CASHIERS: &[Role] = &[Role::Billing, Role::Admin];
 
 pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
     let api = OpenApiRouter::new()
+        .routes(routes!(reserve_ids))
         .routes(routes!(list))
         .routes(routes!(get_one))
         .routes(routes!(void))
@@ -32,6 +33,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(import))
         .with_state(Arc::new(ctx.clone()));
     let access = AccessTable::new(&[
+        (Method::POST, "/v1/bills/import/ids", &[Role::Admin]),
         (Method::GET, "/v1/bills", READERS),
         (Method::GET, "/v1/bills/{id}", READERS),
         (Method::POST, "/v1/bills/{id}/void", CASHIERS),
@@ -178,4 +180,18 @@ async fn import(State(ctx): Ctx, Json(b): Json<LegacyBill>) -> Result<Json<Impor
         outcome: "imported".into(),
         warnings: vec![],
     }))
+}
+
+/// Reserve the legacy data's bill ids up to `through` (admin): imported or rejected, no
+/// bill made live will take one. `hmsctl import` calls it with the highest id of its file.
+#[utoipa::path(post, path = "/v1/bills/import/ids", tag = "bills",
+    request_body = hms_client::models::IdReservation,
+    responses((status = 200, description = "Reserved", body = hms_client::models::IdReservation), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn reserve_ids(
+    State(ctx): Ctx,
+    Json(r): Json<hms_client::models::IdReservation>,
+) -> Result<Json<hms_client::models::IdReservation>, Error> {
+    hms_kit::import::reserve(&ctx.db, "bills", "bill_id", r.through).await?;
+    Ok(Json(r))
 }

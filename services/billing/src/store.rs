@@ -158,16 +158,18 @@ pub async fn add_line(tx: &mut Tx, bill_id: i64, l: &NewLine) -> Result<bool, Er
 /// locks the bill's row, so concurrent recomputations of one bill serialise and each sums
 /// what the previous committed.
 pub async fn recompute(tx: &mut Tx, bill_id: i64, now: DateTime<Utc>) -> Result<Bill, Error> {
-    let was_void: Option<String> = sqlx::query_scalar(
-        "UPDATE bills SET version = version + 1, updated_at = $1 WHERE bill_id = $2 RETURNING status",
+    let before = sqlx::query(
+        "UPDATE bills SET version = version + 1, updated_at = $1 WHERE bill_id = $2 RETURNING status, legacy_status",
     )
     .bind(to_db(now))
     .bind(bill_id)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some(status_before) = was_void else {
+    let Some(before) = before else {
         return Err(Error::not_found(format!("bill {bill_id}")));
     };
+    let status_before: String = before.try_get("status")?;
+    let legacy_status: Option<String> = before.try_get("legacy_status")?;
     let sum = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(bill_id);
     let subtotal =
         sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_lines WHERE bill_id = $1")
@@ -187,8 +189,22 @@ pub async fn recompute(tx: &mut Tx, bill_id: i64, now: DateTime<Utc>) -> Result<
     )
     .fetch_one(&mut **tx)
     .await?;
-    let domain::Totals { tax, total, .. } = domain::with_tax(subtotal)?;
-    let status = domain::status(status_before == "VOID", total - credits, paid, refunded);
+    let (tax, total, paid, refunded, status) = match legacy_status.as_deref() {
+        None => {
+            let domain::Totals { tax, total, .. } = domain::with_tax(subtotal)?;
+            let status = domain::status(status_before == "VOID", total - credits, paid, refunded);
+            (tax, total, paid, refunded, status)
+        }
+        Some(legacy) => {
+            let l = domain::legacy(legacy, subtotal, credits, paid, refunded);
+            (0, subtotal, l.paid, l.refunded, l.status)
+        }
+    };
+    let status = if status_before == "VOID" {
+        "VOID"
+    } else {
+        status
+    };
     let row = sqlx::query(&format!(
         "UPDATE bills SET subtotal = $1, tax = $2, total = $3, credits = $4, paid = $5, refunded = $6, status = $7 \
          WHERE bill_id = $8 RETURNING {B}"
@@ -405,30 +421,59 @@ pub async fn import(
     b: &hms_client::models::LegacyBill,
     status: &str,
 ) -> Result<Option<Bill>, Error> {
-    let exists: Option<i64> = sqlx::query_scalar("SELECT bill_id FROM bills WHERE bill_id = $1")
-        .bind(b.bill_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    if exists.is_some() {
-        return Ok(None);
+    let existing = sqlx::query(
+        "SELECT patient_id, appointment_id, subtotal, legacy_status FROM bills WHERE bill_id = $1",
+    )
+    .bind(b.bill_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(r) = existing {
+        // A re-run compares content: the same bill is already present; another under its id
+        // is a conflict to resolve by hand, never silently "present".
+        let held = (
+            r.try_get::<i64, _>("patient_id")?,
+            r.try_get::<i64, _>("appointment_id")?,
+            r.try_get::<i64, _>("subtotal")?,
+            r.try_get::<Option<String>, _>("legacy_status")?,
+        );
+        let given = (
+            b.patient_id,
+            b.appointment_id,
+            b.amount.0,
+            Some(status.to_string()),
+        );
+        if held == given {
+            return Ok(None);
+        }
+        return Err(hms_kit::import::conflict(
+            "bill",
+            b.bill_id,
+            &[
+                ("patient_id", held.0.to_string(), given.0.to_string()),
+                ("appointment_id", held.1.to_string(), given.1.to_string()),
+                ("amount", Money(held.2).to_string(), b.amount.to_string()),
+                (
+                    "status",
+                    held.3.unwrap_or_else(|| "(made by HMS)".into()),
+                    status.to_string(),
+                ),
+            ],
+        ));
     }
-    let paid = if matches!(status, "PAID" | "PARTIALLY_REFUNDED" | "REFUNDED") {
-        b.amount.0
-    } else {
-        0
-    };
-    let refunded = if status == "REFUNDED" { b.amount.0 } else { 0 };
+    // The legacy amount is the total; what the legacy status says was paid and refunded
+    // stands (the same rule `recompute` applies later).
+    let l = domain::legacy(status, b.amount.0, 0, 0, 0);
     let row = sqlx::query(&format!(
-        "INSERT INTO bills (bill_id, patient_id, appointment_id, purpose, status, subtotal, tax, total, credits, paid, refunded, version, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'consultation', $4, $5, 0, $5, 0, $6, $7, 1, $8, $8) RETURNING {B}"
+        "INSERT INTO bills (bill_id, patient_id, appointment_id, purpose, status, legacy_status, subtotal, tax, total, credits, paid, refunded, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'consultation', $4, $4, $5, 0, $5, 0, $6, $7, 1, $8, $8) RETURNING {B}"
     ))
     .bind(b.bill_id)
     .bind(b.patient_id)
     .bind(b.appointment_id)
-    .bind(status)
+    .bind(l.status)
     .bind(b.amount.0)
-    .bind(paid)
-    .bind(refunded)
+    .bind(l.paid)
+    .bind(l.refunded)
     .bind(to_db(b.created_at))
     .fetch_one(&mut **tx)
     .await
@@ -452,6 +497,21 @@ pub async fn import(
         },
     )
     .await?;
+    // Refunded before import: credited like a live refund, so the balance never asks for it.
+    let bill = if l.status == "REFUNDED" && b.amount.0 > 0 {
+        adjust(
+            tx,
+            bill.bill_id,
+            b.amount.0,
+            "refunded before import",
+            "import",
+            b.created_at,
+        )
+        .await?;
+        recompute(tx, bill.bill_id, b.created_at).await?
+    } else {
+        bill
+    };
     hms_kit::db::sync_id_sequence(backend, tx, "bills", "bill_id").await?;
     Ok(Some(bill))
 }

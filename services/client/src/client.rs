@@ -571,6 +571,37 @@ impl HmsClient {
             .await
     }
 
+    /// `POST /v1/<records>/import/ids` (admin): ids through `through` are the legacy data's.
+    pub async fn reserve_legacy_ids(
+        &self,
+        service: Service,
+        records: &str,
+        through: i64,
+    ) -> Result<(), ClientError> {
+        self.call::<IdReservation>(
+            service,
+            Method::POST,
+            &format!("/v1/{records}/import/ids"),
+            Some(&IdReservation { through }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `POST /v1/prescriptions/import` (admin).
+    pub async fn import_prescription(
+        &self,
+        p: &LegacyPrescription,
+    ) -> Result<ImportOutcome, ClientError> {
+        self.call(
+            Service::Prescription,
+            Method::POST,
+            "/v1/prescriptions/import",
+            Some(p),
+        )
+        .await
+    }
+
     /// `POST /v1/payments/import` (admin).
     pub async fn import_payment(&self, p: &LegacyPayment) -> Result<ImportOutcome, ClientError> {
         self.call(

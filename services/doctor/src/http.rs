@@ -38,6 +38,7 @@ const SCHEDULERS: &[Role] = &[Role::Admin, Role::Doctor];
 
 pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
     let api = OpenApiRouter::new()
+        .routes(routes!(reserve_ids))
         .routes(routes!(create_doctor, list_doctors))
         .routes(routes!(get_doctor, update_doctor))
         .routes(routes!(get_hours, set_hours))
@@ -49,6 +50,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(receive_event))
         .with_state(Arc::new(ctx.clone()));
     let access = AccessTable::new(&[
+        (Method::POST, "/v1/doctors/import/ids", &[Role::Admin]),
         (Method::POST, "/v1/doctors", ADMIN),
         (Method::GET, "/v1/doctors", EVERYONE),
         (Method::GET, "/v1/doctors/{id}", EVERYONE),
@@ -445,4 +447,18 @@ async fn receive_event(
     })
     .await?;
     Ok(Json(ack))
+}
+
+/// Reserve the legacy data's doctor ids up to `through` (admin): imported or rejected, no
+/// doctor made live will take one. `hmsctl import` calls it with the highest id of its file.
+#[utoipa::path(post, path = "/v1/doctors/import/ids", tag = "doctors",
+    request_body = hms_client::models::IdReservation,
+    responses((status = 200, description = "Reserved", body = hms_client::models::IdReservation), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn reserve_ids(
+    State(ctx): Ctx,
+    Json(r): Json<hms_client::models::IdReservation>,
+) -> Result<Json<hms_client::models::IdReservation>, Error> {
+    hms_kit::import::reserve(&ctx.db, "doctors", "doctor_id", r.through).await?;
+    Ok(Json(r))
 }

@@ -479,24 +479,56 @@ pub fn contains_pattern(term: &str) -> String {
     p
 }
 
-/// After rows were inserted with explicit ids (legacy imports keep theirs), moves
-/// PostgreSQL's id sequence past them so assigned ids never collide. SQLite's rowid needs
-/// nothing. The one backend-specific statement outside migrations, kept here.
+/// Moves a table's id allocation past every id it holds and past `through`, never back: a
+/// record made live never takes an id of the legacy data, imported or rejected. PostgreSQL:
+/// the identity's sequence. SQLite: the table is AUTOINCREMENT (see the services' legacy-id
+/// migrations), so its row in `sqlite_sequence` is the floor.
+pub async fn reserve_ids(
+    backend: Backend,
+    tx: &mut Tx,
+    table: &str,
+    column: &str,
+    through: i64,
+) -> Result<(), sqlx::Error> {
+    match backend {
+        Backend::Postgres => {
+            sqlx::query(&format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), \
+                 GREATEST($1, (SELECT MAX({column}) FROM {table}), \
+                          pg_sequence_last_value(pg_get_serial_sequence('{table}', '{column}')::regclass), 1))"
+            ))
+            .bind(through)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Backend::Sqlite => {
+            sqlx::query(
+                "INSERT INTO sqlite_sequence (name, seq) SELECT $1, 0 \
+                 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = $1)",
+            )
+            .bind(table)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(&format!(
+                "UPDATE sqlite_sequence SET seq = MAX(seq, $1, (SELECT COALESCE(MAX({column}), 0) FROM {table})) WHERE name = $2"
+            ))
+            .bind(through)
+            .bind(table)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// After a row was written under its own id: the allocation moves past it (never back).
 pub async fn sync_id_sequence(
     backend: Backend,
     tx: &mut Tx,
     table: &str,
     column: &str,
 ) -> Result<(), sqlx::Error> {
-    if backend == Backend::Postgres {
-        sqlx::query(&format!(
-            "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), \
-             GREATEST((SELECT MAX({column}) FROM {table}), 1))"
-        ))
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
+    reserve_ids(backend, tx, table, column, 0).await
 }
 
 #[cfg(test)]

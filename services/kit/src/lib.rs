@@ -15,6 +15,7 @@ pub mod downstream;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod import;
 pub mod inbox;
 pub mod logging;
 pub mod metrics;

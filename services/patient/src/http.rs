@@ -38,12 +38,14 @@ const ADMIN: &[Role] = &[Role::Admin];
 /// The routes and who may call each (deny by default: an unlisted route refuses to start).
 pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
     let api = OpenApiRouter::new()
+        .routes(routes!(reserve_ids))
         .routes(routes!(create_patient, list_patients))
         .routes(routes!(get_patient, update_patient))
         .routes(routes!(deactivate_patient))
         .routes(routes!(patient_audit))
         .with_state(Arc::new(ctx.clone()));
     let access = AccessTable::new(&[
+        (Method::POST, "/v1/patients/import/ids", &[Role::Admin]),
         (Method::POST, "/v1/patients", FRONT_DESK),
         (Method::GET, "/v1/patients", EVERYONE),
         (Method::GET, "/v1/patients/{id}", EVERYONE),
@@ -357,4 +359,18 @@ async fn patient_audit(
     .await?;
     let rows = store::audit_trail(ctx.db.pool(), id, page).await?;
     Ok(Json(page.page(rows, |a| a.audit_id)))
+}
+
+/// Reserve the legacy data's patient ids up to `through` (admin): imported or rejected, no
+/// patient made live will take one. `hmsctl import` calls it with the highest id of its file.
+#[utoipa::path(post, path = "/v1/patients/import/ids", tag = "patients",
+    request_body = hms_client::models::IdReservation,
+    responses((status = 200, description = "Reserved", body = hms_client::models::IdReservation), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn reserve_ids(
+    State(ctx): Ctx,
+    Json(r): Json<hms_client::models::IdReservation>,
+) -> Result<Json<hms_client::models::IdReservation>, Error> {
+    hms_kit::import::reserve(&ctx.db, "patients", "patient_id", r.through).await?;
+    Ok(Json(r))
 }

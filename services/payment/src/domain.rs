@@ -15,16 +15,35 @@ pub fn method(raw: &str) -> Result<PaymentMethod, Error> {
         .ok_or_else(|| Error::validation("method", "method must be CASH, CARD or UPI"))
 }
 
+/// A legacy payment's method: a live one in any case, or whatever else the old system wrote
+/// (a cheque, a bank transfer), kept as written with a warning. Only an empty one is refused.
+pub fn legacy_method(raw: &str) -> Result<(PaymentMethod, Vec<String>), Error> {
+    if let Some(m) = PaymentMethod::live(raw) {
+        return Ok((m, Vec::new()));
+    }
+    let written = raw.trim();
+    if written.is_empty() {
+        return Err(Error::validation("method", "method is empty"));
+    }
+    Ok((
+        PaymentMethod::Legacy(written.to_string()),
+        vec![format!(
+            "method '{written}' is not one HMS takes live (CASH, CARD, UPI); kept as written"
+        )],
+    ))
+}
+
 /// Why the ledger refused to capture `amount` on the bill as it now stands.
 pub fn not_capturable(b: &Balance, amount: Money) -> Error {
-    if b.status == "VOID" || b.outstanding() <= 0 {
+    if b.status != "OPEN" || b.outstanding() <= 0 {
+        let state = if b.status == "OPEN" {
+            "paid"
+        } else {
+            b.status.as_str()
+        };
         return Error::rule(
             "bill_not_payable",
-            format!(
-                "bill {} is {}; nothing is owed on it",
-                b.bill_id,
-                if b.status == "VOID" { "VOID" } else { "paid" }
-            ),
+            format!("bill {} is {state}; nothing is owed on it", b.bill_id),
         );
     }
     Error::rule(
@@ -70,6 +89,13 @@ mod tests {
         assert_eq!(method(" upi ").unwrap(), PaymentMethod::Upi);
         assert_eq!(method("Card").unwrap(), PaymentMethod::Card);
         assert_eq!(method("CHEQUE").unwrap_err().code, "validation_failed");
+        let (m, warnings) = legacy_method(" Cheque ").unwrap();
+        assert_eq!(
+            (m, warnings.len()),
+            (PaymentMethod::Legacy("Cheque".into()), 1)
+        );
+        assert_eq!(legacy_method("upi").unwrap(), (PaymentMethod::Upi, vec![]));
+        assert!(legacy_method("  ").is_err());
     }
 
     #[test]

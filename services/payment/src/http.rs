@@ -5,7 +5,7 @@ use crate::store::{self, Balance};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hms_client::contract::{BillEvent, Captured, Failed, PaymentEvent, PaymentMethod, Refunded};
+use hms_client::contract::{BillEvent, Captured, Failed, PaymentEvent, Refunded};
 use hms_client::models::*;
 use hms_client::{ClientError, ErrorBody};
 use hms_kit::auth::{AccessTable, Caller, Role};
@@ -29,6 +29,7 @@ const REFUNDERS: &[Role] = &[Role::Billing, Role::Admin, Role::Service];
 
 pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
     let api = OpenApiRouter::new()
+        .routes(routes!(reserve_ids))
         .routes(routes!(charge, list))
         .routes(routes!(charge_alias))
         .routes(routes!(get_one))
@@ -37,6 +38,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(import))
         .with_state(Arc::new(ctx.clone()));
     let access = AccessTable::new(&[
+        (Method::POST, "/v1/payments/import/ids", &[Role::Admin]),
         (Method::POST, "/v1/payments", TAKERS),
         (Method::POST, "/v1/payments/charge", TAKERS),
         (Method::GET, "/v1/payments", READERS),
@@ -387,21 +389,15 @@ async fn import(
     State(ctx): Ctx,
     Json(p): Json<LegacyPayment>,
 ) -> Result<Json<ImportOutcome>, Error> {
-    let method = p.method.trim().to_ascii_uppercase();
-    if !["CASH", "CARD", "UPI"].contains(&method.as_str()) {
-        return Err(Error::validation(
-            "method",
-            "method must be CASH, CARD or UPI",
-        ));
-    }
+    let (method, warnings) = domain::legacy_method(&p.method)?;
     hms_kit::money::positive("amount", p.amount)?;
     let bill = snapshot(&ctx, p.bill_id).await?;
     let mut tx = ctx.db.begin().await?;
-    match store::import(ctx.db.backend(), &mut tx, &bill, &p, &method).await? {
+    match store::import(ctx.db.backend(), &mut tx, &bill, &p, method.as_str()).await? {
         None => {
             return Ok(Json(ImportOutcome {
                 outcome: "already_present".into(),
-                warnings: vec![],
+                warnings,
             }))
         }
         Some(false) => {
@@ -420,10 +416,11 @@ async fn import(
                 Error::rule(
                     "overpayment",
                     format!(
-                        "bill {} has {} outstanding; {} is more",
+                        "payment {} of {} is more than bill {} has left to pay ({})",
+                        p.payment_id,
+                        p.amount,
                         b.bill_id,
-                        hms_client::Money(b.outstanding()),
-                        p.amount
+                        hms_client::Money(b.total - (b.captured - b.refunded)),
                     ),
                 )
             });
@@ -435,7 +432,7 @@ async fn import(
         bill_id: bill.bill_id,
         patient_id: bill.patient_id,
         amount: p.amount,
-        method: PaymentMethod::live(&method).unwrap_or(PaymentMethod::Legacy(method.clone())),
+        method,
         reference: p.reference.trim().to_string(),
         legacy: true,
     });
@@ -448,6 +445,20 @@ async fn import(
     ctx.outbox.commit(tx).await?;
     Ok(Json(ImportOutcome {
         outcome: "imported".into(),
-        warnings: vec![],
+        warnings,
     }))
+}
+
+/// Reserve the legacy data's payment ids up to `through` (admin): imported or rejected, no
+/// payment made live will take one. `hmsctl import` calls it with the highest id of its file.
+#[utoipa::path(post, path = "/v1/payments/import/ids", tag = "payments",
+    request_body = hms_client::models::IdReservation,
+    responses((status = 200, description = "Reserved", body = hms_client::models::IdReservation), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn reserve_ids(
+    State(ctx): Ctx,
+    Json(r): Json<hms_client::models::IdReservation>,
+) -> Result<Json<hms_client::models::IdReservation>, Error> {
+    hms_kit::import::reserve(&ctx.db, "payments", "payment_id", r.through).await?;
+    Ok(Json(r))
 }

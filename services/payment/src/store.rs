@@ -91,8 +91,25 @@ pub async fn apply_bill(
     Ok(())
 }
 
-/// Takes `amount` against a bill's balance: only if it is not VOID and the amount fits.
+/// Takes a live `amount` against a bill's balance: only while billing says it is OPEN (a
+/// PAID, refunded or VOID bill owes nothing, whatever was recorded here) and the amount fits.
 pub async fn capture(tx: &mut Tx, bill_id: i64, amount: i64) -> Result<bool, Error> {
+    Ok(sqlx::query(
+        "UPDATE bill_balance SET captured = captured + $1 \
+         WHERE bill_id = $2 AND status = 'OPEN' AND captured - refunded + $1 <= total",
+    )
+    .bind(amount)
+    .bind(bill_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Records a legacy payment against its bill: history, so a bill the old system settled
+/// (PAID) takes the payments that settled it; never against a VOID bill, never beyond the
+/// bill's amount.
+async fn capture_history(tx: &mut Tx, bill_id: i64, amount: i64) -> Result<bool, Error> {
     Ok(sqlx::query(
         "UPDATE bill_balance SET captured = captured + $1 \
          WHERE bill_id = $2 AND status <> 'VOID' AND captured - refunded + $1 <= total",
@@ -259,15 +276,40 @@ pub async fn import(
     p: &hms_client::models::LegacyPayment,
     method: &str,
 ) -> Result<Option<bool>, Error> {
-    let exists: Option<i64> =
-        sqlx::query_scalar("SELECT payment_id FROM payments WHERE payment_id = $1")
-            .bind(p.payment_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    if exists.is_some() {
-        return Ok(None);
+    let existing = sqlx::query(
+        "SELECT bill_id, amount, method, reference FROM payments WHERE payment_id = $1",
+    )
+    .bind(p.payment_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(r) = existing {
+        let held = (
+            r.try_get::<i64, _>("bill_id")?,
+            r.try_get::<i64, _>("amount")?,
+            r.try_get::<String, _>("method")?,
+            r.try_get::<String, _>("reference")?,
+        );
+        let given = (
+            p.bill_id,
+            p.amount.0,
+            method.to_string(),
+            p.reference.trim().to_string(),
+        );
+        if held == given {
+            return Ok(None);
+        }
+        return Err(hms_kit::import::conflict(
+            "payment",
+            p.payment_id,
+            &[
+                ("bill_id", held.0.to_string(), given.0.to_string()),
+                ("amount", Money(held.1).to_string(), p.amount.to_string()),
+                ("method", held.2, given.2),
+                ("reference", held.3, given.3),
+            ],
+        ));
     }
-    if !capture(tx, bill.bill_id, p.amount.0).await? {
+    if !capture_history(tx, bill.bill_id, p.amount.0).await? {
         return Ok(Some(false));
     }
     sqlx::query(

@@ -76,6 +76,48 @@ pub fn quantity(dosage: Dosage, days: i64) -> i64 {
     dosage.per_day() * days
 }
 
+/// What the old system wrote as history, and what today's rules would have said of it: each
+/// difference is a warning, never a refusal (history is not re-judged). An unreadable dosage
+/// is kept as written and counted as one dose a day.
+pub fn legacy_warnings(
+    a: &Appointment,
+    patient_id: i64,
+    doctor_id: i64,
+    dosage: &str,
+    days: i64,
+) -> (i64, Vec<String>) {
+    let mut warnings = Vec::new();
+    if matches!(a.status.as_str(), "CANCELLED" | "NO_SHOW") {
+        warnings.push(format!(
+            "appointment {} is {}; kept as history",
+            a.appointment_id, a.status
+        ));
+    }
+    if a.patient_id != patient_id {
+        warnings.push(format!(
+            "patient {patient_id} differs from appointment {}'s patient {}; kept as written",
+            a.appointment_id, a.patient_id
+        ));
+    }
+    if a.doctor_id != doctor_id {
+        warnings.push(format!(
+            "doctor {doctor_id} differs from appointment {}'s doctor {}; kept as written",
+            a.appointment_id, a.doctor_id
+        ));
+    }
+    let quantity = match Dosage::parse(dosage) {
+        Ok(d) => quantity(d, days),
+        Err(_) => {
+            warnings.push(format!(
+                "dosage '{}' is not morning-noon-night; kept as written, counted as one dose a day",
+                dosage.trim()
+            ));
+            days
+        }
+    };
+    (quantity, warnings)
+}
+
 /// A prescription needs an appointment that exists, is not CANCELLED or NO_SHOW, and is of
 /// the same patient and doctor.
 pub fn check_appointment(a: &Appointment, patient_id: i64, doctor_id: i64) -> Result<(), Error> {

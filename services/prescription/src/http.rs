@@ -1,6 +1,6 @@
 //! Prescription and formulary routes and their access rules.
 
-use crate::domain::{check_appointment, check_days, quantity, Dosage};
+use crate::domain::{self, check_appointment, check_days, quantity, Dosage};
 use crate::store::{self, NewRx};
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
@@ -34,15 +34,19 @@ const ADMIN: &[Role] = &[Role::Admin];
 
 pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
     let api = OpenApiRouter::new()
+        .routes(routes!(reserve_ids))
         .routes(routes!(create, list))
         .routes(routes!(get_one))
+        .routes(routes!(import))
         .routes(routes!(list_formulary, add_medication))
         .routes(routes!(update_medication))
         .with_state(Arc::new(ctx.clone()));
     let access = AccessTable::new(&[
+        (Method::POST, "/v1/prescriptions/import/ids", &[Role::Admin]),
         (Method::POST, "/v1/prescriptions", PRESCRIBERS),
         (Method::GET, "/v1/prescriptions", EVERYONE),
         (Method::GET, "/v1/prescriptions/{id}", EVERYONE),
+        (Method::POST, "/v1/prescriptions/import", ADMIN),
         (Method::GET, "/v1/formulary", EVERYONE),
         (Method::POST, "/v1/formulary", ADMIN),
         (Method::PATCH, "/v1/formulary/{id}", ADMIN),
@@ -141,25 +145,7 @@ async fn create(
     };
     let mut tx = ctx.db.begin().await?;
     let p = store::insert(ctx.db.backend(), &mut tx, &rx).await?;
-    ctx.outbox
-        .enqueue(
-            &mut tx,
-            NewEvent::of(
-                "prescription",
-                p.prescription_id,
-                1,
-                &PrescriptionEvent::Created(PrescriptionFacts {
-                    prescription_id: p.prescription_id,
-                    appointment_id: p.appointment_id,
-                    patient_id: p.patient_id,
-                    doctor_id: p.doctor_id,
-                    medication: p.medication.clone(),
-                    quantity: p.quantity,
-                    unit_price: p.unit_price,
-                }),
-            ),
-        )
-        .await?;
+    ctx.outbox.enqueue(&mut tx, created_event(&p)).await?;
     ctx.outbox.commit(tx).await?;
     tracing::info!(
         prescription_id = p.prescription_id,
@@ -171,6 +157,128 @@ async fn create(
         1,
         &p,
     ))
+}
+
+/// Import one legacy prescription (admin), keeping its id, as history: today's prescribing
+/// rules become warnings (see `LegacyPrescription`). The appointment must be in HMS and the
+/// medication in the formulary. Only a prescription on a SCHEDULED appointment reaches billing
+/// (its bill is still to be made); others were billed, or not, by the old system. Repeating
+/// it is `already_present`; a different prescription under the id is 409 `import_conflict`.
+#[utoipa::path(post, path = "/v1/prescriptions/import", tag = "prescriptions",
+    request_body = LegacyPrescription,
+    responses(
+        (status = 200, body = ImportOutcome), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 409, description = "import_conflict", body = ErrorBody),
+        (status = 422, description = "appointment_required, unknown_medication", body = ErrorBody),
+        (status = 503, description = "the appointment service is down", body = ErrorBody),
+    ))]
+async fn import(
+    State(ctx): Ctx,
+    Json(l): Json<LegacyPrescription>,
+) -> Result<Json<ImportOutcome>, Error> {
+    if l.prescription_id <= 0 {
+        return Err(Error::validation(
+            "prescription_id",
+            "prescription_id must be positive",
+        ));
+    }
+    let days = check_days(l.days)?;
+    let medication = store::medication_named(ctx.db.pool(), &l.medication)
+        .await?
+        .ok_or_else(|| {
+            Error::rule(
+                "unknown_medication",
+                format!(
+                    "medication '{}' is not in the formulary",
+                    l.medication.trim()
+                ),
+            )
+        })?;
+    if let Some(held) = store::get(ctx.db.pool(), l.prescription_id).await? {
+        let fields = [
+            (
+                "appointment_id",
+                held.appointment_id.to_string(),
+                l.appointment_id.to_string(),
+            ),
+            (
+                "patient_id",
+                held.patient_id.to_string(),
+                l.patient_id.to_string(),
+            ),
+            (
+                "doctor_id",
+                held.doctor_id.to_string(),
+                l.doctor_id.to_string(),
+            ),
+            (
+                "medication",
+                held.medication.clone(),
+                medication.name.clone(),
+            ),
+            ("dosage", held.dosage.clone(), l.dosage.trim().to_string()),
+            ("days", held.days.to_string(), days.to_string()),
+        ];
+        if fields.iter().all(|(_, h, g)| h == g) {
+            return Ok(Json(ImportOutcome {
+                outcome: "already_present".into(),
+                warnings: vec![],
+            }));
+        }
+        return Err(hms_kit::import::conflict(
+            "prescription",
+            l.prescription_id,
+            &fields,
+        ));
+    }
+    let a = appointment(&ctx, l.appointment_id).await?;
+    let (quantity, mut warnings) =
+        domain::legacy_warnings(&a, l.patient_id, l.doctor_id, &l.dosage, days);
+    if !medication.active {
+        warnings.push(format!(
+            "{} is no longer dispensed; kept as history",
+            medication.name
+        ));
+    }
+    let rx = NewRx {
+        prescription_id: Some(l.prescription_id),
+        appointment_id: a.appointment_id,
+        patient_id: l.patient_id,
+        doctor_id: l.doctor_id,
+        quantity,
+        dosage: l.dosage.trim().to_string(),
+        days,
+        medication,
+        issued_at: l.issued_at,
+    };
+    let mut tx = ctx.db.begin().await?;
+    let p = store::insert(ctx.db.backend(), &mut tx, &rx).await?;
+    if a.status == "SCHEDULED" {
+        ctx.outbox.enqueue(&mut tx, created_event(&p)).await?;
+    }
+    ctx.outbox.commit(tx).await?;
+    Ok(Json(ImportOutcome {
+        outcome: "imported".into(),
+        warnings,
+    }))
+}
+
+fn created_event(p: &Prescription) -> NewEvent<'static> {
+    NewEvent::of(
+        "prescription",
+        p.prescription_id,
+        1,
+        &PrescriptionEvent::Created(PrescriptionFacts {
+            prescription_id: p.prescription_id,
+            appointment_id: p.appointment_id,
+            patient_id: p.patient_id,
+            doctor_id: p.doctor_id,
+            medication: p.medication.clone(),
+            quantity: p.quantity,
+            unit_price: p.unit_price,
+        }),
+    )
 }
 
 /// List prescriptions by appointment, patient or doctor. A doctor sees only their own.
@@ -296,4 +404,18 @@ async fn update_medication(
     .ok_or_else(|| Error::not_found(format!("medication {id}")))?;
     tx.commit().await?;
     Ok(with_etag(med.version, StatusCode::OK, &med))
+}
+
+/// Reserve the legacy data's prescription ids up to `through` (admin): imported or rejected, no
+/// prescription made live will take one. `hmsctl import` calls it with the highest id of its file.
+#[utoipa::path(post, path = "/v1/prescriptions/import/ids", tag = "prescriptions",
+    request_body = hms_client::models::IdReservation,
+    responses((status = 200, description = "Reserved", body = hms_client::models::IdReservation), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn reserve_ids(
+    State(ctx): Ctx,
+    Json(r): Json<hms_client::models::IdReservation>,
+) -> Result<Json<hms_client::models::IdReservation>, Error> {
+    hms_kit::import::reserve(&ctx.db, "prescriptions", "prescription_id", r.through).await?;
+    Ok(Json(r))
 }

@@ -21,3 +21,12 @@ pub struct HealthStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+/// `POST /v1/<records>/import/ids` (admin): ids up to `through` belong to the legacy data,
+/// imported or not; no record made live will take one.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdReservation {
+    #[schema(minimum = 1)]
+    pub through: i64,
+}

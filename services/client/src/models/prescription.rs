@@ -43,6 +43,27 @@ pub struct NewPrescription {
     pub issued_at: Option<DateTime<Utc>>,
 }
 
+/// `POST /v1/prescriptions/import` (admin): a prescription from the old system, kept as
+/// history. Today's rules are not applied to it: a patient or doctor other than the
+/// appointment's, a cancelled appointment, a dosage the live form does not take, a medication
+/// no longer dispensed are each kept with a warning.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyPrescription {
+    pub prescription_id: i64,
+    pub appointment_id: i64,
+    pub patient_id: i64,
+    pub doctor_id: i64,
+    /// A formulary medication name, any case.
+    pub medication: String,
+    /// As written; `morning-noon-night` is read, anything else is kept as written.
+    pub dosage: String,
+    pub days: i64,
+    #[serde(with = "crate::time::flexible")]
+    #[schema(value_type = String, format = DateTime)]
+    pub issued_at: DateTime<Utc>,
+}
+
 /// Filters of `GET /v1/prescriptions`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -1,0 +1,62 @@
+//! What every legacy import endpoint shares: a record already under the given id is compared
+//! by content, so a re-run of the same data is `already_present` and a different record under
+//! that id is a conflict naming what differs (never silently "present").
+
+use crate::db::Db;
+use crate::error::Error;
+use serde_json::json;
+
+/// Reserves the ids of a legacy file up to `through` in `table` (see [`crate::db::reserve_ids`]);
+/// the shared body of every service's `POST /v1/<records>/import/ids`.
+pub async fn reserve(db: &Db, table: &str, column: &str, through: i64) -> Result<(), Error> {
+    if through < 1 {
+        return Err(Error::validation(
+            "through",
+            "through must be a positive id",
+        ));
+    }
+    let mut tx = db.begin().await?;
+    crate::db::reserve_ids(db.backend(), &mut tx, table, column, through).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// 409 `import_conflict`: `kind` `id` is already held by a record that differs in `fields`
+/// (name, held, given); only the differing ones are named.
+pub fn conflict(kind: &str, id: i64, fields: &[(&str, String, String)]) -> Error {
+    let differ: Vec<String> = fields
+        .iter()
+        .filter(|(_, held, given)| held != given)
+        .map(|(name, held, given)| format!("{name} is {held} here, {given} in the import"))
+        .collect();
+    Error::conflict(
+        "import_conflict",
+        format!(
+            "{kind} {id} already exists with different content: {}",
+            differ.join("; ")
+        ),
+    )
+    .with_details(json!({ "differs": fields.iter().filter(|(_, h, g)| h != g).map(|(n, _, _)| *n).collect::<Vec<_>>() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_conflict_names_only_what_differs() {
+        let e = conflict(
+            "bill",
+            7,
+            &[
+                ("patient_id", "3".into(), "3".into()),
+                ("amount", "200.00".into(), "250.00".into()),
+            ],
+        );
+        assert_eq!((e.status.as_u16(), e.code), (409, "import_conflict"));
+        assert!(e
+            .message
+            .contains("amount is 200.00 here, 250.00 in the import"));
+        assert!(!e.message.contains("patient_id"));
+    }
+}
