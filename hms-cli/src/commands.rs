@@ -138,16 +138,23 @@ enum Command {
     Completions { shell: clap_complete::Shell },
     /// Load the legacy CSVs (seed-data format) from a directory, keeping their ids (admin).
     Import {
+        /// The directory holding hms_doctors.csv, hms_patients.csv, hms_appointments.csv,
+        /// hms_prescriptions.csv, hms_bills.csv and hms_payments.csv.
         dir: PathBuf,
-        /// Validate only; write nothing.
+        /// A true preview: every row is judged and written by the services, then rolled
+        /// back; the outcomes are the real run's, and nothing is kept.
         #[arg(long)]
         dry_run: bool,
-        /// Write every row's outcome to this CSV file.
+        /// Write every row's outcome (file, line, id, outcome, reason) to this CSV file.
         #[arg(long)]
         report: Option<PathBuf>,
-        /// Consultation fee of imported doctors (the legacy data has none).
-        #[arg(long, default_value = "500.00")]
-        default_fee: Money,
+        /// Consultation fee of imported doctors [default: the clinic's configured default]
+        #[arg(long)]
+        default_fee: Option<Money>,
+        /// The time zone the old system wrote its local times in [default: the clinic's,
+        /// HMS_CLINIC_TIMEZONE or Asia/Kolkata]. Times with an offset are read as written.
+        #[arg(long, value_name = "ZONE")]
+        legacy_tz: Option<chrono_tz::Tz>,
     },
 }
 
@@ -608,9 +615,22 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
             dry_run,
             report,
             default_fee,
+            legacy_tz,
         } => {
-            return crate::import::run(&c, &dir, dry_run, default_fee, &out, report.as_deref())
-                .await
+            let legacy_tz = match legacy_tz {
+                Some(tz) => tz,
+                None => std::env::var("HMS_CLINIC_TIMEZONE")
+                    .ok()
+                    .and_then(|z| z.parse().ok())
+                    .unwrap_or(chrono_tz::Asia::Kolkata),
+            };
+            let opts = crate::import::Options {
+                dry_run,
+                report: report.as_deref(),
+                default_fee,
+                legacy_tz,
+            };
+            return crate::import::run(&c, &dir, opts, &out).await;
         }
     }
     Ok(exit::SUCCESS)

@@ -486,6 +486,7 @@ async fn reschedule(
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn import(
     State(ctx): Ctx,
+    headers: HeaderMap,
     Json(a): Json<hms_client::models::LegacyAppointment>,
 ) -> Result<Json<hms_client::models::ImportOutcome>, Error> {
     let status: Status = a.status.parse()?;
@@ -502,7 +503,10 @@ async fn import(
     } else {
         a.slot_end
     };
-    let doctor = checks::legacy_refs(&ctx, a.patient_id, a.doctor_id).await?;
+    let fee = checks::legacy_refs(&ctx, a.patient_id, a.doctor_id)
+        .await?
+        .map(|d| d.consultation_fee)
+        .unwrap_or(ctx.config.default_consultation_fee);
     let now = ctx.clock.now();
     let tz = ctx.config.clinic_tz();
     let slot = domain::SlotChoice {
@@ -517,11 +521,14 @@ async fn import(
         appointment: &a,
         slot,
         status,
-        fee: doctor.consultation_fee,
+        fee,
         holds_slot,
         cap: Rules::from_config(&ctx.config).daily_cap,
     };
     let mut tx = ctx.db.begin().await?;
+    if let Some(vouched) = hms_kit::dry_run::context(&headers) {
+        store::vouch_claims(&mut tx, &vouched.claims, &tz).await?;
+    }
     let Some(created) = store::import(ctx.db.backend(), &mut tx, &legacy).await? else {
         return Ok(Json(hms_client::models::ImportOutcome {
             outcome: "already_present".into(),
@@ -529,8 +536,8 @@ async fn import(
         }));
     };
     warnings.push(format!(
-        "consultation fee {} is doctor {}'s current fee (the legacy data has none)",
-        doctor.consultation_fee, a.doctor_id
+        "consultation fee {fee} is doctor {}'s current fee (the legacy data has none)",
+        a.doctor_id
     ));
     if holds_slot {
         // Availability, reminders and the doctor's day learn of it as of any booking.

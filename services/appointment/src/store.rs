@@ -390,6 +390,37 @@ pub struct Legacy<'a> {
     pub cap: i64,
 }
 
+/// A dry run's earlier rows' appointments and slot claims (rolled back with their rows),
+/// written again in this row's transaction so its claim meets them as the real run's would.
+pub async fn vouch_claims(
+    tx: &mut Tx,
+    claims: &[hms_client::models::VouchedClaim],
+    tz: &chrono_tz::Tz,
+) -> Result<(), Error> {
+    for c in claims {
+        let slot = SlotChoice {
+            start: c.slot_start,
+            end: c.slot_start + chrono::Duration::minutes(crate::domain::SLOT_MINUTES),
+            day: c.slot_start.with_timezone(tz).date_naive(),
+        };
+        sqlx::query(
+            "INSERT INTO appointments (appointment_id, patient_id, doctor_id, department, slot_start, slot_end, \
+             clinic_day, status, created_at, updated_at) VALUES ($1, $2, $3, '', $4, $5, $6, 'SCHEDULED', $4, $4) \
+             ON CONFLICT (appointment_id) DO NOTHING",
+        )
+        .bind(c.appointment_id)
+        .bind(c.patient_id)
+        .bind(c.doctor_id)
+        .bind(to_db(slot.start))
+        .bind(to_db(slot.end))
+        .bind(date_to_db(slot.day))
+        .execute(&mut **tx)
+        .await?;
+        claim(tx, c.appointment_id, c.doctor_id, c.patient_id, &slot).await?;
+    }
+    Ok(())
+}
+
 /// Writes a legacy appointment under its own id; `None` if the same one is already there. A
 /// different one under that id is 409 `import_conflict`; a slot another appointment holds is
 /// 409 `slot_taken` or `patient_busy`, naming it.

@@ -88,9 +88,9 @@ pub fn status(void: bool, amount_due: i64, paid: i64, refunded: i64) -> &'static
 
 /// What an imported bill's figures are, given its legacy status and what has been recorded
 /// against it since: the legacy amount is the total (tax was the old system's business); a
-/// legacy PAID (or refunded) bill counts as paid in full even if its payments never came in;
-/// payments and refunds recorded since count when they say more. The legacy status stands
-/// until live money moves past it; an OPEN legacy bill is then settled by the live rule.
+/// legacy PAID (or refunded) bill counts as paid in full even if its payments never came in.
+/// Its legacy status stands — legacy payments are history and change nothing — until live
+/// money moves on it (`live_moved`); from then on the live rule settles it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Legacy {
     pub paid: i64,
@@ -98,7 +98,14 @@ pub struct Legacy {
     pub status: &'static str,
 }
 
-pub fn legacy(legacy_status: &str, total: i64, credits: i64, paid: i64, refunded: i64) -> Legacy {
+pub fn legacy(
+    legacy_status: &str,
+    total: i64,
+    credits: i64,
+    paid: i64,
+    refunded: i64,
+    live_moved: bool,
+) -> Legacy {
     let settled = matches!(legacy_status, "PAID" | "PARTIALLY_REFUNDED" | "REFUNDED");
     let paid = if settled { paid.max(total) } else { paid };
     let refunded = if legacy_status == "REFUNDED" {
@@ -106,14 +113,13 @@ pub fn legacy(legacy_status: &str, total: i64, credits: i64, paid: i64, refunded
     } else {
         refunded
     };
-    let live = status(false, total - credits, paid, refunded);
     let status = match legacy_status {
         "VOID" => "VOID",
-        // A live refund moves a settled bill on; otherwise its legacy status stands.
-        "PAID" if refunded == 0 => "PAID",
-        "PARTIALLY_REFUNDED" if refunded < paid => "PARTIALLY_REFUNDED",
-        "REFUNDED" => "REFUNDED",
-        _ => live,
+        _ if live_moved => status(false, total - credits, paid, refunded),
+        "OPEN" => "OPEN",
+        "PAID" => "PAID",
+        "PARTIALLY_REFUNDED" => "PARTIALLY_REFUNDED",
+        _ => "REFUNDED",
     };
     Legacy {
         paid,
@@ -129,34 +135,27 @@ mod tests {
 
     #[test]
     fn legacy_bills_keep_their_figures_and_status() {
+        let paid_in_full = Legacy {
+            paid: 75_050,
+            refunded: 0,
+            status: "PAID",
+        };
         // A PAID bill stays PAID and paid in full, with or without its payments.
-        assert_eq!(
-            legacy("PAID", 75_050, 0, 0, 0),
-            Legacy {
-                paid: 75_050,
-                refunded: 0,
-                status: "PAID"
-            }
-        );
-        assert_eq!(legacy("PAID", 75_050, 0, 75_050, 0).status, "PAID");
-        // An OPEN bill is paid off by the live rule, up to exactly its amount.
-        assert_eq!(legacy("OPEN", 20_000, 0, 0, 0).status, "OPEN");
-        assert_eq!(legacy("OPEN", 20_000, 0, 15_000, 0).status, "OPEN");
-        assert_eq!(legacy("OPEN", 20_000, 0, 20_000, 0).status, "PAID");
+        assert_eq!(legacy("PAID", 75_050, 0, 0, 0, false), paid_in_full);
+        assert_eq!(legacy("PAID", 75_050, 0, 75_050, 0, false), paid_in_full);
+        // Legacy payments change no status; live ones settle an OPEN bill by the live rule.
+        assert_eq!(legacy("OPEN", 20_000, 0, 20_000, 0, false).status, "OPEN");
+        assert_eq!(legacy("OPEN", 20_000, 0, 15_000, 0, true).status, "OPEN");
+        assert_eq!(legacy("OPEN", 20_000, 0, 20_000, 0, true).status, "PAID");
         // A live refund on a legacy PAID bill moves it on.
+        let refunded = legacy("PAID", 20_000, 0, 20_000, 5_000, true);
+        assert_eq!(refunded.status, "PARTIALLY_REFUNDED");
+        let all_back = legacy("REFUNDED", 20_000, 0, 0, 0, false);
         assert_eq!(
-            legacy("PAID", 20_000, 0, 20_000, 5_000).status,
-            "PARTIALLY_REFUNDED"
+            (all_back.paid, all_back.refunded, all_back.status),
+            (20_000, 20_000, "REFUNDED")
         );
-        assert_eq!(
-            legacy("REFUNDED", 20_000, 0, 0, 0),
-            Legacy {
-                paid: 20_000,
-                refunded: 20_000,
-                status: "REFUNDED"
-            }
-        );
-        assert_eq!(legacy("VOID", 20_000, 0, 0, 0).status, "VOID");
+        assert_eq!(legacy("VOID", 20_000, 0, 0, 0, true).status, "VOID");
     }
 
     #[test]

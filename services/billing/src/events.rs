@@ -225,7 +225,12 @@ pub async fn apply(
             }
         }
         Incoming::Payment(PaymentEvent::Captured(c)) => {
-            let movement = format!("capture:{}", c.payment_id);
+            // A legacy payment is history: recorded, but it moves no legacy status.
+            let movement = if c.legacy {
+                format!("legacy:{}", c.payment_id)
+            } else {
+                format!("capture:{}", c.payment_id)
+            };
             money_moved(
                 tx, outbox, c.bill_id, "capture", &movement, c.amount.0, None, now,
             )

@@ -153,7 +153,11 @@ async fn receive_event(
 #[utoipa::path(post, path = "/v1/bills/import", tag = "bills", request_body = LegacyBill,
     responses((status = 200, body = ImportOutcome), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 409, description = "the appointment has a bill already", body = ErrorBody)))]
-async fn import(State(ctx): Ctx, Json(b): Json<LegacyBill>) -> Result<Json<ImportOutcome>, Error> {
+async fn import(
+    State(ctx): Ctx,
+    headers: axum::http::HeaderMap,
+    Json(b): Json<LegacyBill>,
+) -> Result<Json<ImportOutcome>, Error> {
     let status = b.status.trim().to_uppercase();
     if !hms_client::models::BILL_STATUSES.contains(&status.as_str()) {
         return Err(Error::validation(
@@ -168,7 +172,10 @@ async fn import(State(ctx): Ctx, Json(b): Json<LegacyBill>) -> Result<Json<Impor
         hms_client::Money::MAX,
     )?;
     let mut tx = ctx.db.begin().await?;
-    let Some(bill) = store::import(ctx.db.backend(), &mut tx, &b, &status).await? else {
+    let vouched = hms_kit::dry_run::context(&headers).and_then(|c| c.consultation_bill);
+    let Some((bill, warnings)) =
+        store::import(ctx.db.backend(), &mut tx, &b, &status, vouched).await?
+    else {
         return Ok(Json(ImportOutcome {
             outcome: "already_present".into(),
             warnings: vec![],
@@ -178,7 +185,7 @@ async fn import(State(ctx): Ctx, Json(b): Json<LegacyBill>) -> Result<Json<Impor
     ctx.outbox.commit(tx).await?;
     Ok(Json(ImportOutcome {
         outcome: "imported".into(),
-        warnings: vec![],
+        warnings,
     }))
 }
 

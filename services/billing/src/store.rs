@@ -196,7 +196,13 @@ pub async fn recompute(tx: &mut Tx, bill_id: i64, now: DateTime<Utc>) -> Result<
             (tax, total, paid, refunded, status)
         }
         Some(legacy) => {
-            let l = domain::legacy(legacy, subtotal, credits, paid, refunded);
+            let live_moved = sum(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND movement_id NOT LIKE 'legacy:%'",
+            )
+            .fetch_one(&mut **tx)
+            .await?
+                > 0;
+            let l = domain::legacy(legacy, subtotal, credits, paid, refunded, live_moved);
             (0, subtotal, l.paid, l.refunded, l.status)
         }
     };
@@ -420,7 +426,8 @@ pub async fn import(
     tx: &mut Tx,
     b: &hms_client::models::LegacyBill,
     status: &str,
-) -> Result<Option<Bill>, Error> {
+    vouched_first: Option<i64>,
+) -> Result<Option<(Bill, Vec<String>)>, Error> {
     let existing = sqlx::query(
         "SELECT patient_id, appointment_id, subtotal, legacy_status FROM bills WHERE bill_id = $1",
     )
@@ -462,10 +469,31 @@ pub async fn import(
     }
     // The legacy amount is the total; what the legacy status says was paid and refunded
     // stands (the same rule `recompute` applies later).
-    let l = domain::legacy(status, b.amount.0, 0, 0, 0);
+    let l = domain::legacy(status, b.amount.0, 0, 0, 0, false);
+    // An appointment's first legacy bill is its consultation bill; a further one is kept as
+    // a bill of its own (the unique key on appointment and purpose stays the judge).
+    let first: Option<i64> = sqlx::query_scalar(
+        "SELECT bill_id FROM bills WHERE appointment_id = $1 AND purpose = 'consultation'",
+    )
+    .bind(b.appointment_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    // A dry run's earlier bill of the appointment, rolled back (see `DryRunContext`).
+    .or(vouched_first);
+    let mut warnings = Vec::new();
+    let purpose = match first {
+        None => "consultation".to_string(),
+        Some(other) => {
+            warnings.push(format!(
+                "appointment {} already has bill {other}; kept as a further bill of its own",
+                b.appointment_id
+            ));
+            format!("legacy:{}", b.bill_id)
+        }
+    };
     let row = sqlx::query(&format!(
         "INSERT INTO bills (bill_id, patient_id, appointment_id, purpose, status, legacy_status, subtotal, tax, total, credits, paid, refunded, version, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'consultation', $4, $4, $5, 0, $5, 0, $6, $7, 1, $8, $8) RETURNING {B}"
+         VALUES ($1, $2, $3, $9, $4, $4, $5, 0, $5, 0, $6, $7, 1, $8, $8) RETURNING {B}"
     ))
     .bind(b.bill_id)
     .bind(b.patient_id)
@@ -475,6 +503,7 @@ pub async fn import(
     .bind(l.paid)
     .bind(l.refunded)
     .bind(to_db(b.created_at))
+    .bind(&purpose)
     .fetch_one(&mut **tx)
     .await
     .map_err(|e| match violation(&e) {
@@ -513,5 +542,5 @@ pub async fn import(
         bill
     };
     hms_kit::db::sync_id_sequence(backend, tx, "bills", "bill_id").await?;
-    Ok(Some(bill))
+    Ok(Some((bill, warnings)))
 }

@@ -58,6 +58,8 @@ pub struct HmsClient {
     token: Option<String>,
     correlation_id: Option<String>,
     traceparent: Option<String>,
+    dry_run: bool,
+    dry_run_context: Option<String>,
 }
 
 impl HmsClient {
@@ -80,6 +82,8 @@ impl HmsClient {
             token: None,
             correlation_id: None,
             traceparent: None,
+            dry_run: false,
+            dry_run_context: None,
         }
     }
 
@@ -90,6 +94,19 @@ impl HmsClient {
     }
 
     /// The same client, forwarding this correlation id (and W3C trace context, when known).
+    /// Every request a dry run (`Hms-Dry-Run: true`, admin only): judged and written as
+    /// usual, then rolled back.
+    pub fn dry_run(mut self, on: bool) -> Self {
+        self.dry_run = on;
+        self
+    }
+
+    /// The same client, vouching for `context` with its dry-run requests.
+    pub fn vouching(mut self, context: &DryRunContext) -> Self {
+        self.dry_run_context = serde_json::to_string(context).ok();
+        self
+    }
+
     pub fn with_correlation(mut self, correlation_id: &str, traceparent: Option<&str>) -> Self {
         self.correlation_id = Some(correlation_id.to_string());
         self.traceparent = traceparent.map(str::to_string);
@@ -112,6 +129,12 @@ impl HmsClient {
         }
         if let Some(t) = &self.traceparent {
             req = req.header("traceparent", t);
+        }
+        if self.dry_run {
+            req = req.header("hms-dry-run", "true");
+            if let Some(c) = &self.dry_run_context {
+                req = req.header("hms-dry-run-context", c);
+            }
         }
         req
     }

@@ -428,9 +428,19 @@ pub async fn middleware(
             .into_response();
         }
     }
+    let dry = crate::dry_run::requested(req.headers());
+    if dry && caller.role != Role::Admin {
+        return Error::forbidden("only an admin may ask for a dry run").into_response();
+    }
     tracing::Span::current().record("subject", caller.subject.as_str());
     req.extensions_mut().insert(caller);
-    next.run(req).await
+    if !dry {
+        return next.run(req).await;
+    }
+    let mut resp = crate::dry_run::scope(true, next.run(req)).await;
+    resp.headers_mut()
+        .insert("hms-dry-run", axum::http::HeaderValue::from_static("true"));
+    resp
 }
 
 #[cfg(test)]

@@ -491,6 +491,8 @@ pub async fn reserve_ids(
     through: i64,
 ) -> Result<(), sqlx::Error> {
     match backend {
+        // A sequence is not transactional: a dry run must not move it.
+        Backend::Postgres if crate::dry_run::active() => {}
         Backend::Postgres => {
             sqlx::query(&format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), \

@@ -17,7 +17,11 @@ pub async fn reserve(db: &Db, table: &str, column: &str, through: i64) -> Result
     }
     let mut tx = db.begin().await?;
     crate::db::reserve_ids(db.backend(), &mut tx, table, column, through).await?;
-    tx.commit().await?;
+    if crate::dry_run::active() {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
     Ok(())
 }
 

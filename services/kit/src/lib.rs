@@ -12,6 +12,7 @@ pub mod config;
 pub mod correlation;
 pub mod db;
 pub mod downstream;
+pub mod dry_run;
 pub mod error;
 pub mod extract;
 pub mod idempotency;

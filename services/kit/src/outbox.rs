@@ -116,6 +116,11 @@ impl Outbox {
 
     /// Commits `tx` and wakes the relay so its events go out at once.
     pub async fn commit(&self, tx: Tx) -> Result<(), Error> {
+        if crate::dry_run::active() {
+            // Everything was written and checked; a dry run keeps none of it.
+            tx.rollback().await?;
+            return Ok(());
+        }
         tx.commit().await?;
         self.wake.notify_one();
         Ok(())

@@ -91,6 +91,25 @@ pub async fn apply_bill(
     Ok(())
 }
 
+/// A dry run's view of a bill (see `DryRunContext`): the bill itself when `unknown` here, and
+/// what earlier payments of the run captured, written into this row's transaction only.
+pub async fn vouch_bill(
+    tx: &mut Tx,
+    bill_id: i64,
+    v: &hms_client::models::VouchedBill,
+    unknown: bool,
+) -> Result<(), Error> {
+    if unknown {
+        apply_bill(tx, bill_id, v.patient_id, v.amount_due.0, &v.status, 0).await?;
+    }
+    sqlx::query("UPDATE bill_balance SET captured = captured + $1 WHERE bill_id = $2")
+        .bind(v.captured.0)
+        .bind(bill_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Takes a live `amount` against a bill's balance: only while billing says it is OPEN (a
 /// PAID, refunded or VOID bill owes nothing, whatever was recorded here) and the amount fits.
 pub async fn capture(tx: &mut Tx, bill_id: i64, amount: i64) -> Result<bool, Error> {

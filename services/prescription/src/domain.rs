@@ -76,18 +76,26 @@ pub fn quantity(dosage: Dosage, days: i64) -> i64 {
     dosage.per_day() * days
 }
 
+/// The appointment a legacy prescription was written at, as far as its checks need it.
+pub struct Visit<'a> {
+    pub appointment_id: i64,
+    pub status: &'a str,
+    pub patient_id: i64,
+    pub doctor_id: i64,
+}
+
 /// What the old system wrote as history, and what today's rules would have said of it: each
 /// difference is a warning, never a refusal (history is not re-judged). An unreadable dosage
 /// is kept as written and counted as one dose a day.
 pub fn legacy_warnings(
-    a: &Appointment,
+    a: &Visit<'_>,
     patient_id: i64,
     doctor_id: i64,
     dosage: &str,
     days: i64,
 ) -> (i64, Vec<String>) {
     let mut warnings = Vec::new();
-    if matches!(a.status.as_str(), "CANCELLED" | "NO_SHOW") {
+    if matches!(a.status, "CANCELLED" | "NO_SHOW") {
         warnings.push(format!(
             "appointment {} is {}; kept as history",
             a.appointment_id, a.status

@@ -30,3 +30,46 @@ pub struct IdReservation {
     #[schema(minimum = 1)]
     pub through: i64,
 }
+
+/// What a dry run of `hmsctl import` vouches for, sent as the `Hms-Dry-Run-Context` header
+/// (JSON) with a row: the records earlier rows of the same dry run would have written, which
+/// the services cannot see because each row's write was rolled back. A service uses it only in
+/// a dry run and only for what it cannot find itself, then judges the row by its own rules.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DryRunContext {
+    /// The appointment a prescription refers to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appointment: Option<VouchedAppointment>,
+    /// The bill a payment refers to, with what earlier payments of the run captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bill: Option<VouchedBill>,
+    /// The bill an earlier row of the run made this bill's appointment's consultation bill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consultation_bill: Option<i64>,
+    /// Slots earlier appointments of the run hold at the same time as this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<VouchedClaim>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VouchedAppointment {
+    pub patient_id: i64,
+    pub doctor_id: i64,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VouchedBill {
+    pub patient_id: i64,
+    pub amount_due: crate::Money,
+    pub status: String,
+    pub captured: crate::Money,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VouchedClaim {
+    pub appointment_id: i64,
+    pub doctor_id: i64,
+    pub patient_id: i64,
+    pub slot_start: chrono::DateTime<chrono::Utc>,
+}
