@@ -710,6 +710,15 @@ impl Import<'_> {
             l.get("created_at"),
             self.tz,
         );
+        // A fee the old system recorded, if its export has the column.
+        let fee = match l.get("consultation_fee") {
+            "" => None,
+            v => take_read(
+                &mut problems,
+                &mut warnings,
+                values::amount("consultation_fee", v),
+            ),
+        };
         if let Some(p) = patient {
             problems.extend(self.refer(Kind::Patient, p).await?);
         }
@@ -756,6 +765,7 @@ impl Import<'_> {
             slot_end: end,
             status: status.to_string(),
             created_at: created.unwrap_or(start),
+            consultation_fee: fee,
         };
         let holds_slot = status == "SCHEDULED" && start > Utc::now();
         let context = DryRunContext {

@@ -346,7 +346,8 @@ async fn an_unwritable_database_fails_closed_and_heals() {
     // Healed by itself: no restart.
     let (status, body) = create(&app, 5).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(ready(&app).await.0, StatusCode::OK);
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let r = app
         .req(
             Role::Reception,

@@ -55,6 +55,7 @@ fn appointment(
         slot_end: at + Duration::minutes(30),
         status: status.into(),
         created_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        consultation_fee: None,
     }
 }
 
@@ -204,6 +205,15 @@ both_backends! {
             bills.items.into_iter().next()
         }).await;
         assert_eq!((bill.total, bill.status.as_str()), (m("525.00"), "OPEN"));
+        // A fee the old system recorded is the appointment's fee, said without a warning.
+        let recorded = admin.import_appointment(&LegacyAppointment { consultation_fee: Some(m("650.00")), ..appointment(404, p1, d, tue(-50), "SCHEDULED") }).await.unwrap();
+        assert!(recorded.warnings.is_empty(), "{recorded:?}");
+        desk.transition_appointment(404, "complete", None).await.unwrap();
+        let bill = eventually(10, "the bill at the recorded fee", || async {
+            let bills = app.client(Role::Billing).list_bills(&hms_client::models::BillQuery { appointment_id: Some(404), ..Default::default() }).await.unwrap();
+            bills.items.into_iter().next()
+        }).await;
+        assert_eq!(bill.total, m("682.50"), "650.00 + 5%");
         // A re-run of the same rows is already present; another record under an id conflicts.
         assert_eq!(admin.import_appointment(&appointment(401, p1, d, slot, "SCHEDULED")).await.unwrap().outcome, "already_present");
         assert!(code(admin.import_appointment(&appointment(401, p2, d, slot, "SCHEDULED")).await.unwrap_err()).starts_with("import_conflict"));

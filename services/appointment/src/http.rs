@@ -503,10 +503,14 @@ async fn import(
     } else {
         a.slot_end
     };
-    let fee = checks::legacy_refs(&ctx, a.patient_id, a.doctor_id)
+    let doctors_fee = checks::legacy_refs(&ctx, a.patient_id, a.doctor_id)
         .await?
         .map(|d| d.consultation_fee)
         .unwrap_or(ctx.config.default_consultation_fee);
+    if let Some(f) = a.consultation_fee {
+        hms_kit::money::price("consultation_fee", f)?;
+    }
+    let fee = a.consultation_fee.unwrap_or(doctors_fee);
     let now = ctx.clock.now();
     let tz = ctx.config.clinic_tz();
     let slot = domain::SlotChoice {
@@ -535,10 +539,12 @@ async fn import(
             warnings,
         }));
     };
-    warnings.push(format!(
-        "consultation fee {fee} is doctor {}'s current fee (the legacy data has none)",
-        a.doctor_id
-    ));
+    if a.consultation_fee.is_none() {
+        warnings.push(format!(
+            "consultation fee {fee} is doctor {}'s current fee (the legacy data has none)",
+            a.doctor_id
+        ));
+    }
     if holds_slot {
         // Availability, reminders and the doctor's day learn of it as of any booking.
         ctx.outbox

@@ -94,24 +94,28 @@ impl DataFile {
                 "database file {shown} was replaced by another file; restart to open it"
             ));
         }
-        // access(2) rather than the mode bits: it also sees read-only mounts and immutable
-        // files, and holds for root. Never open the file here: closing any descriptor of it
-        // would drop SQLite's POSIX locks.
-        let mut files = vec![self.path.clone()];
-        let wal = PathBuf::from(format!("{}-wal", self.path.display()));
-        if wal.exists() {
-            files.push(wal);
-        }
-        for f in files {
-            if let Err(e) = rustix::fs::access(&f, rustix::fs::Access::WRITE_OK) {
-                return Err(format!(
-                    "database file {} is not writable: {e}",
-                    f.display()
-                ));
-            }
-        }
-        Ok(())
+        writable(&self.path)
     }
+}
+
+/// Whether a SQLite file (and its WAL) can be written now. access(2) rather than the mode
+/// bits: it also sees read-only mounts and immutable files, and holds for root. Never open the
+/// file here: closing any descriptor of it would drop SQLite's POSIX locks.
+fn writable(path: &Path) -> Result<(), String> {
+    let mut files = vec![path.to_path_buf()];
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    if wal.exists() {
+        files.push(wal);
+    }
+    for f in files {
+        if let Err(e) = rustix::fs::access(&f, rustix::fs::Access::WRITE_OK) {
+            return Err(format!(
+                "database file {} is not writable: {e}",
+                f.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The list, in a data directory, of the SQLite files HMS created there. A listed file that
@@ -222,8 +226,19 @@ impl Db {
             })
         });
         if backend == Backend::Sqlite {
-            opts = opts.after_connect(|conn, _| {
+            let path = file.clone();
+            opts = opts.after_connect(move |conn, _| {
+                // SQLite opens a file it cannot write read-only, silently, and such a
+                // connection would refuse every write long after the fault cleared: a
+                // connection is only made while the file can be written.
+                let unwritable = path.as_deref().and_then(|p| writable(p).err());
                 Box::pin(async move {
+                    if let Some(why) = unwritable {
+                        return Err(sqlx::Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::PermissionDenied,
+                            why,
+                        )));
+                    }
                     conn.execute(
                         "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
                          PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",

@@ -123,6 +123,9 @@ pub struct LegacyAppointment {
     #[serde(with = "crate::time::flexible")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
+    /// The fee the old system recorded; omitted → the doctor's current fee (with a warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consultation_fee: Option<Money>,
 }
 
 /// What an import did with one record.
