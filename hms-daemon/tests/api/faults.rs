@@ -11,8 +11,24 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// Every service's routes a front desk uses most, as (service, method, path, body).
-fn traffic(patient: i64, doctor: i64) -> Vec<(Service, Method, String, Option<Value>)> {
+/// A weekday at least `ahead` days from now, at 10:00 clinic time plus `slot` half hours.
+fn weekday_slot(ahead: i64, slot: u32) -> chrono::DateTime<chrono::Utc> {
+    use chrono::{Datelike, TimeZone};
+    let ist = chrono_tz::Asia::Kolkata;
+    let mut day =
+        chrono::Utc::now().with_timezone(&ist).date_naive() + chrono::Duration::days(ahead);
+    while day.weekday().number_from_monday() > 5 {
+        day = day.succ_opt().unwrap();
+    }
+    let at = day.and_hms_opt(10, 0, 0).unwrap() + chrono::Duration::minutes(30 * i64::from(slot));
+    ist.from_local_datetime(&at)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+/// Every service's routes a front desk uses most, as (service, method, path, body): reads,
+/// and the writes of every service (a POST to `/v1/payments` gets a fresh Idempotency-Key).
+fn traffic(patient: i64, doctor: i64, bill: i64) -> Vec<(Service, Method, String, Option<Value>)> {
     let n = |i: u32| {
         new_patient(
             &format!("Hangup Person {}", (b'a' + (i % 26) as u8) as char),
@@ -86,8 +102,41 @@ fn traffic(patient: i64, doctor: i64) -> Vec<(Service, Method, String, Option<Va
             "/v1/notifications".into(),
             None,
         ));
+        t.push((Service::Appointment, Method::POST, "/v1/appointments".into(),
+            Some(json!({"patient_id": patient, "doctor_id": doctor, "department": "Cardiology", "slot_start": weekday_slot(2, i)}))));
+        t.push((
+            Service::Payment,
+            Method::POST,
+            "/v1/payments".into(),
+            Some(json!({"bill_id": bill, "amount": "1.00", "method": "CASH"})),
+        ));
+        t.push((
+            Service::Billing,
+            Method::POST,
+            format!("/v1/bills/{bill}/adjustments"),
+            Some(json!({"amount": "0.01", "reason": "hang-up test"})),
+        ));
     }
     t
+}
+
+/// Sends one of `traffic`'s requests.
+fn request(
+    client: &reqwest::Client,
+    app: &TestApp,
+    token: &str,
+    (svc, method, path, body): &(Service, Method, String, Option<Value>),
+) -> reqwest::RequestBuilder {
+    let mut req = client
+        .request(method.clone(), format!("{}{path}", app.url(*svc)))
+        .bearer_auth(token);
+    if *method == Method::POST && path == "/v1/payments" {
+        req = req.header("idempotency-key", uuid::Uuid::new_v4().to_string());
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    req
 }
 
 const ALL: [&hms_kit::server::ServiceDef; 7] = [
@@ -107,18 +156,26 @@ both_backends! {
         let p = admin.create_patient(&new_patient("Wedge Check", 990)).await.unwrap();
         let d = admin.create_doctor(&new_doctor("Dr. Hang Up", "Cardiology", "Cardiologist")).await.unwrap();
         let token = app.token(Role::Admin);
-        let routes = traffic(p.patient_id, d.doctor_id);
+        // A bill to pay and credit: a legacy one, far from paid off.
+        let a = hms_client::models::LegacyAppointment {
+            appointment_id: 900, patient_id: p.patient_id, doctor_id: d.doctor_id, department: "Cardiology".into(),
+            slot_start: "2026-01-05T04:30:00Z".parse().unwrap(), slot_end: "2026-01-05T05:00:00Z".parse().unwrap(),
+            status: "COMPLETED".into(), created_at: "2026-01-01T00:00:00Z".parse().unwrap(), consultation_fee: None,
+        };
+        admin.import_appointment(&a).await.unwrap();
+        admin.import_bill(&hms_client::models::LegacyBill {
+            bill_id: 900, patient_id: p.patient_id, appointment_id: 900, amount: "100000.00".parse().unwrap(),
+            status: "OPEN".into(), created_at: "2026-01-06T00:00:00Z".parse().unwrap(),
+        }).await.unwrap();
+        let routes = traffic(p.patient_id, d.doctor_id, 900);
         // Hundreds of requests, each abandoned after 1 to 25 ms: the server sees the client
         // go mid-request, at every await of every route, reads and writes alike.
         for round in 0..6u64 {
             let mut inflight = Vec::new();
-            for (i, (svc, method, path, body)) in routes.iter().cycle().take(240).enumerate() {
+            for (i, route) in routes.iter().cycle().take(240).enumerate() {
                 let hang_up = Duration::from_millis(1 + (i as u64 * 7 + round * 3) % 25);
                 let client = reqwest::Client::builder().timeout(hang_up).build().unwrap();
-                let mut req = client.request(method.clone(), format!("{}{path}", app.url(*svc))).bearer_auth(&token);
-                if let Some(b) = body {
-                    req = req.json(b);
-                }
+                let req = request(&client, &app, &token, route);
                 inflight.push(async move { let _ = req.send().await; });
             }
             join_all(inflight).await;
@@ -126,19 +183,28 @@ both_backends! {
         // At once, everything answers: no connection came back inside a transaction, no lock
         // outlived its request. A short client timeout: waiting out a wedge is a failure.
         let quick = reqwest::Client::builder().timeout(Duration::from_secs(4)).build().unwrap();
-        for _ in 0..3 {
-            // Every read, and a write of the service whose reads write (the audit trail).
-            let per_route = routes.iter().take(12).filter(|(svc, m, _, _)| *m == Method::GET || *svc == Service::Patient);
-            for (svc, method, path, body) in per_route {
-                let mut req = quick.request(method.clone(), format!("{}{path}", app.url(*svc))).bearer_auth(&token);
-                if let Some(b) = body {
+        for round in 0..3u32 {
+            // Every read, and the writes of patient (whose reads write too: the audit trail),
+            // appointment (a fresh slot), payment and billing.
+            let per_route = routes.iter().take(15).filter(|(svc, m, _, _)| {
+                *m == Method::GET || matches!(svc, Service::Patient | Service::Appointment | Service::Payment | Service::Billing)
+            });
+            for route in per_route {
+                let (svc, method, path, body) = route;
+                let mut route = route.clone();
+                if let (Service::Patient, Some(b)) = (svc, body) {
                     let mut b = b.clone();
                     b["name"] = json!("After Hangup");
                     b["phone"] = json!(format!("97{:08}", rand_digits()));
                     b["email"] = json!(format!("after{}@example.com", rand_digits()));
-                    req = req.json(&b);
+                    route.3 = Some(b);
                 }
-                let r = req.send().await.unwrap_or_else(|e| panic!("{method} {path} did not answer: {e}"));
+                if let (Service::Appointment, Some(b)) = (svc, body) {
+                    let mut b = b.clone();
+                    b["slot_start"] = json!(weekday_slot(9, round));
+                    route.3 = Some(b);
+                }
+                let r = request(&quick, &app, &token, &route).send().await.unwrap_or_else(|e| panic!("{method} {path} did not answer: {e}"));
                 let status = r.status();
                 assert!(status.is_success(), "{method} {path} answered {status}: {}", r.text().await.unwrap_or_default());
             }
