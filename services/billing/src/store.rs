@@ -135,6 +135,18 @@ pub async fn lock_if_open(tx: &mut Tx, bill_id: i64) -> Result<bool, Error> {
     )
 }
 
+/// Locks a bill's row before anything is added under it. A child row's foreign key takes a
+/// share lock on its bill; two transactions that each hold one and then update the bill (as
+/// `recompute` does) deadlock on PostgreSQL. Taking the bill's row lock first orders them.
+/// (SQLite's `BEGIN IMMEDIATE` already serialises writers.)
+async fn lock(tx: &mut Tx, bill_id: i64) -> Result<(), Error> {
+    sqlx::query("UPDATE bills SET version = version WHERE bill_id = $1")
+        .bind(bill_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Adds a line once (by `source_ref`); true if it was new.
 pub async fn add_line(tx: &mut Tx, bill_id: i64, l: &NewLine) -> Result<bool, Error> {
     Ok(sqlx::query(
@@ -314,6 +326,7 @@ pub async fn adjust(
     subject: &str,
     now: DateTime<Utc>,
 ) -> Result<Adjustment, Error> {
+    lock(tx, bill_id).await?;
     let row = sqlx::query(
         "INSERT INTO adjustments (bill_id, amount, reason, subject, created_at) \
          SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM bills WHERE bill_id = $1 AND status <> 'VOID') \
@@ -350,6 +363,7 @@ pub async fn record_money(
     kind: &str,
     amount: i64,
 ) -> Result<bool, Error> {
+    lock(tx, bill_id).await?;
     Ok(sqlx::query("INSERT INTO bill_money (movement_id, bill_id, kind, amount) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
         .bind(movement_id)
         .bind(bill_id)

@@ -33,6 +33,36 @@ pub struct Db {
     backend: Backend,
     service: &'static str,
     sqlite_file: Option<Arc<DataFile>>,
+    faults: Arc<Faults>,
+}
+
+/// When a storage fault last cleared. A SQLite connection that lived through a fault may have
+/// been left read-only by it (SQLite falls back to read-only when it cannot write a file, and
+/// stays so), so connections older than the moment a fault cleared are not used again.
+#[derive(Debug, Default)]
+struct Faults {
+    failing: std::sync::atomic::AtomicBool,
+    cleared_at: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Faults {
+    fn saw(&self, ok: bool) {
+        use std::sync::atomic::Ordering;
+        if !ok {
+            self.failing.store(true, Ordering::Relaxed);
+        } else if self.failing.swap(false, Ordering::Relaxed) {
+            *self.cleared_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(std::time::Instant::now());
+        }
+    }
+
+    /// Whether a connection of this age lived through a fault that has since cleared.
+    fn outlived(&self, age: Duration) -> bool {
+        self.cleared_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| age > t.elapsed())
+    }
 }
 
 /// How a service opens its database.
@@ -225,7 +255,13 @@ impl Db {
                 Ok(true)
             })
         });
+        let faults = Arc::new(Faults::default());
         if backend == Backend::Sqlite {
+            let seen = faults.clone();
+            opts = opts.before_acquire(move |_, meta| {
+                let stale = seen.outlived(meta.age);
+                Box::pin(async move { Ok(!stale) })
+            });
             let path = file.clone();
             opts = opts.after_connect(move |conn, _| {
                 // SQLite opens a file it cannot write read-only, silently, and such a
@@ -265,6 +301,7 @@ impl Db {
             backend,
             service: how.service,
             sqlite_file,
+            faults,
         })
     }
 
@@ -277,7 +314,11 @@ impl Db {
     /// not writable).
     pub fn check_storage(&self) -> Result<(), Error> {
         match &self.sqlite_file {
-            Some(f) => f.check().map_err(|r| Error::storage(self.service, r)),
+            Some(f) => {
+                let checked = f.check();
+                self.faults.saw(checked.is_ok());
+                checked.map_err(|r| Error::storage(self.service, r))
+            }
             None => Ok(()),
         }
     }
@@ -342,7 +383,9 @@ impl Db {
     /// a full disk or a failing device shows here and clears when it does.
     pub async fn ping(&self) -> Result<(), String> {
         if let Some(f) = &self.sqlite_file {
-            f.check()?;
+            let checked = f.check();
+            self.faults.saw(checked.is_ok());
+            checked?;
         }
         let probe = async {
             let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")

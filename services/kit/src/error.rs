@@ -224,9 +224,14 @@ impl From<sqlx::Error> for Error {
                 err.source = Some(e.into());
                 err
             }
-            // SQLite's single write lock stayed busy past the busy timeout.
+            // SQLite's single write lock stayed busy past the busy timeout; or PostgreSQL
+            // rolled this transaction back to break a deadlock or a serialization conflict:
+            // nothing was written, and the same request can simply be sent again.
             sqlx::Error::Database(ref d)
-                if matches!(d.code().as_deref(), Some("5") | Some("6")) =>
+                if matches!(
+                    d.code().as_deref(),
+                    Some("5") | Some("6") | Some("40P01") | Some("40001")
+                ) =>
             {
                 Error::new(
                     StatusCode::SERVICE_UNAVAILABLE,

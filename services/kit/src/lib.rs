@@ -15,6 +15,7 @@ pub mod downstream;
 pub mod dry_run;
 pub mod error;
 pub mod extract;
+pub mod group_commit;
 pub mod idempotency;
 pub mod import;
 pub mod inbox;

@@ -4,7 +4,7 @@
 //! if the audit cannot be written, the request fails with 503 and no data (fail closed).
 
 use crate::domain::{ValidPatient, ValidUpdate};
-use crate::store::{self, Audit, Changed};
+use crate::store::{self, Audit, AuditRow, Changed};
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -14,6 +14,7 @@ use hms_client::ErrorBody;
 use hms_kit::auth::{AccessTable, Caller, Role};
 use hms_kit::correlation;
 use hms_kit::extract::{created as created_response, with_etag, IfMatch, Json, Path, Query};
+use hms_kit::group_commit::Appender;
 use hms_kit::outbox::NewEvent;
 use hms_kit::pagination::PageRequest;
 use hms_kit::server::{ServiceCtx, ServiceRoutes};
@@ -23,7 +24,20 @@ use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-type Ctx = State<Arc<ServiceCtx>>;
+type Ctx = State<Arc<PatientCtx>>;
+
+/// The service's context, and the writer that group-commits the audit rows of reads.
+pub struct PatientCtx {
+    ctx: ServiceCtx,
+    disclosures: Appender<AuditRow>,
+}
+
+impl std::ops::Deref for PatientCtx {
+    type Target = ServiceCtx;
+    fn deref(&self) -> &ServiceCtx {
+        &self.ctx
+    }
+}
 
 const EVERYONE: &[Role] = &[
     Role::Reception,
@@ -43,7 +57,10 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(get_patient, update_patient))
         .routes(routes!(deactivate_patient))
         .routes(routes!(patient_audit))
-        .with_state(Arc::new(ctx.clone()));
+        .with_state(Arc::new(PatientCtx {
+            ctx: ctx.clone(),
+            disclosures: disclosures(ctx),
+        }));
     let access = AccessTable::new(&[
         (Method::POST, "/v1/patients/import/ids", &[Role::Admin]),
         (Method::POST, "/v1/patients", FRONT_DESK),
@@ -73,6 +90,24 @@ fn audit_unavailable(e: impl std::fmt::Display) -> Error {
     .with_retry_after(1)
 }
 
+/// A disclosure's audit row.
+fn disclosure(
+    caller: &Caller,
+    cid: &str,
+    id: i64,
+    action: &'static str,
+    route: &'static str,
+) -> AuditRow {
+    AuditRow {
+        patient_id: id,
+        subject: caller.subject.clone(),
+        role: caller.role.as_str(),
+        action,
+        route,
+        correlation_id: cid.to_string(),
+    }
+}
+
 fn row<'a>(
     caller: &'a Caller,
     cid: &'a str,
@@ -91,17 +126,28 @@ fn row<'a>(
     }
 }
 
-/// Writes audit rows for a disclosure in their own transaction, before the data goes out.
-async fn disclose(ctx: &ServiceCtx, rows: &[Audit<'_>]) -> Result<(), Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut tx = ctx.db.begin().await.map_err(audit_unavailable)?;
-    store::audit(&mut tx, rows, ctx.clock.now())
+/// The writer of disclosures: reads' audit rows, committed in groups (see
+/// `kit::group_commit`), each read answered only once its rows are committed.
+fn disclosures(ctx: &ServiceCtx) -> Appender<AuditRow> {
+    Appender::spawn(
+        ctx.db.clone(),
+        ctx.clock.clone(),
+        Arc::new(|tx, rows: &[AuditRow], now| {
+            Box::pin(async move {
+                let rows: Vec<Audit> = rows.iter().map(AuditRow::as_audit).collect();
+                store::audit(tx, &rows, now).await
+            })
+        }),
+    )
+}
+
+/// Records a disclosure in the audit trail; returns once it is committed, before the data
+/// goes out (fail closed: no record, no data).
+async fn disclose(ctx: &PatientCtx, rows: Vec<AuditRow>) -> Result<(), Error> {
+    ctx.disclosures
+        .append(rows)
         .await
-        .map_err(audit_unavailable)?;
-    tx.commit().await.map_err(audit_unavailable)?;
-    Ok(())
+        .map_err(audit_unavailable)
 }
 
 fn facts(p: &Patient) -> PatientFacts {
@@ -190,12 +236,12 @@ async fn list_patients(
     let rows = store::list(ctx.db.pool(), &q, page).await?;
     let page = page.page(rows, |p| p.patient_id);
     let cid = correlation::current_id();
-    let hits: Vec<Audit> = page
+    let hits: Vec<AuditRow> = page
         .items
         .iter()
-        .map(|p| row(&caller, &cid, p.patient_id, "search_hit", "/v1/patients"))
+        .map(|p| disclosure(&caller, &cid, p.patient_id, "search_hit", "/v1/patients"))
         .collect();
-    disclose(&ctx, &hits).await?;
+    disclose(&ctx, hits).await?;
     Ok(Json(page))
 }
 
@@ -217,7 +263,11 @@ async fn get_patient(
         .await?
         .ok_or_else(|| Error::not_found(format!("patient {id}")))?;
     let cid = correlation::current_id();
-    disclose(&ctx, &[row(&caller, &cid, id, "read", "/v1/patients/{id}")]).await?;
+    disclose(
+        &ctx,
+        vec![disclosure(&caller, &cid, id, "read", "/v1/patients/{id}")],
+    )
+    .await?;
     Ok(with_etag(p.version, StatusCode::OK, &p))
 }
 
@@ -348,7 +398,7 @@ async fn patient_audit(
     let cid = correlation::current_id();
     disclose(
         &ctx,
-        &[row(
+        vec![disclosure(
             &caller,
             &cid,
             id,

@@ -232,6 +232,31 @@ pub struct Audit<'a> {
     pub detail: Option<String>,
 }
 
+/// An audit row owned, to travel to the group-commit writer.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub patient_id: i64,
+    pub subject: String,
+    pub role: &'static str,
+    pub action: &'static str,
+    pub route: &'static str,
+    pub correlation_id: String,
+}
+
+impl AuditRow {
+    pub fn as_audit(&self) -> Audit<'_> {
+        Audit {
+            patient_id: self.patient_id,
+            subject: &self.subject,
+            role: self.role,
+            action: self.action,
+            route: self.route,
+            correlation_id: &self.correlation_id,
+            detail: None,
+        }
+    }
+}
+
 /// Appends audit rows (one statement for all of them).
 pub async fn audit(tx: &mut Tx, rows: &[Audit<'_>], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
