@@ -5,6 +5,7 @@
 //! hms-load get-patient --connections 64 --duration 10
 //! hms-load search-patients --connections 16
 //! hms-load create-patient --connections 8 --duration 5
+//! hms-load ceiling --connections 64        # a minimal axum handler, then get-patient, and the ratio
 //! ```
 //! The token is `--token`, `HMS_TOKEN`, or the embedded default's `hms-data/admin.token`.
 
@@ -13,7 +14,9 @@ use hdrhistogram::Histogram;
 use hms_client::models::{NewPatient, PatientQuery};
 use hms_client::{HmsClient, ServiceUrls};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use anyhow::Context;
+use hms_client::Service;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +33,10 @@ enum Workflow {
     /// POST /v1/appointments: every request a valid, distinct booking (patient and doctor
     /// checked over HTTP, slot claims, daily-cap counter, outbox event)
     Book,
+    /// The machine's ceiling beside HMS, in one run: a minimal axum handler served in this
+    /// process (`GET /v1/patients/{id}` answering a literal patient) measured with the same
+    /// client, then `get-patient` against HMS; prints both and HMS's share of the ceiling.
+    Ceiling,
 }
 
 #[derive(Parser)]
@@ -83,62 +90,137 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.connections)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let client = HmsClient::with_http(http, urls).with_token(token);
+    let client = HmsClient::with_http(http.clone(), urls).with_token(token.clone());
 
-    // Fixtures the workflow reads.
-    let seed = std::process::id();
-    let mut patient_ids = Vec::new();
-    for i in 0..20u32 {
-        let p = client.create_patient(&fixture_patient(seed, i)).await?;
-        patient_ids.push(p.patient_id);
+    if matches!(args.workflow, Workflow::Ceiling) {
+        let ceiling = serve_ceiling().await.context("starting the in-process ceiling handler")?;
+        let fixtures = Arc::new(Fixtures::prepare(&client, &args, Workflow::GetPatient).await?);
+        let mut urls = ServiceUrls::with_base_port(&args.host, args.base_port);
+        urls.set(Service::Patient, format!("http://{ceiling}"));
+        let bare = HmsClient::with_http(http, urls).with_token(token);
+        let floor = drive(&bare, &args, Workflow::GetPatient, fixtures.clone()).await?;
+        report("ceiling (minimal axum handler, in-process)", &args, &floor);
+        let hms = drive(&client, &args, Workflow::GetPatient, fixtures).await?;
+        report("get-patient (HMS, audited)", &args, &hms);
+        println!(
+            "ratio: HMS get-patient = {:.1}% of the ceiling's requests/s (same client, same run)",
+            100.0 * hms.throughput() / floor.throughput().max(1.0)
+        );
+        return Ok(());
     }
-    let doctor = client.create_doctor(&fixture_doctor()).await?;
-    let date = (chrono::Utc::now() + chrono::Duration::days(7)).date_naive();
-    // Booking: one doctor and one patient per client, so that bookings never collide: booking
-    // n goes to doctor n % D at the k-th free slot (k = n / D) of the working days ahead.
-    let mut plan = BookingPlan::default();
-    if matches!(args.workflow, Workflow::Book) {
-        for i in 0..args.connections as u32 {
-            plan.patients.push(
-                client
-                    .create_patient(&fixture_patient(seed, 500 + i))
-                    .await?
-                    .patient_id,
-            );
-            let d = client.create_doctor(&fixture_doctor()).await?;
-            plan.doctors.push(d.doctor_id);
+    let fixtures = Arc::new(Fixtures::prepare(&client, &args, args.workflow).await?);
+    let outcome = drive(&client, &args, args.workflow, fixtures).await?;
+    report(&format!("{:?}", args.workflow), &args, &outcome);
+    Ok(())
+}
+
+/// The records a workflow reads or books against, made before the clock starts.
+struct Fixtures {
+    seed: u32,
+    patients: Vec<i64>,
+    doctor: i64,
+    date: chrono::NaiveDate,
+    plan: BookingPlan,
+}
+
+impl Fixtures {
+    async fn prepare(client: &HmsClient, args: &Args, workflow: Workflow) -> anyhow::Result<Self> {
+        let seed = std::process::id();
+        let mut patients = Vec::new();
+        for i in 0..20u32 {
+            let p = client
+                .create_patient(&fixture_patient(seed, i))
+                .await
+                .with_context(|| format!("creating fixture patient {i}"))?;
+            patients.push(p.patient_id);
         }
-        plan.days = working_days(args.clinic_timezone, 400);
-        plan.per_day = args.daily_cap.min(18);
-        plan.tz = Some(args.clinic_timezone);
+        let doctor = client
+            .create_doctor(&fixture_doctor())
+            .await
+            .context("creating the fixture doctor")?
+            .doctor_id;
+        let date = (chrono::Utc::now() + chrono::Duration::days(7)).date_naive();
+        // Booking: one doctor and one patient per client, so that bookings never collide:
+        // booking n goes to doctor n % D at the k-th free slot (k = n / D) of the working days
+        // ahead.
+        let mut plan = BookingPlan::default();
+        if matches!(workflow, Workflow::Book) {
+            for i in 0..args.connections as u32 {
+                plan.patients.push(
+                    client
+                        .create_patient(&fixture_patient(seed, 500 + i))
+                        .await
+                        .with_context(|| format!("creating booking patient {i}"))?
+                        .patient_id,
+                );
+                let d = client
+                    .create_doctor(&fixture_doctor())
+                    .await
+                    .with_context(|| format!("creating booking doctor {i}"))?;
+                plan.doctors.push(d.doctor_id);
+            }
+            plan.days = working_days(args.clinic_timezone, 400);
+            plan.per_day = args.daily_cap.min(18);
+            plan.tz = Some(args.clinic_timezone);
+        }
+        Ok(Fixtures {
+            seed,
+            patients,
+            doctor,
+            date,
+            plan,
+        })
     }
-    let plan = Arc::new(plan);
-    let patient_ids = Arc::new(patient_ids);
+}
 
+/// What a run measured.
+struct Outcome {
+    hist: Histogram<u64>,
+    errors: u64,
+    seconds: f64,
+    /// Bookings stopped because every planned slot was taken.
+    exhausted: bool,
+}
+
+impl Outcome {
+    fn throughput(&self) -> f64 {
+        self.hist.len() as f64 / self.seconds.max(0.001)
+    }
+}
+
+/// Runs `workflow` with `args.connections` clients for `args.duration` seconds (after a 1 s
+/// warm-up).
+async fn drive(
+    client: &HmsClient,
+    args: &Args,
+    workflow: Workflow,
+    fx: Arc<Fixtures>,
+) -> anyhow::Result<Outcome> {
     let errors = Arc::new(AtomicU64::new(0));
     let counter = Arc::new(AtomicU64::new(0));
-    let warmup_end = Instant::now() + Duration::from_secs(1);
+    let exhausted = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let warmup_end = started + Duration::from_secs(1);
     let end = warmup_end + Duration::from_secs(args.duration);
     let workers = (0..args.connections).map(|w| {
         let client = client.clone();
-        let ids = patient_ids.clone();
-        let errors = errors.clone();
-        let counter = counter.clone();
-        let workflow = args.workflow;
-        let doctor_id = doctor.doctor_id;
-        let plan = plan.clone();
+        let fx = fx.clone();
+        let (errors, counter, exhausted) = (errors.clone(), counter.clone(), exhausted.clone());
         tokio::spawn(async move {
             let mut hist =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             let mut i = w;
             loop {
-                let started = Instant::now();
-                if started >= end {
+                let began = Instant::now();
+                if began >= end || exhausted.load(Ordering::Relaxed) {
                     break;
                 }
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let ok = match workflow {
-                    Workflow::GetPatient => client.get_patient(ids[i % ids.len()]).await.is_ok(),
+                    Workflow::GetPatient | Workflow::Ceiling => client
+                        .get_patient(fx.patients[i % fx.patients.len()])
+                        .await
+                        .is_ok(),
                     Workflow::SearchPatients => client
                         .list_patients(&PatientQuery {
                             name: Some("load fixture".into()),
@@ -148,21 +230,25 @@ async fn main() -> anyhow::Result<()> {
                         .await
                         .is_ok(),
                     Workflow::CreatePatient => client
-                        .create_patient(&fixture_patient(seed, 1000 + n as u32))
+                        .create_patient(&fixture_patient(fx.seed, 1000 + n as u32))
                         .await
                         .is_ok(),
                     Workflow::Availability => {
-                        client.doctor_availability(doctor_id, date).await.is_ok()
+                        client.doctor_availability(fx.doctor, fx.date).await.is_ok()
                     }
-                    Workflow::Book => match plan.booking(n as usize) {
+                    Workflow::Book => match fx.plan.booking(n as usize) {
                         Some(b) => client.book_appointment(&b, None).await.is_ok(),
-                        None => false,
+                        None => {
+                            // Every planned slot is taken: stop, rather than count failures.
+                            exhausted.store(true, Ordering::Relaxed);
+                            break;
+                        }
                     },
                 };
                 i += 1;
-                if started >= warmup_end {
+                if began >= warmup_end {
                     if ok {
-                        let _ = hist.record(started.elapsed().as_micros() as u64);
+                        let _ = hist.record(began.elapsed().as_micros() as u64);
                     } else {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
@@ -171,26 +257,60 @@ async fn main() -> anyhow::Result<()> {
             hist
         })
     });
-    let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     for h in futures::future::join_all(workers).await {
-        total.add(h?)?;
+        hist.add(h.context("a load worker failed")?)?;
     }
-    let secs = args.duration as f64;
-    let ms = |q: f64| total.value_at_quantile(q) as f64 / 1000.0;
+    let measured = Instant::now().min(end).saturating_duration_since(warmup_end);
+    Ok(Outcome {
+        hist,
+        errors: errors.load(Ordering::Relaxed),
+        seconds: measured.as_secs_f64(),
+        exhausted: exhausted.load(Ordering::Relaxed),
+    })
+}
+
+fn report(name: &str, args: &Args, o: &Outcome) {
+    let ms = |q: f64| o.hist.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "workflow={:?} connections={} duration={}s requests={} errors={} throughput={:.0} req/s p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms",
-        args.workflow,
+        "workflow={name} connections={} duration={:.1}s requests={} errors={} throughput={:.0} req/s p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms",
         args.connections,
-        args.duration,
-        total.len(),
-        errors.load(Ordering::Relaxed),
-        total.len() as f64 / secs,
+        o.seconds,
+        o.hist.len(),
+        o.errors,
+        o.throughput(),
         ms(0.50),
         ms(0.90),
         ms(0.99),
-        total.max() as f64 / 1000.0,
+        o.hist.max() as f64 / 1000.0,
     );
-    Ok(())
+    if o.exhausted {
+        println!(
+            "note: every planned slot was booked ({} doctors x {} working days x {} a day); the run stopped early",
+            args.connections, 400, args.daily_cap
+        );
+    }
+}
+
+/// A minimal axum handler on an ephemeral port: the machine's ceiling for one HTTP request
+/// and a JSON answer of a patient's size, with no database, token or middleware.
+async fn serve_ceiling() -> anyhow::Result<std::net::SocketAddr> {
+    const PATIENT: &str = r#"{"patient_id":1,"name":"Load Fixture","email":"load@example.org","phone":"7000000000","dob":"1980-01-01","active":true,"version":1,"created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}"#;
+    let app = axum::Router::new().route(
+        "/v1/patients/{id}",
+        axum::routing::get(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                PATIENT,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
 }
 
 fn fixture_patient(seed: u32, i: u32) -> NewPatient {
