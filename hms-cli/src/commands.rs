@@ -1,6 +1,7 @@
 //! The commands: argument parsing and what each does with the typed client.
 
 use crate::connect::Target;
+use crate::desk;
 use crate::exit;
 use crate::output::{Col, Format, Kind, Printer};
 use crate::Failure;
@@ -60,7 +61,7 @@ struct Global {
     /// Print only ids.
     #[arg(long, short, global = true)]
     quiet: bool,
-    /// Time zone to show (and read) times in [default: this machine's].
+    /// Time zone to show (and read) times in [default: the clinic's, as the services say].
     #[arg(long, global = true)]
     tz: Option<chrono_tz::Tz>,
     /// Currency of amounts shown.
@@ -94,29 +95,48 @@ enum Command {
     /// Bills.
     #[command(subcommand)]
     Bill(BillCmd),
-    /// Take a payment (prints the Idempotency-Key it used, so a script can retry safely).
+    /// Take a payment. At a terminal the bill's balance is shown and confirmed; a payment of
+    /// the same bill minutes ago is pointed out. Prints the Idempotency-Key it used, so a script
+    /// can retry safely: a retry with `--key` is answered "already taken — not charged again".
+    #[command(after_help = "Example:\n  hmsctl pay --bill 12 --amount 525.00 --method upi")]
     Pay {
+        /// The bill to pay.
         #[arg(long)]
         bill: i64,
+        /// The amount, e.g. 525.00.
         #[arg(long)]
         amount: Money,
-        /// CASH, CARD or UPI.
-        #[arg(long, default_value = "CASH")]
-        method: String,
+        /// CASH, CARD or UPI (any case). Required without a terminal; asked for at one.
+        #[arg(long)]
+        method: Option<String>,
         /// Reuse a key to retry a payment whose outcome you did not see.
         #[arg(long)]
         key: Option<String>,
     },
-    /// Refund (part of) a payment.
+    /// Refund (part of) a payment: give the payment, or `--bill` to refund from its payments.
     Refund {
-        payment: i64,
+        /// The payment to refund from.
+        payment: Option<i64>,
+        /// Refund from this bill's payments (the latest that has enough left; asked at a
+        /// terminal when several do).
+        #[arg(long, conflicts_with = "payment")]
+        bill: Option<i64>,
+        /// The amount to refund.
         #[arg(long)]
         amount: Money,
+        /// Why (kept with the refund).
         #[arg(long, default_value = "")]
         reason: String,
+        /// Reuse a key to retry a refund whose outcome you did not see.
         #[arg(long)]
         key: Option<String>,
     },
+    /// Payments: those of a bill, or one.
+    #[command(subcommand)]
+    Payment(PaymentCmd),
+    /// Appointment reminders and their state.
+    #[command(subcommand)]
+    Reminders(RemindersCmd),
     /// Messages sent to patients.
     #[command(subcommand)]
     Notifications(NotificationsCmd),
@@ -182,8 +202,8 @@ enum PatientCmd {
         email: Option<String>,
         #[arg(long)]
         active: Option<bool>,
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Find patients by name, phone or e-mail (any part, any case).
     Search {
@@ -297,17 +317,33 @@ enum AppointmentCmd {
     Complete {
         id: i64,
     },
+    /// List appointments; with `--date`, the day sheet: that clinic day in slot order, with
+    /// patient and doctor names.
+    #[command(
+        after_help = "Examples:\n  hmsctl appointment list --date today\n  hmsctl appointment list --date 2026-12-01 --doctor 3"
+    )]
     List {
+        /// A clinic day: YYYY-MM-DD, today or tomorrow.
+        #[arg(long)]
+        date: Option<String>,
+        /// Of this patient.
         #[arg(long)]
         patient: Option<i64>,
+        /// Of this doctor.
         #[arg(long)]
         doctor: Option<i64>,
+        /// Of this department.
+        #[arg(long)]
+        department: Option<String>,
+        /// SCHEDULED, COMPLETED, CANCELLED or NO_SHOW.
         #[arg(long)]
         status: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
+        #[command(flatten)]
+        page: PageArgs,
     },
+    /// One appointment.
     Show {
+        /// Appointment id.
         id: i64,
     },
 }
@@ -347,21 +383,27 @@ enum FormularyCmd {
 
 #[derive(Subcommand)]
 enum BillCmd {
+    /// List bills (filters optional).
     List {
+        /// Of this patient.
         #[arg(long)]
         patient: Option<i64>,
+        /// Of this appointment.
         #[arg(long)]
         appointment: Option<i64>,
+        /// OPEN, PAID, PARTIALLY_REFUNDED, REFUNDED or VOID.
         #[arg(long)]
         status: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
     },
+    /// One bill: its lines and its totals (credits, amount due, paid, refunded, balance).
     Show {
+        /// Bill id.
         id: i64,
     },
     /// VOID an unpaid bill (asks first unless --yes).
-    Void {
-        id: i64,
-    },
+    Void { id: i64 },
     /// Record a credit note.
     Adjust {
         id: i64,
@@ -370,6 +412,55 @@ enum BillCmd {
         #[arg(long)]
         reason: String,
     },
+}
+
+#[derive(Subcommand)]
+enum PaymentCmd {
+    /// The payments of a bill.
+    List {
+        /// The bill.
+        #[arg(long)]
+        bill: i64,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// One payment.
+    Show {
+        /// Payment id.
+        id: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum RemindersCmd {
+    /// Reminders (scheduled, sent, cancelled), optionally of one appointment.
+    List {
+        /// Of this appointment.
+        #[arg(long)]
+        appointment: Option<i64>,
+        /// scheduled, sent or cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+}
+
+/// How many rows a list shows.
+#[derive(Args, Debug, Clone, Copy)]
+struct PageArgs {
+    /// Rows per page, 1–500.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Every row, following the pages.
+    #[arg(long)]
+    all: bool,
+}
+
+impl PageArgs {
+    fn paging(self) -> Result<desk::Paging, Failure> {
+        desk::Paging::new(self.limit, self.all)
+    }
 }
 
 #[derive(Subcommand)]
@@ -435,14 +526,6 @@ const BILL: &[Col] = &[
     ("Total", "total", Kind::Money),
     ("Paid", "paid", Kind::Money),
     ("Balance", "balance", Kind::Money),
-];
-const PAYMENT: &[Col] = &[
-    ("ID", "payment_id", Kind::Text),
-    ("Bill", "bill_id", Kind::Text),
-    ("Amount", "amount", Kind::Money),
-    ("Method", "method", Kind::Text),
-    ("Reference", "reference", Kind::Text),
-    ("Paid at", "paid_at", Kind::Time),
 ];
 const REFUND: &[Col] = &[
     ("ID", "refund_id", Kind::Text),
@@ -520,7 +603,7 @@ fn confirm(g: &Global, what: &str) -> Result<(), Failure> {
 }
 
 pub async fn run(cli: Cli) -> Result<u8, Failure> {
-    let g = cli.global;
+    let mut g = cli.global;
     let target = Target {
         url: g.url.clone(),
         host: g.host.clone(),
@@ -530,6 +613,14 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
         data_dir: g.data_dir.clone(),
     };
     let c: HmsClient = target.client().map_err(Failure::usage)?;
+    // Times are the clinic's, labelled, unless --tz says otherwise.
+    let needs_zone = !matches!(
+        cli.command,
+        Command::Completions { .. } | Command::Status { .. } | Command::Import { .. }
+    );
+    if g.tz.is_none() && needs_zone {
+        g.tz = Some(desk::clinic_zone(&c).await);
+    }
     let out = Printer {
         format: g.output,
         quiet: g.quiet,
@@ -553,33 +644,76 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
             method,
             key,
         } => {
-            let key = key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            // On stderr, so a script can capture it and retry with the same key.
-            eprintln!("Idempotency-Key: {key}");
-            let p = c
-                .pay(
-                    &NewPayment {
-                        bill_id: bill,
-                        amount,
-                        method: method.to_uppercase(),
-                    },
-                    &key,
-                )
-                .await?;
-            out.record(&json(&p), PAYMENT, "payment_id");
+            let asks = desk::Asking {
+                no_input: g.no_input,
+                yes: g.yes,
+            };
+            let charge = desk::Charge {
+                bill_id: bill,
+                amount,
+                method,
+                key,
+            };
+            desk::pay(&c, &out, asks, charge).await?
         }
         Command::Refund {
             payment,
+            bill,
             amount,
             reason,
             key,
         } => {
+            let payment = match (payment, bill) {
+                (Some(p), _) => p,
+                (None, Some(b)) => desk::refundable(&c, &out, g.no_input, b, amount).await?,
+                (None, None) => return Err(Failure::usage(
+                    "give the payment to refund from, or --bill to refund from a bill's payments",
+                )),
+            };
             let key = key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             eprintln!("Idempotency-Key: {key}");
             let r = c
                 .refund(payment, &NewRefund { amount, reason }, &key)
                 .await?;
             out.record(&json(&r), REFUND, "refund_id");
+        }
+        Command::Payment(PaymentCmd::List { bill, page }) => {
+            let c = &c;
+            let rows = desk::rows(page.paging()?, |_, _| async move {
+                c.payments_of_bill(bill).await
+            })
+            .await?;
+            out.list(&jsons(&rows), desk::PAYMENT, "payment_id");
+        }
+        Command::Payment(PaymentCmd::Show { id }) => out.record(
+            &json(&c.get_payment(id).await?),
+            desk::PAYMENT,
+            "payment_id",
+        ),
+        Command::Reminders(RemindersCmd::List {
+            appointment,
+            status,
+            page,
+        }) => {
+            let c = &c;
+            let rows = desk::rows(page.paging()?, |limit, cursor| {
+                let q = ReminderQuery {
+                    appointment_id: appointment,
+                    status: status.clone(),
+                    limit: Some(limit),
+                    cursor,
+                };
+                async move { c.list_reminders(&q).await }
+            })
+            .await?;
+            let cols: &[Col] = &[
+                ("ID", "reminder_id", Kind::Text),
+                ("Appointment", "appointment_id", Kind::Text),
+                ("Starts", "slot_start", Kind::Time),
+                ("Due", "due_at", Kind::Time),
+                ("Status", "status", Kind::Text),
+            ];
+            out.list(&jsons(&rows), cols, "reminder_id");
         }
         Command::Notifications(NotificationsCmd::List {
             patient,
@@ -603,7 +737,10 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Status { services } => return Ok(status(&c, &out, services).await),
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "hmsctl", &mut std::io::stdout());
+            // Into a buffer first: a reader that goes away (`| head`) ends quietly.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "hmsctl", &mut script);
+            crate::output::emit!("{}", String::from_utf8_lossy(&script).trim_end());
         }
         Command::Alerts {
             every,
@@ -661,21 +798,25 @@ async fn patient(g: &Global, c: &HmsClient, out: &Printer, cmd: PatientCmd) -> R
             phone,
             email,
             active,
-            limit,
+            page,
         } => {
             let q = PatientQuery {
                 name,
                 phone,
                 email,
                 active,
-                limit: Some(limit),
-                cursor: None,
+                ..Default::default()
             };
-            out.list(
-                &jsons(&c.list_patients(&q).await?.items),
-                PATIENT,
-                "patient_id",
-            );
+            let rows = desk::rows(page.paging()?, |limit, cursor| {
+                let q = PatientQuery {
+                    limit: Some(limit),
+                    cursor,
+                    ..q.clone()
+                };
+                async move { c.list_patients(&q).await }
+            })
+            .await?;
+            out.list(&jsons(&rows), PATIENT, "patient_id");
         }
         PatientCmd::Search { term } => {
             let t = term.trim();
@@ -920,23 +1061,39 @@ async fn appointment(
             show(&c.transition_appointment(id, "complete", None).await?)
         }
         AppointmentCmd::List {
+            date,
             patient,
             doctor,
+            department,
             status,
-            limit,
+            page,
         } => {
+            let tz = g.tz.unwrap_or(chrono_tz::Asia::Kolkata);
+            if let Some(date) = date {
+                let date = desk::day(&date, tz)?;
+                return desk::day_sheet(c, out, tz, date, doctor, department, status).await;
+            }
             let q = AppointmentQuery {
                 patient_id: patient,
                 doctor_id: doctor,
+                department,
                 status,
-                limit: Some(limit),
                 ..Default::default()
             };
-            out.list(
-                &jsons(&c.list_appointments(&q).await?.items),
-                APPOINTMENT,
-                "appointment_id",
-            );
+            let rows = desk::rows(page.paging()?, |limit, cursor| {
+                let q = AppointmentQuery {
+                    limit: Some(limit),
+                    cursor,
+                    ..q.clone()
+                };
+                async move { c.list_appointments(&q).await }
+            })
+            .await?;
+            let mut shown = jsons(&rows);
+            if out.format == Format::Table && !out.quiet {
+                desk::with_names(c, &mut shown).await?;
+            }
+            out.list(&shown, desk::DAY_SHEET, "appointment_id");
         }
         AppointmentCmd::Show { id } => show(&c.get_appointment(id).await?),
     }
@@ -998,15 +1155,20 @@ async fn bill(g: &Global, c: &HmsClient, out: &Printer, cmd: BillCmd) -> Result<
             patient,
             appointment,
             status,
+            page,
         } => {
-            let q = BillQuery {
-                patient_id: patient,
-                appointment_id: appointment,
-                status,
-                limit: Some(500),
-                cursor: None,
-            };
-            out.list(&jsons(&c.list_bills(&q).await?.items), BILL, "bill_id");
+            let rows = desk::rows(page.paging()?, |limit, cursor| {
+                let q = BillQuery {
+                    patient_id: patient,
+                    appointment_id: appointment,
+                    status: status.clone(),
+                    limit: Some(limit),
+                    cursor,
+                };
+                async move { c.list_bills(&q).await }
+            })
+            .await?;
+            out.list(&jsons(&rows), BILL, "bill_id");
         }
         BillCmd::Show { id } => {
             let b = c.get_bill(id).await?;
@@ -1019,7 +1181,8 @@ async fn bill(g: &Global, c: &HmsClient, out: &Printer, cmd: BillCmd) -> Result<
                     ("Amount", "amount", Kind::Money),
                 ];
                 out.list(&jsons(&b.lines), lines, "description");
-                crate::output::emit!("Subtotal {}  Tax {}  Total {}", b.subtotal, b.tax, b.total);
+                crate::output::emit!("Subtotal {}  Tax {}", b.subtotal, b.tax);
+                desk::totals(out, &b);
             }
         }
         BillCmd::Void { id } => {

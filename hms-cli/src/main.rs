@@ -5,6 +5,7 @@
 
 mod commands;
 mod connect;
+mod desk;
 mod import;
 mod interactive;
 mod output;

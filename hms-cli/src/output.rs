@@ -99,10 +99,8 @@ impl Printer {
                 }
             }
             Format::Table => {
-                let mut t = Table::new();
-                t.load_preset(UTF8_FULL_CONDENSED)
-                    .set_content_arrangement(ContentArrangement::Dynamic)
-                    .set_header(cols.iter().map(|c| c.0));
+                let mut t = table();
+                t.set_header(cols.iter().map(|c| c.0));
                 for r in rows {
                     t.add_row(cols.iter().map(|c| self.cell(r, c)));
                 }
@@ -124,9 +122,7 @@ impl Printer {
             Format::Json => emit!("{}", serde_json::to_string_pretty(row).unwrap_or_default()),
             Format::Csv => self.list(std::slice::from_ref(row), cols, id),
             Format::Table => {
-                let mut t = Table::new();
-                t.load_preset(UTF8_FULL_CONDENSED)
-                    .set_content_arrangement(ContentArrangement::Dynamic);
+                let mut t = table();
                 for c in cols {
                     t.add_row(vec![c.0.to_string(), self.cell(row, c)]);
                 }
@@ -134,6 +130,21 @@ impl Printer {
             }
         }
     }
+}
+
+/// A table: box-drawn and fitted to the terminal at one; into a pipe or a file, plain
+/// aligned columns (no box drawing, no wrapping) that `grep`, `cut` and `awk` read.
+fn table() -> Table {
+    use std::io::IsTerminal;
+    let mut t = Table::new();
+    if std::io::stdout().is_terminal() {
+        t.load_preset(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic);
+    } else {
+        t.load_preset(comfy_table::presets::NOTHING)
+            .set_content_arrangement(ContentArrangement::Disabled);
+    }
+    t
 }
 
 /// A JSON value as plain text (strings unquoted, null empty).

@@ -9,13 +9,13 @@
 //! ```
 //! The token is `--token`, `HMS_TOKEN`, or the embedded default's `hms-data/admin.token`.
 
+use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use hms_client::models::{NewPatient, PatientQuery};
+use hms_client::Service;
 use hms_client::{HmsClient, ServiceUrls};
 use std::path::PathBuf;
-use anyhow::Context;
-use hms_client::Service;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,7 +93,9 @@ async fn main() -> anyhow::Result<()> {
     let client = HmsClient::with_http(http.clone(), urls).with_token(token.clone());
 
     if matches!(args.workflow, Workflow::Ceiling) {
-        let ceiling = serve_ceiling().await.context("starting the in-process ceiling handler")?;
+        let ceiling = serve_ceiling()
+            .await
+            .context("starting the in-process ceiling handler")?;
         let fixtures = Arc::new(Fixtures::prepare(&client, &args, Workflow::GetPatient).await?);
         let mut urls = ServiceUrls::with_base_port(&args.host, args.base_port);
         urls.set(Service::Patient, format!("http://{ceiling}"));
@@ -261,7 +263,9 @@ async fn drive(
     for h in futures::future::join_all(workers).await {
         hist.add(h.context("a load worker failed")?)?;
     }
-    let measured = Instant::now().min(end).saturating_duration_since(warmup_end);
+    let measured = Instant::now()
+        .min(end)
+        .saturating_duration_since(warmup_end);
     Ok(Outcome {
         hist,
         errors: errors.load(Ordering::Relaxed),

@@ -8,6 +8,7 @@ use hms_testkit::{both_backends, new_doctor, new_patient, TestApp};
 use serde_json::Value;
 use std::process::{Command, Output, Stdio};
 
+mod desk;
 mod import;
 
 const SERVICES: [&hms_kit::server::ServiceDef; 3] = [

@@ -536,11 +536,29 @@ impl HmsClient {
 
     /// `POST /v1/payments` with `Idempotency-Key: key`.
     pub async fn pay(&self, p: &NewPayment, key: &str) -> Result<Payment, ClientError> {
+        self.pay_once(p, key).await.map(|(payment, _)| payment)
+    }
+
+    /// As [`Self::pay`], and whether the answer is a replay: this key already took this
+    /// payment, and nothing more was charged (`Idempotent-Replayed: true`).
+    pub async fn pay_once(
+        &self,
+        p: &NewPayment,
+        key: &str,
+    ) -> Result<(Payment, bool), ClientError> {
         let req = self
             .request(Service::Payment, Method::POST, "/v1/payments")
             .header("idempotency-key", key)
             .json(p);
-        self.send(Service::Payment, req).await
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| unavailable(Service::Payment, &e))?;
+        let replayed = resp
+            .headers()
+            .get("idempotent-replayed")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+        Ok((decode(Service::Payment, resp).await?, replayed))
     }
 
     pub async fn refund(

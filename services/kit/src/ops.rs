@@ -19,6 +19,8 @@ pub struct OpsState {
     pub openapi_json: String,
     pub keys: Arc<Keys>,
     pub metrics_public: bool,
+    /// The clinic's time zone, told to clients (`hmsctl` shows and reads times in it).
+    pub clinic_timezone: String,
 }
 
 pub fn routes(state: Arc<OpsState>) -> Router {
@@ -37,6 +39,7 @@ fn status(state: &OpsState, status: &str, reason: Option<String>) -> HealthStatu
         service: state.service.to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         reason,
+        clinic_timezone: Some(state.clinic_timezone.clone()),
     }
 }
 

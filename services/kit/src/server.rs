@@ -206,6 +206,7 @@ pub fn router(def: &ServiceDef, ctx: &ServiceCtx) -> anyhow::Result<Router> {
         openapi_json: serde_json::to_string(&doc)?,
         keys: ctx.keys.clone(),
         metrics_public: ctx.config.metrics_public,
+        clinic_timezone: ctx.config.clinic_timezone.clone(),
     });
     let auth_state = Arc::new(AuthState {
         keys: ctx.keys.clone(),

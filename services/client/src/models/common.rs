@@ -20,6 +20,9 @@ pub struct HealthStatus {
     /// Why the service is not ready, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The clinic's time zone (IANA name): clients show and read times in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clinic_timezone: Option<String>,
 }
 
 /// `POST /v1/<records>/import/ids` (admin): ids up to `through` belong to the legacy data,

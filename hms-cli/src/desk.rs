@@ -1,0 +1,433 @@
+//! What the front desk needs beyond one call per command: the clinic's time zone, lists that
+//! page the same way everywhere, the day sheet with names, the payments of a bill, and a
+//! payment a nervous clerk cannot take twice.
+
+use crate::exit;
+use crate::output::{emit, Col, Format, Kind, Printer};
+use crate::Failure;
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use hms_client::models::*;
+use hms_client::{ClientError, HmsClient, Money, Service};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::IsTerminal;
+
+/// The clinic's zone: `HMS_CLINIC_TIMEZONE`, else what the services say (`/health`), else
+/// Asia/Kolkata (the services' default).
+pub async fn clinic_zone(c: &HmsClient) -> Tz {
+    if let Some(tz) = std::env::var("HMS_CLINIC_TIMEZONE")
+        .ok()
+        .and_then(|z| z.parse().ok())
+    {
+        return tz;
+    }
+    for svc in [Service::Appointment, Service::Doctor, Service::Patient] {
+        if let Ok(h) = c.health(svc).await {
+            if let Some(tz) = h.clinic_timezone.and_then(|z| z.parse().ok()) {
+                return tz;
+            }
+        }
+    }
+    chrono_tz::Asia::Kolkata
+}
+
+/// A date as the desk types it: `today`, `tomorrow`, `yesterday` (in the clinic's zone) or
+/// `YYYY-MM-DD`.
+pub fn day(s: &str, tz: Tz) -> Result<NaiveDate, Failure> {
+    let today = Utc::now().with_timezone(&tz).date_naive();
+    match s.trim().to_lowercase().as_str() {
+        "today" => Ok(today),
+        "tomorrow" => Ok(today + Duration::days(1)),
+        "yesterday" => Ok(today - Duration::days(1)),
+        other => NaiveDate::parse_from_str(other, "%Y-%m-%d").map_err(|_| {
+            Failure::usage(format!(
+                "'{s}' is not a date: use YYYY-MM-DD, today or tomorrow"
+            ))
+        }),
+    }
+}
+
+/// How many rows a list shows: a page (`--limit`, at most the API's 500), or everything
+/// (`--all`, following the cursors).
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    pub limit: u32,
+    pub all: bool,
+}
+
+impl Paging {
+    pub fn new(limit: u32, all: bool) -> Result<Self, Failure> {
+        if !(1..=500).contains(&limit) {
+            return Err(Failure::usage(format!(
+                "--limit {limit}: a page is 1 to 500 rows; --all shows every row"
+            )));
+        }
+        Ok(Paging { limit, all })
+    }
+}
+
+/// Fetches a list's rows by `paging`; when a page leaves rows behind, says so on stderr (how
+/// many were shown, and how to see the rest).
+pub async fn rows<T, F, Fut>(paging: Paging, mut page: F) -> Result<Vec<T>, Failure>
+where
+    F: FnMut(u32, Option<String>) -> Fut,
+    Fut: Future<Output = Result<Page<T>, ClientError>>,
+{
+    let mut items = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = page(paging.limit, cursor.take()).await?;
+        items.extend(p.items);
+        match p.next_cursor {
+            Some(next) if paging.all => cursor = Some(next),
+            Some(_) => {
+                eprintln!(
+                    "Showing the first {} rows; more exist: add --all for every row, or a larger --limit (up to 500).",
+                    items.len()
+                );
+                break;
+            }
+            None => break,
+        }
+    }
+    Ok(items)
+}
+
+/// Rows as JSON values.
+pub fn values<T: serde::Serialize>(rows: &[T]) -> Vec<Value> {
+    rows.iter()
+        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+        .collect()
+}
+
+/// The names of the people in `rows` (`patient_id`, `doctor_id`), added beside the ids as
+/// `patient` and `doctor` for people to read (ids stay for scripts).
+pub async fn with_names(c: &HmsClient, rows: &mut [Value]) -> Result<(), Failure> {
+    let ids = |k: &str| -> Vec<i64> {
+        let mut v: Vec<i64> = rows.iter().filter_map(|r| r[k].as_i64()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let patients = futures::future::join_all(
+        ids("patient_id")
+            .into_iter()
+            .map(|id| async move { (id, c.get_patient(id).await.map(|p| p.name)) }),
+    )
+    .await;
+    let doctors = futures::future::join_all(
+        ids("doctor_id")
+            .into_iter()
+            .map(|id| async move { (id, c.get_doctor(id).await.map(|d| d.name)) }),
+    )
+    .await;
+    let mut names: HashMap<(&str, i64), String> = HashMap::new();
+    for (kind, found) in [("patient", patients), ("doctor", doctors)] {
+        for (id, name) in found {
+            match name {
+                Ok(n) => {
+                    names.insert((kind, id), n);
+                }
+                Err(ClientError::Api { status: 404, .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    for r in rows.iter_mut() {
+        for kind in ["patient", "doctor"] {
+            if let Some(id) = r[format!("{kind}_id")].as_i64() {
+                let shown = names
+                    .get(&(kind, id))
+                    .map(|n| format!("{n} ({id})"))
+                    .unwrap_or_else(|| id.to_string());
+                r[kind] = shown.into();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The day sheet's columns: people by name, the fee in money.
+pub const DAY_SHEET: &[Col] = &[
+    ("ID", "appointment_id", Kind::Text),
+    ("Starts", "slot_start", Kind::Time),
+    ("Patient", "patient", Kind::Text),
+    ("Doctor", "doctor", Kind::Text),
+    ("Department", "department", Kind::Text),
+    ("Status", "status", Kind::Text),
+    ("Fee", "consultation_fee", Kind::Money),
+    ("Charge", "fee_decision", Kind::Text),
+];
+
+/// The appointments of a clinic day in slot order (optionally one doctor's or department's).
+pub async fn day_sheet(
+    c: &HmsClient,
+    out: &Printer,
+    tz: Tz,
+    date: NaiveDate,
+    doctor: Option<i64>,
+    department: Option<String>,
+    status: Option<String>,
+) -> Result<(), Failure> {
+    let start = tz
+        .from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight"))
+        .earliest()
+        .ok_or_else(|| Failure::usage(format!("{date} has no midnight in {tz}")))?
+        .with_timezone(&Utc);
+    let q = AppointmentQuery {
+        doctor_id: doctor,
+        department,
+        status,
+        from: Some(start),
+        to: Some(start + Duration::days(1)),
+        ..Default::default()
+    };
+    let mut all = rows(
+        Paging {
+            limit: 500,
+            all: true,
+        },
+        |limit, cursor| {
+            let q = AppointmentQuery {
+                limit: Some(limit),
+                cursor,
+                ..q.clone()
+            };
+            async move { c.list_appointments(&q).await }
+        },
+    )
+    .await?;
+    all.sort_by_key(|a| (a.slot_start, a.appointment_id));
+    let mut shown = values(&all);
+    if out.format == Format::Table && !out.quiet {
+        with_names(c, &mut shown).await?;
+    }
+    out.list(&shown, DAY_SHEET, "appointment_id");
+    Ok(())
+}
+
+pub const PAYMENT: &[Col] = &[
+    ("ID", "payment_id", Kind::Text),
+    ("Bill", "bill_id", Kind::Text),
+    ("Amount", "amount", Kind::Money),
+    ("Refunded", "refunded", Kind::Money),
+    ("Method", "method", Kind::Text),
+    ("Reference", "reference", Kind::Text),
+    ("Paid at", "paid_at", Kind::Time),
+];
+
+/// Whether hmsctl may ask (`--no-input`) and what it was told beforehand (`--yes`).
+#[derive(Debug, Clone, Copy)]
+pub struct Asking {
+    pub no_input: bool,
+    pub yes: bool,
+}
+
+/// A payment as the clerk gave it.
+#[derive(Debug, Clone)]
+pub struct Charge {
+    pub bill_id: i64,
+    pub amount: Money,
+    pub method: Option<String>,
+    pub key: Option<String>,
+}
+
+/// Takes a payment so that a nervous clerk cannot take it twice: at a terminal the bill's
+/// balance is shown and confirmed (default No), and a payment of the same bill in the last 10
+/// minutes is pointed out; without a terminal `--method` is required. A replayed key says
+/// nothing more was charged (`"replayed": true` in JSON).
+pub async fn pay(c: &HmsClient, out: &Printer, asks: Asking, p: Charge) -> Result<(), Failure> {
+    let Charge {
+        bill_id,
+        amount,
+        method,
+        key,
+    } = p;
+    let (no_input, yes) = (asks.no_input, asks.yes);
+    let interactive = !no_input && std::io::stdin().is_terminal();
+    let method = match method {
+        Some(m) => m.trim().to_uppercase(),
+        None if interactive => {
+            let choices = ["CASH", "CARD", "UPI"];
+            let i = dialoguer::Select::new()
+                .with_prompt("Method")
+                .items(&choices)
+                .default(0)
+                .interact_opt()
+                .map_err(|e| Failure::usage(e.to_string()))?
+                .ok_or_else(not_confirmed)?;
+            choices[i].to_string()
+        }
+        None => {
+            return Err(Failure::usage(
+                "--method is required (CASH, CARD or UPI): there is no terminal to ask on",
+            ))
+        }
+    };
+    if interactive && !yes && key.is_none() {
+        let b = c.get_bill(bill_id).await?;
+        let recent: Vec<Payment> = c
+            .payments_of_bill(bill_id)
+            .await?
+            .items
+            .into_iter()
+            .filter(|p| Utc::now() - p.paid_at < Duration::minutes(10))
+            .collect();
+        for p in &recent {
+            eprintln!(
+                "Note: bill {bill_id} was already paid {} by {} at {} (payment {}).",
+                money(out, p.amount),
+                p.method,
+                local(out, p.paid_at),
+                p.payment_id
+            );
+        }
+        let question = format!(
+            "Take {} by {method} for bill {bill_id} (balance {})",
+            money(out, amount),
+            money(out, b.balance)
+        );
+        let ok = dialoguer::Confirm::new()
+            .with_prompt(question)
+            .default(false)
+            .wait_for_newline(true)
+            .interact_opt()
+            .map_err(|e| Failure::usage(e.to_string()))?;
+        if ok != Some(true) {
+            return Err(not_confirmed());
+        }
+    }
+    let key = key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // On stderr, so a script can capture it and retry with the same key.
+    eprintln!("Idempotency-Key: {key}");
+    let (p, replayed) = c
+        .pay_once(
+            &NewPayment {
+                bill_id,
+                amount,
+                method,
+            },
+            &key,
+        )
+        .await?;
+    let mut shown = serde_json::to_value(&p).unwrap_or(Value::Null);
+    if replayed {
+        eprintln!(
+            "Already taken with this key: payment {} — not charged again.",
+            p.payment_id
+        );
+        shown["replayed"] = true.into();
+    }
+    out.record(&shown, PAYMENT, "payment_id");
+    Ok(())
+}
+
+/// The payment of `bill` a refund of `amount` comes from: the latest with that much left to
+/// refund (at a terminal, the clerk picks among them).
+pub async fn refundable(
+    c: &HmsClient,
+    out: &Printer,
+    no_input: bool,
+    bill: i64,
+    amount: Money,
+) -> Result<i64, Failure> {
+    let payments = c.payments_of_bill(bill).await?.items;
+    let mut fits: Vec<&Payment> = payments
+        .iter()
+        .filter(|p| p.amount.0 - p.refunded.0 >= amount.0)
+        .collect();
+    fits.sort_by_key(|p| std::cmp::Reverse(p.paid_at));
+    match fits.len() {
+        0 => Err(Failure {
+            code: exit::RULE,
+            message: format!(
+                "no payment of bill {bill} has {} left to refund ({} payments)",
+                money(out, amount),
+                payments.len()
+            ),
+        }),
+        1 => Ok(fits[0].payment_id),
+        _ if no_input || !std::io::stdin().is_terminal() => Ok(fits[0].payment_id),
+        _ => {
+            let items: Vec<String> = fits
+                .iter()
+                .map(|p| {
+                    format!(
+                        "payment {} · {} by {} at {} · {} left",
+                        p.payment_id,
+                        money(out, p.amount),
+                        p.method,
+                        local(out, p.paid_at),
+                        money(out, Money(p.amount.0 - p.refunded.0))
+                    )
+                })
+                .collect();
+            let i = dialoguer::Select::new()
+                .with_prompt("Refund from")
+                .items(&items)
+                .default(0)
+                .interact_opt()
+                .map_err(|e| Failure::usage(e.to_string()))?
+                .ok_or_else(not_confirmed)?;
+            Ok(fits[i].payment_id)
+        }
+    }
+}
+
+fn not_confirmed() -> Failure {
+    Failure {
+        code: exit::OTHER,
+        message: "not confirmed; nothing was changed".into(),
+    }
+}
+
+fn money(out: &Printer, m: Money) -> String {
+    match out.currency.as_str() {
+        "INR" => format!("₹{m}"),
+        c => format!("{c} {m}"),
+    }
+}
+
+fn local(out: &Printer, t: DateTime<Utc>) -> String {
+    match out.tz {
+        Some(tz) => t.with_timezone(&tz).format("%H:%M %Z").to_string(),
+        None => t.format("%H:%M UTC").to_string(),
+    }
+}
+
+/// Prints `lines` (a bill's totals) after a table.
+pub fn totals(out: &Printer, b: &Bill) {
+    if out.format != Format::Table || out.quiet {
+        return;
+    }
+    emit!(
+        "Total {} · Credits {} · Amount due {} · Paid {} · Refunded {} · Balance {}",
+        money(out, b.total),
+        money(out, b.credits),
+        money(out, b.amount_due),
+        money(out, b.paid),
+        money(out, b.refunded),
+        money(out, b.balance)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_as_the_desk_types_them() {
+        let tz = chrono_tz::Asia::Kolkata;
+        let today = Utc::now().with_timezone(&tz).date_naive();
+        assert_eq!(day("today", tz).unwrap(), today);
+        assert_eq!(day("Tomorrow", tz).unwrap(), today + Duration::days(1));
+        assert_eq!(day("2026-12-01", tz).unwrap().to_string(), "2026-12-01");
+        assert!(day("01/12/2026", tz)
+            .unwrap_err()
+            .message
+            .contains("YYYY-MM-DD"));
+        assert!(Paging::new(0, false).is_err() && Paging::new(501, false).is_err());
+    }
+}
