@@ -603,7 +603,7 @@ fn confirm(g: &Global, what: &str) -> Result<(), Failure> {
 }
 
 pub async fn run(cli: Cli) -> Result<u8, Failure> {
-    let mut g = cli.global;
+    let g = cli.global;
     let target = Target {
         url: g.url.clone(),
         host: g.host.clone(),
@@ -613,9 +613,26 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
         data_dir: g.data_dir.clone(),
     };
     let c: HmsClient = target.client().map_err(Failure::usage)?;
+    let result = dispatch(cli.command, g, &c).await;
+    match result {
+        // A 401 with no token anywhere: say where hmsctl looked, not only what the service said.
+        Err(f) if f.code == exit::AUTH && !target.has_token() => Err(Failure {
+            code: exit::AUTH,
+            message: format!(
+                "no token found (looked at {}): {}",
+                target.token_places(),
+                f.message
+            ),
+        }),
+        other => other,
+    }
+}
+
+async fn dispatch(command: Command, mut g: Global, c: &HmsClient) -> Result<u8, Failure> {
+    let c = c.clone();
     // Times are the clinic's, labelled, unless --tz says otherwise.
     let needs_zone = !matches!(
-        cli.command,
+        command,
         Command::Completions { .. } | Command::Status { .. } | Command::Import { .. }
     );
     if g.tz.is_none() && needs_zone {
@@ -627,7 +644,7 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
         tz: g.tz,
         currency: g.currency.clone(),
     };
-    match cli.command {
+    match command {
         Command::Patient(cmd) => patient(&g, &c, &out, cmd).await?,
         Command::Doctor(cmd) => doctor(&c, &out, cmd).await?,
         Command::Appointment(cmd) => appointment(&g, &c, &out, cmd).await?,
@@ -1271,8 +1288,25 @@ async fn alerts(
                 continue;
             }
             since = since.max(n.created_at);
-            if out.quiet || out.format != Format::Table {
-                out.record(&json(&n), NOTE, "notification_id");
+            if out.quiet {
+                crate::output::emit!("{}", n.notification_id);
+            } else if out.format == Format::Json {
+                // A stream: one JSON object per line.
+                crate::output::emit!("{}", serde_json::to_string(&n).unwrap_or_default());
+            } else if out.format == Format::Csv {
+                // One header for the stream, then a line per alert.
+                if shown == 0 {
+                    crate::output::emit!(
+                        "{}",
+                        NOTE.iter().map(|c| c.1).collect::<Vec<_>>().join(",")
+                    );
+                }
+                let v = json(&n);
+                let line: Vec<String> = NOTE
+                    .iter()
+                    .map(|c| crate::output::csv_field(&crate::output::text(&v[c.1])))
+                    .collect();
+                crate::output::emit!("{}", line.join(","));
             } else {
                 let when = match out.tz {
                     Some(tz) => n

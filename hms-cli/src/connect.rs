@@ -76,6 +76,25 @@ fn profile(name: &str) -> Result<Profile, String> {
 }
 
 impl Target {
+    /// Where a token was looked for, in order (said when none was found).
+    pub fn token_places(&self) -> String {
+        let config = config_path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "~/.config/hmsctl/config.toml".into());
+        format!(
+            "--token, HMS_TOKEN, the profile '{}' in {config}, and {}",
+            self.profile,
+            self.data_dir.join("admin.token").display()
+        )
+    }
+
+    /// Whether any of those places holds a token.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+            || profile(&self.profile).is_ok_and(|p| p.token.is_some())
+            || self.data_dir.join("admin.token").exists()
+    }
+
     /// The client for this target.
     pub fn client(&self) -> Result<HmsClient, String> {
         let p = profile(&self.profile)?;

@@ -19,6 +19,7 @@ use hms_kit::idempotency::{self, Answer, Idempotent, Outcome};
 use hms_kit::outbox::NewEvent;
 use hms_kit::pagination::PageRequest;
 use hms_kit::server::{ServiceCtx, ServiceRoutes};
+use hms_kit::time::clinic;
 use hms_kit::Error;
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
@@ -251,7 +252,7 @@ fn refused(
                     "no_show_too_early",
                     format!(
                         "a no-show can be recorded from {} ({} minutes after the start)",
-                        a.slot_start + rules.no_show_grace,
+                        clinic(a.slot_start + rules.no_show_grace),
                         rules.no_show_grace.num_minutes()
                     ),
                 ),
@@ -259,7 +260,7 @@ fn refused(
                     "complete_too_early",
                     format!(
                         "the appointment starts at {}; it can be completed from then",
-                        a.slot_start
+                        clinic(a.slot_start)
                     ),
                 ),
                 Action::Reschedule if a.reschedule_count >= domain::MAX_RESCHEDULES => Error::rule(

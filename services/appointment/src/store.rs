@@ -66,7 +66,10 @@ async fn claim(
     .map_err(|e| match violation(&e) {
         Some(Violation::Unique) => Error::conflict(
             "slot_taken",
-            format!("doctor {doctor_id} already has an appointment at {}", slot.start),
+            format!(
+                "doctor {doctor_id} already has an appointment at {}",
+                hms_kit::time::clinic(slot.start)
+            ),
         ),
         _ => e.into(),
     })?;
@@ -81,7 +84,10 @@ async fn claim(
     .map_err(|e| match violation(&e) {
         Some(Violation::Unique) => Error::conflict(
             "patient_busy",
-            format!("patient {patient_id} already has an appointment at {}", slot.start),
+            format!(
+                "patient {patient_id} already has an appointment at {}",
+                hms_kit::time::clinic(slot.start)
+            ),
         ),
         _ => e.into(),
     })?;
@@ -497,7 +503,7 @@ pub async fn import(
                     if who == "doctor" { "slot_taken" } else { "patient_busy" },
                     format!(
                         "{who} {id} already has appointment {other} at {}; appointment {} would double-book it",
-                        l.slot.start, a.appointment_id
+                        hms_kit::time::clinic(l.slot.start), a.appointment_id
                     ),
                 )
                 .with_details(serde_json::json!({ "appointment_id": other })));

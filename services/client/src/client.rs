@@ -656,10 +656,14 @@ impl HmsClient {
 }
 
 fn unavailable(service: Service, e: &reqwest::Error) -> ClientError {
+    let at = e
+        .url()
+        .map(|u| format!(" at {}", u.origin().ascii_serialization()))
+        .unwrap_or_default();
     let reason = if e.is_timeout() {
-        "timed out".to_string()
+        format!("timed out{at}")
     } else if e.is_connect() {
-        "connection refused or unreachable".to_string()
+        format!("connection refused or unreachable{at}")
     } else {
         e.to_string()
     };

@@ -200,6 +200,9 @@ pub fn router(def: &ServiceDef, ctx: &ServiceCtx) -> anyhow::Result<Router> {
     check_access(&doc, &access)?;
     describe(&mut doc, def, &access);
     let name: &'static str = def.service.name();
+    if let Ok(tz) = ctx.config.clinic_timezone.parse() {
+        crate::time::set_clinic_zone(tz);
+    }
     let ops_state = Arc::new(OpsState {
         service: name,
         db: ctx.db.clone(),

@@ -29,6 +29,22 @@ pub fn date_from_db(s: &str) -> Result<NaiveDate, sqlx::Error> {
         .map_err(|e| sqlx::Error::Decode(format!("stored date {s:?}: {e}").into()))
 }
 
+static CLINIC_ZONE: std::sync::RwLock<Option<chrono_tz::Tz>> = std::sync::RwLock::new(None);
+
+/// The clinic's zone, for the times that messages state (set when a service starts).
+pub fn set_clinic_zone(tz: chrono_tz::Tz) {
+    *CLINIC_ZONE.write().unwrap_or_else(|e| e.into_inner()) = Some(tz);
+}
+
+/// An instant as people at the clinic read it: `2026-11-27 10:00 IST` (in its zone, labelled).
+pub fn clinic(t: DateTime<Utc>) -> String {
+    let tz = CLINIC_ZONE
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or(chrono_tz::Asia::Kolkata);
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +57,11 @@ mod tests {
         assert!(to_db(a) < to_db(b) && to_db(b) < to_db(c));
         assert_eq!(from_db(&to_db(b)).unwrap(), b);
         assert_eq!(to_db(a).len(), to_db(c).len());
+    }
+
+    #[test]
+    fn messages_state_clinic_time() {
+        let t = "2026-11-27T04:30:00Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(clinic(t), "2026-11-27 10:00 IST");
     }
 }
