@@ -165,3 +165,53 @@ async fn first_start_creates_an_admin_token_and_sigterm_stops_cleanly() {
         "no empty database was created"
     );
 }
+
+/// Replicas starting together on one PostgreSQL database apply the migrations once: the
+/// migrator holds a database lock around them, and every start sees the same schema.
+#[tokio::test]
+async fn replicas_starting_together_migrate_once() {
+    let Some(backend) = hms_testkit::Backend::postgres() else {
+        println!(
+            "SKIPPED replicas_starting_together_migrate_once: HMS_TEST_POSTGRES_URL is not set"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = hms_testkit::fresh_database(&backend, dir.path(), "replicas").await;
+    let start = |_: usize| {
+        let url = url.clone();
+        async move {
+            let db = hms_kit::db::Db::connect(&url).await?;
+            db.migrate((hms_billing::SERVICE.migrations)(
+                hms_kit::db::Backend::Postgres,
+            ))
+            .await?;
+            Ok::<_, anyhow::Error>(db)
+        }
+    };
+    let started = futures::future::join_all((0..4).map(start)).await;
+    let dbs: Vec<_> = started
+        .into_iter()
+        .map(|r| r.expect("every replica starts"))
+        .collect();
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(dbs[0].pool())
+        .await
+        .unwrap();
+    let expected = (hms_billing::SERVICE.migrations)(hms_kit::db::Backend::Postgres)
+        .migrations
+        .len()
+        + sqlx::migrate!("../migrations/kit/postgres")
+            .migrations
+            .len();
+    assert_eq!(
+        applied as usize, expected,
+        "each migration applied exactly once"
+    );
+    for db in dbs {
+        db.close().await;
+    }
+    if let hms_testkit::Backend::Postgres(server) = &backend {
+        hms_testkit::drop_database(server, &url).await;
+    }
+}

@@ -206,7 +206,12 @@ both_backends! {
                 }
                 let r = request(&quick, &app, &token, &route).send().await.unwrap_or_else(|e| panic!("{method} {path} did not answer: {e}"));
                 let status = r.status();
-                assert!(status.is_success(), "{method} {path} answered {status}: {}", r.text().await.unwrap_or_default());
+                if !status.is_success() {
+                    let body: Value = r.json().await.unwrap_or_default();
+                    let cid = body["correlationId"].as_str().unwrap_or("-").to_string();
+                    let logged: Vec<String> = logs().lines().filter(|l| l.contains(&cid)).map(str::to_string).collect();
+                    panic!("{method} {path} answered {status}: {body}\n{}", logged.join("\n"));
+                }
             }
         }
         for svc in Service::ALL {

@@ -243,11 +243,26 @@ impl Db {
         // (between BEGIN's acknowledgement and the transaction object taking charge). A
         // dropped transaction's rollback is queued, not yet run, so flush it first; what is
         // still open after that is closed, which ends the transaction and frees its locks.
-        opts = opts.after_release(|conn, _| {
+        //
+        // On PostgreSQL the driver's own count can miss a transaction the server has open (a
+        // request dropped after sending BEGIN, before the count moved), so the server is asked:
+        // outside an explicit transaction `now()` (its start) is this statement's own time; in
+        // one it is earlier, and in an aborted one the question fails. Either way: closed.
+        opts = opts.after_release(move |conn, _| {
             Box::pin(async move {
                 if conn.is_in_transaction() {
                     conn.ping().await?;
                     if conn.is_in_transaction() {
+                        tracing::warn!("a connection came back inside a transaction; closed");
+                        return Ok(false);
+                    }
+                }
+                if backend == Backend::Postgres {
+                    let idle: Result<bool, _> =
+                        sqlx::query_scalar("SELECT now() = statement_timestamp()")
+                            .fetch_one(&mut *conn)
+                            .await;
+                    if !matches!(idle, Ok(true)) {
                         tracing::warn!("a connection came back inside a transaction; closed");
                         return Ok(false);
                     }
