@@ -189,16 +189,10 @@ async fn import(
     }))
 }
 
-/// Reserve the legacy data's bill ids up to `through` (admin): imported or rejected, no
-/// bill made live will take one. `hmsctl import` calls it with the highest id of its file.
-#[utoipa::path(post, path = "/v1/bills/import/ids", tag = "bills",
-    request_body = hms_client::models::IdReservation,
-    responses((status = 200, description = "Reserved", body = hms_client::models::IdReservation), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn reserve_ids(
-    State(ctx): Ctx,
-    Json(r): Json<hms_client::models::IdReservation>,
-) -> Result<Json<hms_client::models::IdReservation>, Error> {
-    hms_kit::import::reserve(&ctx.db, "bills", "bill_id", r.through).await?;
-    Ok(Json(r))
-}
+hms_kit::legacy_ids_route!(
+    ServiceCtx,
+    "/v1/bills/import/ids",
+    "bills",
+    "bills",
+    "bill_id"
+);

@@ -6,6 +6,30 @@ use crate::db::Db;
 use crate::error::Error;
 use serde_json::json;
 
+/// Declares a service's `POST /v1/<records>/import/ids` (admin), named `reserve_ids`: the
+/// legacy data's ids up to `through` are reserved in `table` (see [`reserve`]). `$state` is
+/// the service's handler state (anything that derefs to its `ServiceCtx`).
+#[macro_export]
+macro_rules! legacy_ids_route {
+    ($state:ty, $path:literal, $tag:literal, $table:literal, $column:literal) => {
+        /// Reserve the legacy data's ids up to `through` (admin): imported or rejected, no
+        /// record made live will take one. `hmsctl import` calls it with the highest id of
+        /// its file.
+        #[utoipa::path(post, path = $path, tag = $tag,
+            request_body = hms_client::models::IdReservation,
+            responses((status = 200, description = "Reserved", body = hms_client::models::IdReservation),
+                      (status = 400, body = hms_client::ErrorBody), (status = 401, body = hms_client::ErrorBody),
+                      (status = 403, body = hms_client::ErrorBody)))]
+        async fn reserve_ids(
+            axum::extract::State(ctx): axum::extract::State<std::sync::Arc<$state>>,
+            $crate::extract::Json(r): $crate::extract::Json<hms_client::models::IdReservation>,
+        ) -> Result<$crate::extract::Json<hms_client::models::IdReservation>, $crate::Error> {
+            $crate::import::reserve(&ctx.db, $table, $column, r.through).await?;
+            Ok($crate::extract::Json(r))
+        }
+    };
+}
+
 /// Reserves the ids of a legacy file up to `through` in `table` (see [`crate::db::reserve_ids`]);
 /// the shared body of every service's `POST /v1/<records>/import/ids`.
 pub async fn reserve(db: &Db, table: &str, column: &str, through: i64) -> Result<(), Error> {

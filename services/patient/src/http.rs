@@ -411,16 +411,10 @@ async fn patient_audit(
     Ok(Json(page.page(rows, |a| a.audit_id)))
 }
 
-/// Reserve the legacy data's patient ids up to `through` (admin): imported or rejected, no
-/// patient made live will take one. `hmsctl import` calls it with the highest id of its file.
-#[utoipa::path(post, path = "/v1/patients/import/ids", tag = "patients",
-    request_body = hms_client::models::IdReservation,
-    responses((status = 200, description = "Reserved", body = hms_client::models::IdReservation), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn reserve_ids(
-    State(ctx): Ctx,
-    Json(r): Json<hms_client::models::IdReservation>,
-) -> Result<Json<hms_client::models::IdReservation>, Error> {
-    hms_kit::import::reserve(&ctx.db, "patients", "patient_id", r.through).await?;
-    Ok(Json(r))
-}
+hms_kit::legacy_ids_route!(
+    PatientCtx,
+    "/v1/patients/import/ids",
+    "patients",
+    "patients",
+    "patient_id"
+);

@@ -424,16 +424,10 @@ async fn update_medication(
     Ok(with_etag(med.version, StatusCode::OK, &med))
 }
 
-/// Reserve the legacy data's prescription ids up to `through` (admin): imported or rejected, no
-/// prescription made live will take one. `hmsctl import` calls it with the highest id of its file.
-#[utoipa::path(post, path = "/v1/prescriptions/import/ids", tag = "prescriptions",
-    request_body = hms_client::models::IdReservation,
-    responses((status = 200, description = "Reserved", body = hms_client::models::IdReservation), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn reserve_ids(
-    State(ctx): Ctx,
-    Json(r): Json<hms_client::models::IdReservation>,
-) -> Result<Json<hms_client::models::IdReservation>, Error> {
-    hms_kit::import::reserve(&ctx.db, "prescriptions", "prescription_id", r.through).await?;
-    Ok(Json(r))
-}
+hms_kit::legacy_ids_route!(
+    ServiceCtx,
+    "/v1/prescriptions/import/ids",
+    "prescriptions",
+    "prescriptions",
+    "prescription_id"
+);
