@@ -169,10 +169,10 @@ async fn first_start_creates_an_admin_token_and_sigterm_stops_cleanly() {
 /// Replicas starting together on one PostgreSQL database apply the migrations once: the
 /// migrator holds a database lock around them, and every start sees the same schema.
 #[tokio::test]
-async fn replicas_starting_together_migrate_once() {
+async fn replicas_starting_together_on_postgres_migrate_once() {
     let Some(backend) = hms_testkit::Backend::postgres() else {
         println!(
-            "SKIPPED replicas_starting_together_migrate_once: HMS_TEST_POSTGRES_URL is not set"
+            "SKIPPED replicas_starting_together_on_postgres_migrate_once: HMS_TEST_POSTGRES_URL is not set"
         );
         return;
     };
