@@ -40,6 +40,18 @@ both_backends! {
         let metrics = app.http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
         assert!(metrics.contains("http_requests_total{service=\"patient\",method=\"POST\",route=\"/v1/patients\",status=\"201\"}"), "{metrics}");
         assert!(metrics.contains("http_request_duration_seconds_bucket"));
+        // Each service's /metrics carries its own series only, every metric with its HELP.
+        app.client(Role::Admin).list_doctors(&Default::default()).await.unwrap();
+        let doctor = app.http.get(format!("{}/metrics", app.url(Service::Doctor))).send().await.unwrap().text().await.unwrap();
+        assert!(doctor.contains("service=\"doctor\"") && !doctor.contains("service=\"patient\""), "{doctor}");
+        assert!(!metrics.contains("service=\"doctor\""), "{metrics}");
+        for page in [&metrics, &doctor] {
+            for line in page.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let base = name.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count");
+                assert!(page.contains(&format!("# HELP {base} ")), "{base} has no HELP line:\n{page}");
+            }
+        }
 
         for svc in [Service::Patient, Service::Doctor] {
             let doc: Value = app.http.get(format!("{}/v1/openapi.json", app.url(svc))).send().await.unwrap().json().await.unwrap();

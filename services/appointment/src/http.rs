@@ -180,7 +180,7 @@ async fn book(
         Answer::Fresh(_, a) => a,
         Answer::Replay(stored) => return Ok(stored.into_response()),
     };
-    metrics::counter!("appointments_created_total").increment(1);
+    metrics::counter!("appointments_created_total", "service" => "appointment").increment(1);
     tracing::info!(
         appointment_id = a.appointment_id, patient_id = a.patient_id, doctor_id = a.doctor_id,
         slot_start = %a.slot_start, "appointment booked"

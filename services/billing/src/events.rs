@@ -138,7 +138,7 @@ pub async fn apply(
             {
                 announce(tx, outbox, &b, BillEvent::Created).await?;
                 let ms = (Utc::now() - occurred_at).num_milliseconds().max(0) as f64;
-                metrics::histogram!("bill_creation_latency_ms").record(ms);
+                metrics::histogram!("bill_creation_latency_ms", "service" => "billing").record(ms);
                 tracing::info!(bill_id = b.bill_id, appointment_id = a.appointment_id, total = %b.total, "bill created on completion");
             }
         }

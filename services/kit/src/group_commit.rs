@@ -48,6 +48,7 @@ impl<R: Send + Sync + 'static> Appender<R> {
     pub fn spawn(db: Db, clock: Clock, write: Write<R>) -> Self {
         let (queue, mut rx) = mpsc::unbounded_channel::<(Vec<R>, Waiter)>();
         tokio::spawn(async move {
+            let service = db.service();
             while let Some(first) = rx.recv().await {
                 let mut rows = first.0;
                 let mut waiters = vec![first.1];
@@ -61,7 +62,8 @@ impl<R: Send + Sync + 'static> Appender<R> {
                     }
                 }
                 let result = commit(&db, &clock, &write, &rows).await;
-                metrics::histogram!("group_commit_batch_rows").record(rows.len() as f64);
+                metrics::histogram!("group_commit_batch_rows", "service" => service)
+                    .record(rows.len() as f64);
                 for w in waiters {
                     // A request that went away meanwhile needs no answer.
                     let _ = w.send(result.clone());

@@ -28,9 +28,101 @@ pub fn handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Another recorder may already be installed (a host process); then ours only renders.
             let _ = metrics::set_global_recorder(recorder);
+            describe();
             handle
         })
         .clone()
+}
+
+/// What every metric means (the `# HELP` lines of `/metrics`).
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "http_requests_total",
+        "Requests answered, by service, method, route template and status."
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "Time from a request's arrival to its answer, by service, method and route template."
+    );
+    describe_counter!(
+        "appointments_created_total",
+        "Appointments booked (SCHEDULED) by the appointment service."
+    );
+    describe_histogram!(
+        "bill_creation_latency_ms",
+        Unit::Milliseconds,
+        "Time from an appointment's completion to its bill's creation."
+    );
+    describe_counter!(
+        "payments_failed_total",
+        "Payments refused by the ledger, by reason (overpayment, bill_not_payable)."
+    );
+    describe_counter!(
+        "notifications_sent_total",
+        "Messages delivered to patients, by channel."
+    );
+    describe_counter!(
+        "notifications_failed_total",
+        "Message deliveries that failed for good, by channel."
+    );
+    describe_gauge!(
+        "outbox_pending",
+        "Event deliveries not yet acknowledged by their subscriber (the outbox's lag)."
+    );
+    describe_gauge!(
+        "outbox_parked",
+        "Event deliveries parked after retries or a refusal retrying cannot fix."
+    );
+    describe_histogram!(
+        "group_commit_batch_rows",
+        "Rows committed together by a group-commit writer (audit rows of reads)."
+    );
+}
+
+/// The exposition of one service: only the series labelled with `service` (the embedded
+/// default runs every service in one process, on one recorder), each metric with its HELP and
+/// TYPE lines.
+pub fn render_for(service: &str) -> String {
+    filter_service(&handle().render(), service)
+}
+
+/// Keeps, of a Prometheus exposition, the samples labelled `service="<service>"` and the HELP
+/// and TYPE lines of the metrics that keep any.
+fn filter_service(all: &str, service: &str) -> String {
+    let label = format!("service=\"{service}\"");
+    let mut out = String::with_capacity(all.len() / 4);
+    let mut header: Vec<&str> = Vec::new();
+    let mut header_of = "";
+    let mut samples: Vec<&str> = Vec::new();
+    let flush = |header: &mut Vec<&str>, samples: &mut Vec<&str>, out: &mut String| {
+        if !samples.is_empty() {
+            for l in header.iter().chain(samples.iter()) {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        header.clear();
+        samples.clear();
+    };
+    for line in all.lines() {
+        if let Some(rest) = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+        {
+            let name = rest.split_whitespace().next().unwrap_or("");
+            if name != header_of {
+                flush(&mut header, &mut samples, &mut out);
+                header_of = name;
+            }
+            header.push(line);
+        } else if line.contains(&label) {
+            samples.push(line);
+        }
+    }
+    flush(&mut header, &mut samples, &mut out);
+    out
 }
 
 /// Counts one request and records its latency (`http_requests_total`,
@@ -50,4 +142,23 @@ pub fn record_request(
     ];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels[..3]).record(took.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_sees_its_own_series_with_their_help() {
+        let all = "# HELP http_requests_total Requests.\n# TYPE http_requests_total counter\n\
+                   http_requests_total{service=\"patient\",status=\"200\"} 3\n\
+                   http_requests_total{service=\"billing\",status=\"200\"} 5\n\n\
+                   # HELP outbox_pending Pending.\n# TYPE outbox_pending gauge\n\
+                   outbox_pending{service=\"billing\"} 0\n";
+        let patient = filter_service(all, "patient");
+        assert!(patient.contains("# HELP http_requests_total"));
+        assert!(patient.contains("service=\"patient\""));
+        assert!(!patient.contains("billing") && !patient.contains("outbox_pending"));
+        assert!(filter_service(all, "billing").contains("# HELP outbox_pending Pending."));
+    }
 }

@@ -75,7 +75,7 @@ async fn metrics(State(s): State<Arc<OpsState>>, headers: HeaderMap) -> Response
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::handle().render(),
+        crate::metrics::render_for(s.service),
     )
         .into_response()
 }

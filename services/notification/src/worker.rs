@@ -182,7 +182,7 @@ pub async fn deliver(ctx: &ServiceCtx, providers: &(Provider, Provider)) -> Resu
         match provider.send(&out).await {
             Ok(()) => {
                 store::mark_sent(&ctx.db, c.notification_id).await?;
-                metrics::counter!("notifications_sent_total", "channel" => c.channel.clone())
+                metrics::counter!("notifications_sent_total", "service" => "notification", "channel" => c.channel.clone())
                     .increment(1);
                 tracing::info!(
                     notification_id = c.notification_id, channel = %c.channel, provider = provider.name(),
@@ -200,7 +200,7 @@ pub async fn deliver(ctx: &ServiceCtx, providers: &(Provider, Provider)) -> Resu
                 });
                 store::mark_failed(&ctx.db, c.notification_id, &err, retry_at).await?;
                 if last {
-                    metrics::counter!("notifications_failed_total", "channel" => c.channel.clone())
+                    metrics::counter!("notifications_failed_total", "service" => "notification", "channel" => c.channel.clone())
                         .increment(1);
                     tracing::error!(notification_id = c.notification_id, provider = provider.name(), error = %err, "notification failed for good");
                 } else {

@@ -192,7 +192,8 @@ async fn take(
                 ctx.outbox
                     .enqueue(&mut tx, NewEvent::of("bill-payment", b.bill_id, 0, &failed))
                     .await?;
-                metrics::counter!("payments_failed_total", "reason" => err.code).increment(1);
+                metrics::counter!("payments_failed_total", "service" => "payment", "reason" => err.code)
+                    .increment(1);
                 return Ok((tx, Outcome::Refused(err)));
             }
             let payment = store::insert_payment(
