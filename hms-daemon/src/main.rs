@@ -73,6 +73,20 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// A consistent copy of every service's SQLite database, taken while the services run
+    /// (SQLite's online `VACUUM INTO`: one read snapshot, writers carry on), with the signing
+    /// key and admin token, into a new directory; `hms-daemon --data-dir OUT` starts on it.
+    /// PostgreSQL databases are backed up with PostgreSQL's own tools (docs/runbooks.md).
+    #[command(
+        after_help = "Example:\n  hms-daemon backup --data-dir hms-data --out /backups/hms-2026-11-25"
+    )]
+    Backup {
+        /// A directory that does not exist yet (or is empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Services to back up (default: all in this build).
+        services: Vec<Service>,
+    },
     /// Inspect and repair services' outboxes (their databases, per configuration).
     Outbox {
         #[command(subcommand)]
@@ -159,6 +173,7 @@ async fn main() -> std::process::ExitCode {
         }
         Some(Command::Token { command }) => issue(&cli.place, command),
         Some(Command::Outbox { command }) => outbox(&cli.place, command).await,
+        Some(Command::Backup { out, services }) => backup(&cli.place, &out, &services).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -207,6 +222,59 @@ fn select(wanted: &[Service]) -> anyhow::Result<Vec<&'static ServiceDef>> {
                 })
         })
         .collect()
+}
+
+async fn backup(place: &Place, out: &std::path::Path, services: &[Service]) -> anyhow::Result<()> {
+    let cfg = load_config(place)?;
+    if out.exists() && std::fs::read_dir(out)?.next().is_some() {
+        anyhow::bail!(
+            "{} is not empty: a backup goes into a new directory",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(out)?;
+    for def in select(services)? {
+        let url = cfg.database_url(def.service);
+        let name = def.service.name();
+        if !url.starts_with("sqlite:") {
+            println!("{name:<13} PostgreSQL: back it up with pg_dump (docs/runbooks.md)");
+            continue;
+        }
+        let db = hms_kit::db::Db::open(
+            &url,
+            hms_kit::db::Open {
+                service: name,
+                create_missing: false,
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("opening the {name} database"))?;
+        let target = out.join(format!("{name}.db"));
+        let started = std::time::Instant::now();
+        hms_kit::db::backup_sqlite(&db, &target)
+            .await
+            .with_context(|| format!("backing up the {name} database"))?;
+        db.close().await;
+        let bytes = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "{name:<13} {} ({} KiB, {} ms)",
+            target.display(),
+            bytes / 1024,
+            started.elapsed().as_millis()
+        );
+    }
+    // What the copy needs to start and to accept the tokens already given out.
+    for file in [cfg.jwt_secret_path(), cfg.data_dir.join("admin.token")] {
+        if let (true, Some(name)) = (file.exists(), file.file_name()) {
+            write_private(&out.join(name), &std::fs::read_to_string(&file)?)?;
+        }
+    }
+    println!(
+        "Backup complete: start on it with hms-daemon --data-dir {}",
+        out.display()
+    );
+    Ok(())
 }
 
 async fn outbox(place: &Place, cmd: OutboxCommand) -> anyhow::Result<()> {

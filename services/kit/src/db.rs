@@ -552,6 +552,25 @@ pub fn contains_pattern(term: &str) -> String {
     p
 }
 
+/// Copies a SQLite database to `target` while it serves: `VACUUM INTO` reads one snapshot
+/// (WAL readers do not block writers, nor writers them) and writes a compact, consistent copy;
+/// every transaction committed before it began is in the copy, none after. The copy is then
+/// listed in its directory's manifest, like any database HMS made there.
+pub async fn backup_sqlite(db: &Db, target: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(db.backend() == Backend::Sqlite, "not a SQLite database");
+    anyhow::ensure!(!target.exists(), "{} exists already", target.display());
+    let quoted = target.display().to_string().replace('\'', "''");
+    sqlx::query(&format!("VACUUM INTO '{quoted}'"))
+        .execute(db.pool())
+        .await?;
+    if let (Some(dir), Some(name)) = (target.parent(), target.file_name()) {
+        if !dir.as_os_str().is_empty() {
+            manifest_add(dir, &name.to_string_lossy())?;
+        }
+    }
+    Ok(())
+}
+
 /// Moves a table's id allocation past every id it holds and past `through`, never back: a
 /// record made live never takes an id of the legacy data, imported or rejected. PostgreSQL:
 /// the identity's sequence. SQLite: the table is AUTOINCREMENT (see the services' legacy-id
