@@ -219,7 +219,7 @@ async fn replicas_starting_together_on_postgres_migrate_once() {
 /// Starts the embedded default on `dir`; returns the child and its base port once ready.
 async fn start_daemon(dir: &std::path::Path) -> (std::process::Child, u16) {
     let base = free_base_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_hms-daemon"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hms-daemon"))
         .args(["--base-port", &base.to_string(), "--data-dir"])
         .arg(dir)
         .env_remove("HMS_JWT_SECRET")
@@ -240,6 +240,8 @@ async fn start_daemon(dir: &std::path::Path) -> (std::process::Child, u16) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("hms-daemon did not come up on {}", dir.display());
 }
 
