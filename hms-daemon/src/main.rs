@@ -68,6 +68,11 @@ enum Command {
         /// Services to run (patient, doctor, billing, appointment, prescription, payment, notification).
         services: Vec<Service>,
     },
+    /// The signing key of the embedded default (`<data-dir>/signing.key`).
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Tokens for people and scripts.
     Token {
         #[command(subcommand)]
@@ -108,6 +113,14 @@ enum OutboxCommand {
         #[arg(long)]
         event: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// A new key signs from the next start; the old one moves to `signing.key.previous` and
+    /// still verifies the tokens it signed, so nobody is logged out. Drop it (delete its line)
+    /// once those tokens have expired. A new admin token is written with the new key.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -172,6 +185,9 @@ async fn main() -> std::process::ExitCode {
             serve(&cli.place, all, services).await
         }
         Some(Command::Token { command }) => issue(&cli.place, command),
+        Some(Command::Key {
+            command: KeyCommand::Rotate,
+        }) => rotate(&cli.place),
         Some(Command::Outbox { command }) => outbox(&cli.place, command).await,
         Some(Command::Backup { out, services }) => backup(&cli.place, &out, &services).await,
     };
@@ -182,6 +198,27 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(1)
         }
     }
+}
+
+fn rotate(place: &Place) -> anyhow::Result<()> {
+    let cfg = load_config(place)?;
+    anyhow::ensure!(
+        cfg.jwt_secret.is_none(),
+        "the key is configured (HMS_JWT_SECRET): rotate it there — the new key as HMS_JWT_SECRET, \
+         the old one added to HMS_JWT_PREVIOUS_SECRETS (docs/runbooks.md)"
+    );
+    let file = cfg.jwt_secret_path();
+    let kid = hms_kit::auth::rotate_file(&file)?;
+    let (keys, _) = Keys::load_rotated(None, &file, false, &cfg.jwt_previous_secrets)?;
+    let admin = keys.issue(Role::Admin, "admin", None, chrono::Duration::days(365));
+    write_private(&cfg.data_dir.join("admin.token"), &admin)?;
+    println!(
+        "New signing key {kid} in {}; the old one verifies from {} until you drop it. \
+         Restart hms-daemon to sign with the new key.",
+        file.display(),
+        hms_kit::auth::previous_file(&file).display()
+    );
+    Ok(())
 }
 
 fn issue(place: &Place, cmd: TokenCommand) -> anyhow::Result<()> {
@@ -324,10 +361,13 @@ async fn serve(place: &Place, all: bool, wanted: Vec<Service>) -> anyhow::Result
         .iter()
         .all(|d| cfg.database_url(d.service).starts_with("sqlite:"))
         && cfg.jwt_secret.is_none();
-    let (keys, created) = Keys::load(cfg.jwt_secret.as_deref(), &cfg.jwt_secret_path(), embedded)
-        .context(
-        "set HMS_JWT_SECRET (or HMS_JWT_SECRET_FILE) to the deployment's signing key",
-    )?;
+    let (keys, created) = Keys::load_rotated(
+        cfg.jwt_secret.as_deref(),
+        &cfg.jwt_secret_path(),
+        embedded,
+        &cfg.jwt_previous_secrets,
+    )
+    .context("set HMS_JWT_SECRET (or HMS_JWT_SECRET_FILE) to the deployment's signing key")?;
     let keys = Arc::new(keys);
     let admin_token = cfg.data_dir.join("admin.token");
     if created || (embedded && !admin_token.exists()) {

@@ -343,3 +343,64 @@ async fn a_backup_under_write_load_restores_every_acknowledged_write() {
     restored.kill().unwrap();
     restored.wait().unwrap();
 }
+
+/// A key rotation logs nobody out: a token signed with the old key is still accepted after the
+/// restart on the new key, until the old key is dropped.
+#[tokio::test]
+async fn rotating_the_key_keeps_old_tokens_until_the_old_key_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut first, _) = start_daemon(&data).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let old_token = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_hms-daemon"))
+        .args(["key", "rotate", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new_token = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_ne!(new_token, old_token);
+
+    let http = reqwest::Client::new();
+    let status = |base: u16, token: String| {
+        let http = http.clone();
+        async move {
+            http.get(format!("http://127.0.0.1:{base}/v1/patients"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let (mut second, base) = start_daemon(&data).await;
+    assert_eq!(
+        status(base, old_token.clone()).await,
+        200,
+        "no 401 for a token of the old key"
+    );
+    assert_eq!(status(base, new_token.clone()).await, 200);
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    // Dropped: the old key's tokens are refused, the new key's accepted.
+    std::fs::remove_file(data.join("signing.key.previous")).unwrap();
+    let (mut third, base) = start_daemon(&data).await;
+    assert_eq!(status(base, old_token).await, 401);
+    assert_eq!(status(base, new_token).await, 200);
+    third.kill().unwrap();
+    third.wait().unwrap();
+}

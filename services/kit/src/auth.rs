@@ -125,11 +125,26 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// Signs and verifies tokens with the deployment's shared secret (HS256, pinned).
+/// Signs and verifies tokens with the deployment's shared secrets (HS256, pinned). The current
+/// key signs, and its id (`kid`, derived from the key) goes in every token's header; previous
+/// keys still verify the tokens they signed until they are dropped from the configuration, so
+/// a key is rotated without logging anyone out.
 pub struct Keys {
+    kid: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// Every key that verifies, the current one first, with its id.
+    verifying: Vec<(String, DecodingKey)>,
     validation: Validation,
+}
+
+/// A key's id: the first 16 hex digits of its SHA-256 (public; says nothing of the key).
+pub fn key_id(secret: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(secret)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl fmt::Debug for Keys {
@@ -140,6 +155,11 @@ impl fmt::Debug for Keys {
 
 impl Keys {
     pub fn from_secret(secret: &[u8]) -> Self {
+        Self::rotated(secret, &[])
+    }
+
+    /// The current key and the previous ones that still verify.
+    pub fn rotated(secret: &[u8], previous: &[&[u8]]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
@@ -147,11 +167,21 @@ impl Keys {
         validation.leeway = 30;
         // A token not yet valid is refused like an expired one (RFC 7519 §4.1.5).
         validation.validate_nbf = true;
+        let verifying = std::iter::once(secret)
+            .chain(previous.iter().copied())
+            .map(|k| (key_id(k), DecodingKey::from_secret(k)))
+            .collect();
         Keys {
+            kid: key_id(secret),
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            verifying,
             validation,
         }
+    }
+
+    /// The id of the key that signs.
+    pub fn current_kid(&self) -> &str {
+        &self.kid
     }
 
     /// The key of a deployment: `jwt_secret` if configured, else the key file, created (with
@@ -162,18 +192,45 @@ impl Keys {
         file: &Path,
         create_if_missing: bool,
     ) -> anyhow::Result<(Keys, bool)> {
+        Self::load_rotated(inline, file, create_if_missing, &[])
+    }
+
+    /// As [`Keys::load`], with the keys rotated out that still verify: `previous` (from the
+    /// configuration) and the lines of `<file>.previous`.
+    pub fn load_rotated(
+        inline: Option<&str>,
+        file: &Path,
+        create_if_missing: bool,
+        previous: &[String],
+    ) -> anyhow::Result<(Keys, bool)> {
+        let mut old: Vec<String> = previous.iter().map(|p| p.trim().to_string()).collect();
+        if let Ok(text) = std::fs::read_to_string(previous_file(file)) {
+            old.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string),
+            );
+        }
+        for k in &old {
+            anyhow::ensure!(
+                k.len() >= 32,
+                "a previous signing key is shorter than 32 characters"
+            );
+        }
+        let old: Vec<&[u8]> = old.iter().map(|k| k.as_bytes()).collect();
         if let Some(secret) = inline {
             anyhow::ensure!(
                 secret.len() >= 32,
                 "jwt_secret must be at least 32 characters"
             );
-            return Ok((Keys::from_secret(secret.as_bytes()), false));
+            return Ok((Keys::rotated(secret.as_bytes(), &old), false));
         }
         match std::fs::read_to_string(file) {
             Ok(s) => {
                 let s = s.trim();
                 anyhow::ensure!(s.len() >= 32, "signing key {} is too short", file.display());
-                Ok((Keys::from_secret(s.as_bytes()), false))
+                Ok((Keys::rotated(s.as_bytes(), &old), false))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create_if_missing => {
                 use rand::RngCore;
@@ -208,8 +265,9 @@ impl Keys {
             iat: now,
             exp: now + ttl.num_seconds(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .expect("HS256 signing cannot fail")
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).expect("HS256 signing cannot fail")
     }
 
     /// Signs `claims` under `header` as given, unchecked: for tests and tools that must make
@@ -234,17 +292,35 @@ impl Keys {
                 "the token's header must say typ \"JWT\"",
             ));
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| {
-                Error::unauthenticated(match e.kind() {
-                    K::ExpiredSignature => "the token has expired",
-                    K::ImmatureSignature => "the token is not valid yet (nbf is in the future)",
-                    K::InvalidSignature => "the token's signature is not valid",
-                    K::InvalidAudience | K::InvalidIssuer => "the token is not for this system",
-                    K::InvalidAlgorithm => "the token's algorithm is not accepted",
-                    _ => "the token is malformed",
-                })
-            })?;
+        // The key the token names; a token from before key ids tries each key in turn.
+        let candidates: Vec<&DecodingKey> = match header.kid.as_deref() {
+            Some(kid) => match self.verifying.iter().find(|(id, _)| id == kid) {
+                Some((_, key)) => vec![key],
+                None => {
+                    return Err(Error::unauthenticated(
+                        "the token was signed with a key this deployment no longer accepts",
+                    ))
+                }
+            },
+            None => self.verifying.iter().map(|(_, k)| k).collect(),
+        };
+        let mut result = Err(jsonwebtoken::errors::ErrorKind::InvalidSignature.into());
+        for key in candidates {
+            result = jsonwebtoken::decode::<Claims>(token, key, &self.validation);
+            if !matches!(&result, Err(e) if *e.kind() == K::InvalidSignature) {
+                break;
+            }
+        }
+        let data = result.map_err(|e: jsonwebtoken::errors::Error| {
+            Error::unauthenticated(match e.kind() {
+                K::ExpiredSignature => "the token has expired",
+                K::ImmatureSignature => "the token is not valid yet (nbf is in the future)",
+                K::InvalidSignature => "the token's signature is not valid",
+                K::InvalidAudience | K::InvalidIssuer => "the token is not for this system",
+                K::InvalidAlgorithm => "the token's algorithm is not accepted",
+                _ => "the token is malformed",
+            })
+        })?;
         let c = data.claims;
         if c.role == Role::Doctor && c.doctor_id.is_none() {
             return Err(Error::unauthenticated(
@@ -257,6 +333,29 @@ impl Keys {
             doctor_id: c.doctor_id,
         })
     }
+}
+
+/// Where the keys rotated out of a key file are kept, one per line.
+pub fn previous_file(file: &Path) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("{}.previous", file.display()))
+}
+
+/// Rotates a key file: its key joins `<file>.previous` (still verifying), a new key signs.
+/// Returns the new key's id.
+pub fn rotate_file(file: &Path) -> anyhow::Result<String> {
+    use rand::RngCore;
+    let old = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read signing key {}: {e}", file.display()))?;
+    let prev = previous_file(file);
+    let mut kept = std::fs::read_to_string(&prev).unwrap_or_default();
+    kept.push_str(old.trim());
+    kept.push('\n');
+    write_private(&prev, &kept)?;
+    let mut raw = [0u8; 32];
+    rand::rng().fill_bytes(&mut raw);
+    let secret: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(file, &secret)?;
+    Ok(key_id(secret.as_bytes()))
 }
 
 /// Writes a secret readable by its owner only.
@@ -446,6 +545,42 @@ pub async fn middleware(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rotated_key_still_verifies_what_it_signed_until_dropped() {
+        let old = b"old-key-0123456789abcdef0123456789abcdef";
+        let new = b"new-key-0123456789abcdef0123456789abcdef";
+        let before = Keys::from_secret(old);
+        let token = before.issue(Role::Reception, "desk", None, chrono::Duration::hours(1));
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(key_id(old).as_str()));
+
+        let rotated = Keys::rotated(new, &[old]);
+        assert_eq!(
+            rotated.verify(&token).unwrap().subject,
+            "desk",
+            "no 401 after rotation"
+        );
+        let fresh = rotated.issue(Role::Admin, "admin", None, chrono::Duration::hours(1));
+        assert_eq!(
+            jsonwebtoken::decode_header(&fresh).unwrap().kid,
+            Some(key_id(new))
+        );
+        assert!(
+            before.verify(&fresh).is_err(),
+            "the old key alone does not verify the new"
+        );
+
+        let dropped = Keys::from_secret(new);
+        let err = dropped.verify(&token).unwrap_err();
+        assert!(err.message.contains("no longer accepts"), "{}", err.message);
+        // A token from before key ids (no kid) is tried against every key.
+        let claims = serde_json::json!({"sub": "legacy", "role": "admin", "iss": ISSUER, "aud": AUDIENCE,
+            "iat": chrono::Utc::now().timestamp(), "exp": chrono::Utc::now().timestamp() + 600});
+        let unmarked = before.sign_raw(&Header::new(Algorithm::HS256), &claims);
+        assert_eq!(rotated.verify(&unmarked).unwrap().subject, "legacy");
+        assert!(dropped.verify(&unmarked).is_err());
+    }
 
     #[test]
     fn verifies_what_it_issued_and_rejects_the_rest() {

@@ -8,6 +8,7 @@
 //! | `create_missing_databases` | `HMS_CREATE_MISSING_DATABASES` | `false`: a lost SQLite file stops the start |
 //! | `jwt_secret` | `HMS_JWT_SECRET` | unset: read from `jwt_secret_file` |
 //! | `jwt_secret_file` | `HMS_JWT_SECRET_FILE` | `<data_dir>/signing.key` |
+//! | `jwt_previous_secrets` | `HMS_JWT_PREVIOUS_SECRETS` | none: keys rotated out that still verify (comma-separated; also `<jwt_secret_file>.previous`, one per line) |
 //! | `clinic_timezone` | `HMS_CLINIC_TIMEZONE` | `Asia/Kolkata` |
 //! | `currency` | `HMS_CURRENCY` | `INR` |
 //! | `default_consultation_fee` | `HMS_DEFAULT_CONSULTATION_FEE` | `"500.00"`: a new doctor's fee when none is given |
@@ -70,6 +71,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub jwt_secret: Option<String>,
     pub jwt_secret_file: Option<PathBuf>,
+    /// Keys that signed tokens before the current one: they still verify, until dropped.
+    pub jwt_previous_secrets: Vec<String>,
     pub clinic_timezone: String,
     pub currency: String,
     /// The fee of a doctor created without one (the legacy clients' shape).
@@ -135,6 +138,7 @@ impl Default for Config {
             create_missing_databases: false,
             jwt_secret: None,
             jwt_secret_file: None,
+            jwt_previous_secrets: Vec::new(),
             clinic_timezone: "Asia/Kolkata".into(),
             currency: "INR".into(),
             default_consultation_fee: hms_client::Money(50_000),
@@ -181,6 +185,10 @@ impl fmt::Debug for Config {
                 &self.jwt_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("jwt_secret_file", &self.jwt_secret_file)
+            .field(
+                "jwt_previous_secrets",
+                &format!("<{} redacted>", self.jwt_previous_secrets.len()),
+            )
             .field("clinic_timezone", &self.clinic_timezone)
             .field("currency", &self.currency)
             .field("services", &self.services.keys().collect::<Vec<_>>())
@@ -361,7 +369,10 @@ fn env_lists(env: Env) -> Figment {
     let mut fig = Figment::new();
     for (key, value) in env.iter() {
         let key = key.as_str().to_string();
-        if key.ends_with(".subscribers") || key == "reminder_offsets_minutes" {
+        if key.ends_with(".subscribers")
+            || key == "reminder_offsets_minutes"
+            || key == "jwt_previous_secrets"
+        {
             let list: Vec<figment::value::Value> = value
                 .split(',')
                 .map(str::trim)
