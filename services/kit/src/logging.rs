@@ -74,6 +74,7 @@ pub async fn observe(
         subject = tracing::field::Empty,
     );
     let started = Instant::now();
+    let in_flight = crate::metrics::InFlight::enter(service);
     let correlation_id = ctx.correlation_id.clone();
     let mut resp = correlation::scope(
         ctx,
@@ -94,6 +95,7 @@ pub async fn observe(
         );
     });
     crate::metrics::record_request(service, method.as_str(), &route, status.as_u16(), latency);
+    drop(in_flight);
     if let Ok(v) = HeaderValue::from_str(&correlation_id) {
         resp.headers_mut().insert(correlation::HEADER, v);
     }

@@ -68,6 +68,10 @@ fn describe() {
         "Message deliveries that failed for good, by channel."
     );
     describe_gauge!(
+        "http_requests_in_flight",
+        "Requests being served right now, by service."
+    );
+    describe_gauge!(
         "outbox_pending",
         "Event deliveries not yet acknowledged by their subscriber (the outbox's lag)."
     );
@@ -123,6 +127,23 @@ fn filter_service(all: &str, service: &str) -> String {
     }
     flush(&mut header, &mut samples, &mut out);
     out
+}
+
+/// A request being served: counted in `http_requests_in_flight` until it is dropped (answered,
+/// or abandoned by its client).
+pub struct InFlight(&'static str);
+
+impl InFlight {
+    pub fn enter(service: &'static str) -> Self {
+        metrics::gauge!("http_requests_in_flight", "service" => service).increment(1.0);
+        InFlight(service)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("http_requests_in_flight", "service" => self.0).decrement(1.0);
+    }
 }
 
 /// Counts one request and records its latency (`http_requests_total`,
