@@ -394,6 +394,23 @@ impl Import<'_> {
         self.report.record(file, line.number, id, outcome, reason);
     }
 
+    /// The start of every row: its id as written and empty lists for its problems and
+    /// warnings — unless the line is malformed, which is rejected here (`None`).
+    #[allow(clippy::type_complexity)]
+    fn open_row(
+        &mut self,
+        file: &'static str,
+        l: &Line,
+        id_column: &str,
+    ) -> Option<(String, Vec<String>, Vec<String>)> {
+        let raw_id = l.id(id_column);
+        if let Some(m) = &l.malformed {
+            self.reject(file, l, &raw_id, vec![m.clone()], None);
+            return None;
+        }
+        Some((raw_id, Vec::new(), Vec::new()))
+    }
+
     fn reject(
         &mut self,
         file: &'static str,
@@ -501,12 +518,9 @@ impl Import<'_> {
 
     async fn doctor(&mut self, l: &Line, fee: Option<Money>) -> Result<(), Failure> {
         const F: &str = DOCTORS;
-        let raw_id = l.id("doctor_id");
-        if let Some(m) = &l.malformed {
-            self.reject(F, l, &raw_id, vec![m.clone()], None);
+        let Some((raw_id, mut problems, mut warnings)) = self.open_row(F, l, "doctor_id") else {
             return Ok(());
-        }
-        let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+        };
         let id = take(&mut problems, values::id("doctor_id", &raw_id));
         let created = optional_instant(
             &mut problems,
@@ -593,12 +607,9 @@ impl Import<'_> {
 
     async fn patient(&mut self, l: &Line) -> Result<(), Failure> {
         const F: &str = PATIENTS;
-        let raw_id = l.id("patient_id");
-        if let Some(m) = &l.malformed {
-            self.reject(F, l, &raw_id, vec![m.clone()], None);
+        let Some((raw_id, mut problems, mut warnings)) = self.open_row(F, l, "patient_id") else {
             return Ok(());
-        }
-        let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+        };
         let id = take(&mut problems, values::id("patient_id", &raw_id));
         let dob = take(&mut problems, values::date("dob", l.get("dob")));
         let created = optional_instant(
@@ -671,12 +682,10 @@ impl Import<'_> {
 
     async fn appointment(&mut self, l: &Line) -> Result<(), Failure> {
         const F: &str = APPOINTMENTS;
-        let raw_id = l.id("appointment_id");
-        if let Some(m) = &l.malformed {
-            self.reject(F, l, &raw_id, vec![m.clone()], None);
+        let Some((raw_id, mut problems, mut warnings)) = self.open_row(F, l, "appointment_id")
+        else {
             return Ok(());
-        }
-        let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+        };
         let id = take(&mut problems, values::id("appointment_id", &raw_id));
         let patient = take(&mut problems, values::id("patient_id", l.get("patient_id")));
         let doctor = take(&mut problems, values::id("doctor_id", l.get("doctor_id")));
@@ -816,12 +825,10 @@ impl Import<'_> {
 
     async fn prescription(&mut self, l: &Line) -> Result<(), Failure> {
         const F: &str = PRESCRIPTIONS;
-        let raw_id = l.id("prescription_id");
-        if let Some(m) = &l.malformed {
-            self.reject(F, l, &raw_id, vec![m.clone()], None);
+        let Some((raw_id, mut problems, mut warnings)) = self.open_row(F, l, "prescription_id")
+        else {
             return Ok(());
-        }
-        let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+        };
         let id = take(&mut problems, values::id("prescription_id", &raw_id));
         let appointment = take(
             &mut problems,
@@ -880,12 +887,9 @@ impl Import<'_> {
 
     async fn bill(&mut self, l: &Line) -> Result<(), Failure> {
         const F: &str = BILLS;
-        let raw_id = l.id("bill_id");
-        if let Some(m) = &l.malformed {
-            self.reject(F, l, &raw_id, vec![m.clone()], None);
+        let Some((raw_id, mut problems, mut warnings)) = self.open_row(F, l, "bill_id") else {
             return Ok(());
-        }
-        let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+        };
         let id = take(&mut problems, values::id("bill_id", &raw_id));
         let patient = take(&mut problems, values::id("patient_id", l.get("patient_id")));
         let appointment = take(
@@ -978,12 +982,9 @@ impl Import<'_> {
 
     async fn payment(&mut self, l: &Line) -> Result<(), Failure> {
         const F: &str = PAYMENTS;
-        let raw_id = l.id("payment_id");
-        if let Some(m) = &l.malformed {
-            self.reject(F, l, &raw_id, vec![m.clone()], None);
+        let Some((raw_id, mut problems, mut warnings)) = self.open_row(F, l, "payment_id") else {
             return Ok(());
-        }
-        let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+        };
         let id = take(&mut problems, values::id("payment_id", &raw_id));
         let bill = take(&mut problems, values::id("bill_id", l.get("bill_id")));
         let amount = take_read(

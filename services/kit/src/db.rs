@@ -248,6 +248,8 @@ impl Db {
         // request dropped after sending BEGIN, before the count moved), so the server is asked:
         // outside an explicit transaction `now()` (its start) is this statement's own time; in
         // one it is earlier, and in an aborted one the question fails. Either way: closed.
+        // (A transaction leaked less than 10 ms before is not seen; its next request fails
+        // once, and the connection is clean again after.)
         opts = opts.after_release(move |conn, _| {
             Box::pin(async move {
                 if conn.is_in_transaction() {
@@ -258,10 +260,14 @@ impl Db {
                     }
                 }
                 if backend == Backend::Postgres {
-                    let idle: Result<bool, _> =
-                        sqlx::query_scalar("SELECT now() = statement_timestamp()")
-                            .fetch_one(&mut *conn)
-                            .await;
+                    // A prepared statement's implicit transaction can start a few microseconds
+                    // before the statement's own timestamp (its messages arrive one by one),
+                    // so a transaction counts as leaked only if it began 10 ms before.
+                    let idle: Result<bool, _> = sqlx::query_scalar(
+                        "SELECT now() > statement_timestamp() - interval '10 milliseconds'",
+                    )
+                    .fetch_one(&mut *conn)
+                    .await;
                     if !matches!(idle, Ok(true)) {
                         tracing::warn!("a connection came back inside a transaction; closed");
                         return Ok(false);
