@@ -350,13 +350,21 @@ enum AppointmentCmd {
 
 #[derive(Subcommand)]
 enum RxCmd {
+    /// Write a prescription at an appointment.
+    #[command(
+        after_help = "Example:\n  hmsctl rx add --appointment 41 --patient 11 --doctor 3 --medication Paracetamol --dosage 1-0-1 --days 5"
+    )]
     Add {
+        /// The appointment it is written at.
         #[arg(long)]
         appointment: i64,
+        /// The patient (the appointment's).
         #[arg(long)]
         patient: i64,
+        /// The prescribing doctor: required unless your token is a doctor's (then it is you).
         #[arg(long)]
         doctor: Option<i64>,
+        /// A formulary medication, by name (any case) or by its id in `formulary list`.
         #[arg(long)]
         medication: String,
         /// morning-noon-night, e.g. 1-0-1
@@ -978,6 +986,16 @@ async fn doctor(c: &HmsClient, out: &Printer, cmd: DoctorCmd) -> Result<(), Fail
                 let a = c.doctor_availability(id, date).await?;
                 if out.format == Format::Json {
                     out.record(&json(&a), SLOT, "doctor_id");
+                } else if a.slots.is_empty() && !out.quiet && out.format == Format::Table {
+                    // Why there is nothing, in words.
+                    let why = match a.unavailable_reason.as_deref() {
+                        Some("on_leave") => "on leave",
+                        Some("not_working") => "not working that day",
+                        Some("inactive") => "no longer active",
+                        Some(other) => other,
+                        None => "every slot is taken",
+                    };
+                    crate::output::emit!("No free slots: {} is {why} on {date}.", a.name);
                 } else {
                     out.list(&jsons(&a.slots), SLOT, "slot_start");
                 }
@@ -1068,7 +1086,17 @@ async fn appointment(
             .await?,
         ),
         AppointmentCmd::Cancel { id } => {
-            confirm(g, &format!("Cancel appointment {id}"))?;
+            // Say what it will cost: within 2 hours of the start, half the fee is billed.
+            let a = c.get_appointment(id).await?;
+            let fee = if a.slot_start - Utc::now() <= chrono::Duration::hours(2) {
+                format!(
+                    " — it starts within 2 hours, so a fee of {} (half the consultation fee, plus tax) will be billed",
+                    Money((a.consultation_fee.0 + 1) / 2)
+                )
+            } else {
+                " — no fee".to_string()
+            };
+            confirm(g, &format!("Cancel appointment {id}{fee}"))?;
             show(&c.transition_appointment(id, "cancel", None).await?)
         }
         AppointmentCmd::NoShow { id } => {
@@ -1127,6 +1155,22 @@ async fn rx(c: &HmsClient, out: &Printer, cmd: RxCmd) -> Result<(), Failure> {
             dosage,
             days,
         } => {
+            // An id from `formulary list` is taken as well as a name.
+            let medication = match medication.trim().parse::<i64>() {
+                Ok(id) => c
+                    .formulary()
+                    .await?
+                    .items
+                    .into_iter()
+                    .find(|m| m.medication_id == id)
+                    .map(|m| m.name)
+                    .ok_or_else(|| {
+                        Failure::usage(format!(
+                            "no medication {id} in the formulary (hmsctl formulary list)"
+                        ))
+                    })?,
+                Err(_) => medication,
+            };
             let n = NewPrescription {
                 prescription_id: None,
                 appointment_id: appointment,

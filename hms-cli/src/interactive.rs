@@ -180,9 +180,12 @@ pub async fn booking(
             department,
             local(slot_start, tz)
         ))
-        .default(true)
-        .interact()
-        .map_err(prompt_err)?;
+        // Books: Enter is needed, and the answer is No unless given (Esc or q: No).
+        .default(false)
+        .wait_for_newline(true)
+        .interact_opt()
+        .map_err(prompt_err)?
+        .unwrap_or(false);
     if !ok {
         return Err(Failure {
             code: crate::exit::OTHER,

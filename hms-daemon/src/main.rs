@@ -136,7 +136,7 @@ enum TokenCommand {
         /// The doctor's id (required for --role doctor; scopes the token to that doctor).
         #[arg(long)]
         doctor_id: Option<i64>,
-        /// How long it is valid: 30m, 8h, 30d [default: 8h]
+        /// How long it is valid: 30m, 8h, 30d
         #[arg(long, default_value = "8h", value_parser = parse_ttl)]
         ttl: chrono::Duration,
     },

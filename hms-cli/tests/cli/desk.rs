@@ -106,6 +106,21 @@ both_backends! {
         let shown = text(&bill).0;
         assert!(shown.contains("Refunded") && shown.contains("Balance"), "{shown}");
 
+        // A medication by its formulary id; an empty availability says why.
+        let formulary = json(&hmsctl(&app, desk, &["formulary", "list", "-o", "json"]));
+        let para = formulary.as_array().unwrap().iter().find(|m| m["name"] == "Paracetamol").unwrap()["medication_id"].to_string();
+        let appt = booked["appointment_id"].to_string();
+        let out = hmsctl(&app, Some(Role::Admin), &["rx", "add", "--appointment", &appt, "--patient", &p, "--doctor", &d,
+                                                   "--medication", &para, "--dosage", "1-0-1", "--days", "2", "-o", "json"]);
+        assert_eq!(code(&out), 0, "{}", text(&out).1);
+        assert_eq!(json(&out)["medication"], "Paracetamol");
+        let mut sunday = day;
+        while sunday.weekday().number_from_monday() != 7 {
+            sunday = sunday.succ_opt().unwrap();
+        }
+        let out = hmsctl(&app, desk, &["doctor", "availability", &d, "--date", &sunday.to_string()]);
+        assert!(text(&out).0.contains("not working"), "{}", text(&out).0);
+
         // Completions into a reader that stops after one line: no panic.
         let mut child = Command::new(env!("CARGO_BIN_EXE_hmsctl")).args(["completions", "zsh"])
             .stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();

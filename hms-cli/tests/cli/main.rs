@@ -248,7 +248,7 @@ both_backends! {
             let mut child = cmd.spawn().expect("`script` (util-linux) provides the pseudo-terminal");
             let mut stdin = child.stdin.take().unwrap();
             // Patient search, pick the first match, department, doctor, date, first free slot, confirm.
-            for keys in ["tester\r", "\r", "\r", "\r", &format!("{day}\r"), "\r", "y"] {
+            for keys in ["tester\r", "\r", "\r", "\r", &format!("{day}\r"), "\r", "y\r"] {
                 std::thread::sleep(std::time::Duration::from_millis(1000));
                 stdin.write_all(keys.as_bytes()).unwrap();
                 stdin.flush().unwrap();
