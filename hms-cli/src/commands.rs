@@ -1091,7 +1091,7 @@ async fn appointment(
             let fee = if a.slot_start - Utc::now() <= chrono::Duration::hours(2) {
                 format!(
                     " — it starts within 2 hours, so a fee of {} (half the consultation fee, plus tax) will be billed",
-                    Money((a.consultation_fee.0 + 1) / 2)
+                    out.amount(a.consultation_fee.checked_percent(50).unwrap_or(a.consultation_fee))
                 )
             } else {
                 " — no fee".to_string()

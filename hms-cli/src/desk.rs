@@ -278,7 +278,7 @@ pub async fn pay(c: &HmsClient, out: &Printer, asks: Asking, p: Charge) -> Resul
         for p in &recent {
             eprintln!(
                 "Note: bill {bill_id} was already paid {} by {} at {} (payment {}).",
-                money(out, p.amount),
+                out.amount(p.amount),
                 p.method,
                 local(out, p.paid_at),
                 p.payment_id
@@ -286,8 +286,8 @@ pub async fn pay(c: &HmsClient, out: &Printer, asks: Asking, p: Charge) -> Resul
         }
         let question = format!(
             "Take {} by {method} for bill {bill_id} (balance {})",
-            money(out, amount),
-            money(out, b.balance)
+            out.amount(amount),
+            out.amount(b.balance)
         );
         let ok = dialoguer::Confirm::new()
             .with_prompt(question)
@@ -344,7 +344,7 @@ pub async fn refundable(
             code: exit::RULE,
             message: format!(
                 "no payment of bill {bill} has {} left to refund ({} payments)",
-                money(out, amount),
+                out.amount(amount),
                 payments.len()
             ),
         }),
@@ -357,10 +357,10 @@ pub async fn refundable(
                     format!(
                         "payment {} · {} by {} at {} · {} left",
                         p.payment_id,
-                        money(out, p.amount),
+                        out.amount(p.amount),
                         p.method,
                         local(out, p.paid_at),
-                        money(out, Money(p.amount.0 - p.refunded.0))
+                        out.amount(Money(p.amount.0 - p.refunded.0))
                     )
                 })
                 .collect();
@@ -383,13 +383,6 @@ fn not_confirmed() -> Failure {
     }
 }
 
-fn money(out: &Printer, m: Money) -> String {
-    match out.currency.as_str() {
-        "INR" => format!("₹{m}"),
-        c => format!("{c} {m}"),
-    }
-}
-
 fn local(out: &Printer, t: DateTime<Utc>) -> String {
     match out.tz {
         Some(tz) => t.with_timezone(&tz).format("%H:%M %Z").to_string(),
@@ -404,12 +397,12 @@ pub fn totals(out: &Printer, b: &Bill) {
     }
     emit!(
         "Total {} · Credits {} · Amount due {} · Paid {} · Refunded {} · Balance {}",
-        money(out, b.total),
-        money(out, b.credits),
-        money(out, b.amount_due),
-        money(out, b.paid),
-        money(out, b.refunded),
-        money(out, b.balance)
+        out.amount(b.total),
+        out.amount(b.credits),
+        out.amount(b.amount_due),
+        out.amount(b.paid),
+        out.amount(b.refunded),
+        out.amount(b.balance)
     );
 }
 

@@ -64,10 +64,21 @@ impl Printer {
     }
 
     fn money(&self, v: &Value) -> String {
-        match (v.as_str(), self.currency.as_str()) {
-            (Some(m), "INR") => format!("₹{m}"),
-            (Some(m), c) => format!("{c} {m}"),
-            _ => text(v),
+        match v.as_str() {
+            Some(m) => self.with_currency(m),
+            None => text(v),
+        }
+    }
+
+    /// An amount with the currency shown (`₹525.00`, `USD 525.00`).
+    pub fn amount(&self, m: hms_client::Money) -> String {
+        self.with_currency(&m.to_string())
+    }
+
+    fn with_currency(&self, m: &str) -> String {
+        match self.currency.as_str() {
+            "INR" => format!("₹{m}"),
+            c => format!("{c} {m}"),
         }
     }
 

@@ -528,6 +528,7 @@ impl Import<'_> {
             "created_at",
             l.get("created_at"),
             self.tz,
+            "the time of import is recorded",
         );
         let (department, w) = self.department("department", l.get("department"));
         warnings.extend(w);
@@ -618,6 +619,7 @@ impl Import<'_> {
             "created_at",
             l.get("created_at"),
             self.tz,
+            "the time of import is recorded",
         );
         if l.get("name").is_empty() {
             problems.push("name is empty".into());
@@ -718,6 +720,7 @@ impl Import<'_> {
             "created_at",
             l.get("created_at"),
             self.tz,
+            "recorded as the slot's start",
         );
         // A fee the old system recorded, if its export has the column.
         let fee = match l.get("consultation_fee") {
@@ -843,6 +846,7 @@ impl Import<'_> {
             "issued_at",
             l.get("issued_at"),
             self.tz,
+            "the time of import is recorded",
         );
         if l.get("medication").is_empty() {
             problems.push("medication is empty".into());
@@ -912,6 +916,7 @@ impl Import<'_> {
             "created_at",
             l.get("created_at"),
             self.tz,
+            "the time of import is recorded",
         );
         if let Some(a) = appointment {
             problems.extend(self.refer(Kind::Appointment, a).await?);
@@ -998,6 +1003,7 @@ impl Import<'_> {
             "paid_at",
             l.get("paid_at"),
             self.tz,
+            "the time of import is recorded",
         );
         if l.get("method").is_empty() {
             problems.push("method is empty".into());
@@ -1052,8 +1058,11 @@ fn optional_instant(
     column: &str,
     v: &str,
     tz: Tz,
+    instead: &str,
 ) -> Option<DateTime<Utc>> {
+    // An empty one is said, with what is recorded instead: nothing is filled in silently.
     if v.is_empty() {
+        warnings.push(format!("{column} is empty; {instead}"));
         return None;
     }
     take_read(problems, warnings, values::instant(column, v, tz))

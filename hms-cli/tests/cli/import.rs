@@ -184,9 +184,12 @@ both_backends! {
         // already in HMS; missing files are said, the rest imported.
         let delta = app.dir.path().join("delta");
         std::fs::create_dir_all(&delta).unwrap();
-        std::fs::write(delta.join("hms_bills.csv"), format!("bill_id,patient_id,appointment_id,amount,status,created_at\n40,1,1,80.00,OPEN,{past} 10:20:00\n")).unwrap();
+        std::fs::write(delta.join("hms_bills.csv"), "bill_id,patient_id,appointment_id,amount,status,created_at\n40,1,1,80.00,OPEN,\n").unwrap();
         std::fs::write(delta.join("hms_payments.csv"), format!("payment_id,bill_id,amount,method,reference,paid_at\n40,40,80.00,CARD,R-40,{past} 10:25:00\n")).unwrap();
-        let out = hmsctl(&app, Some(Role::Admin), &["import", delta.to_str().unwrap(), "-o", "json"]);
+        let delta_report = app.dir.path().join("delta.csv");
+        let out = hmsctl(&app, Some(Role::Admin), &["import", delta.to_str().unwrap(), "--report", delta_report.to_str().unwrap(), "-o", "json"]);
+        let said = std::fs::read_to_string(&delta_report).unwrap();
+        assert!(said.contains("created_at is empty; the time of import is recorded"), "nothing filled in silently: {said}");
         assert_eq!(code(&out), 8, "missing files make the import partial");
         assert!(String::from_utf8_lossy(&out.stderr).contains("hms_patients.csv") , "{}", String::from_utf8_lossy(&out.stderr));
         let totals = json(&out);
@@ -194,7 +197,7 @@ both_backends! {
         assert_eq!(of("hms_bills.csv")["warning"].as_u64().unwrap() + of("hms_bills.csv")["imported"].as_u64().unwrap(), 1);
         assert_eq!(of("hms_payments.csv")["imported"].as_u64().unwrap(), 1);
         // The same id with other content is a conflict, not "already present".
-        std::fs::write(delta.join("hms_bills.csv"), format!("bill_id,patient_id,appointment_id,amount,status,created_at\n40,1,1,90.00,OPEN,{past} 10:20:00\n")).unwrap();
+        std::fs::write(delta.join("hms_bills.csv"), "bill_id,patient_id,appointment_id,amount,status,created_at\n40,1,1,90.00,OPEN,\n").unwrap();
         let again = json(&hmsctl(&app, Some(Role::Admin), &["import", delta.to_str().unwrap(), "-o", "json"]));
         let bills = again.as_array().unwrap().iter().find(|t| t["file"] == "hms_bills.csv").unwrap().clone();
         assert_eq!(bills["conflict"].as_u64().unwrap(), 1, "{again}");

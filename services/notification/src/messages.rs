@@ -68,7 +68,10 @@ impl AppointmentFacts<'_> {
             // Half, rounded half up to the paisa as billing rounds it.
             FeeDecision::Half => format!(
                 "As it was cancelled within 2 hours of the start, a fee of {} (50% of the consultation fee, plus tax) applies.",
-                money(Money((consultation_fee.0 + 1) / 2), self.currency)
+                money(
+                    consultation_fee.checked_percent(50).unwrap_or(consultation_fee),
+                    self.currency
+                )
             ),
             _ => "No fee applies; anything already paid will be refunded in full.".to_string(),
         };
