@@ -301,6 +301,12 @@ impl Db {
                          PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
                     )
                     .await?;
+                    // The check above races the open: a file made writable between the two
+                    // would pass a connection opened read-only. SQLite refuses a write
+                    // transaction on such a connection before taking any lock, so asking for
+                    // one settles it.
+                    conn.execute("BEGIN IMMEDIATE").await?;
+                    conn.execute("ROLLBACK").await?;
                     Ok(())
                 })
             });
