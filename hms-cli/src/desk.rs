@@ -3,13 +3,12 @@
 //! payment a nervous clerk cannot take twice.
 
 use crate::exit;
-use crate::output::{emit, Col, Format, Kind, Printer};
+use crate::output::{emit, Format, Printer};
 use crate::Failure;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use hms_client::models::*;
 use hms_client::{ClientError, HmsClient, Money, Service};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::IsTerminal;
@@ -95,93 +94,99 @@ where
     Ok(items)
 }
 
-/// Rows as JSON values.
-pub fn values<T: serde::Serialize>(rows: &[T]) -> Vec<Value> {
-    rows.iter()
-        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
-        .collect()
+/// The names of the people of some appointments, for people to read.
+#[derive(Debug, Default)]
+pub struct Names {
+    patients: HashMap<i64, String>,
+    doctors: HashMap<i64, String>,
 }
 
-/// The names of the people in `rows` (`patient_id`, `doctor_id`), added beside the ids as
-/// `patient` and `doctor` for people to read (ids stay for scripts).
-pub async fn with_names(c: &HmsClient, rows: &mut [Value]) -> Result<(), Failure> {
-    let ids = |k: &str| -> Vec<i64> {
-        let mut v: Vec<i64> = rows.iter().filter_map(|r| r[k].as_i64()).collect();
+impl Names {
+    /// "Priya Sharma (11)", or the id alone when the name is unknown.
+    pub fn patient(&self, id: i64) -> String {
+        Self::shown(&self.patients, id)
+    }
+
+    pub fn doctor(&self, id: i64) -> String {
+        Self::shown(&self.doctors, id)
+    }
+
+    fn shown(names: &HashMap<i64, String>, id: i64) -> String {
+        names
+            .get(&id)
+            .map(|n| format!("{n} ({id})"))
+            .unwrap_or_else(|| id.to_string())
+    }
+}
+
+/// Looks up the names of the patients and doctors of `rows` (each person once).
+pub async fn names(c: &HmsClient, rows: &[Appointment]) -> Result<Names, Failure> {
+    fn ids(v: impl Iterator<Item = i64>) -> Vec<i64> {
+        let mut v: Vec<i64> = v.collect();
         v.sort_unstable();
         v.dedup();
         v
-    };
+    }
     let patients = futures::future::join_all(
-        ids("patient_id")
+        ids(rows.iter().map(|a| a.patient_id))
             .into_iter()
             .map(|id| async move { (id, c.get_patient(id).await.map(|p| p.name)) }),
     )
     .await;
     let doctors = futures::future::join_all(
-        ids("doctor_id")
+        ids(rows.iter().map(|a| a.doctor_id))
             .into_iter()
             .map(|id| async move { (id, c.get_doctor(id).await.map(|d| d.name)) }),
     )
     .await;
-    let mut names: HashMap<(&str, i64), String> = HashMap::new();
-    for (kind, found) in [("patient", patients), ("doctor", doctors)] {
+    let mut names = Names::default();
+    for (found, into) in [
+        (patients, &mut names.patients),
+        (doctors, &mut names.doctors),
+    ] {
         for (id, name) in found {
             match name {
                 Ok(n) => {
-                    names.insert((kind, id), n);
+                    into.insert(id, n);
                 }
+                // A record that is gone is shown by its id.
                 Err(ClientError::Api { status: 404, .. }) => {}
                 Err(e) => return Err(e.into()),
             }
         }
     }
-    for r in rows.iter_mut() {
-        for kind in ["patient", "doctor"] {
-            if let Some(id) = r[format!("{kind}_id")].as_i64() {
-                let shown = names
-                    .get(&(kind, id))
-                    .map(|n| format!("{n} ({id})"))
-                    .unwrap_or_else(|| id.to_string());
-                r[kind] = shown.into();
-            }
-        }
-    }
-    Ok(())
+    Ok(names)
 }
 
-/// The day sheet's columns: people by name, the fee in money.
-pub const DAY_SHEET: &[Col] = &[
-    ("ID", "appointment_id", Kind::Text),
-    ("Starts", "slot_start", Kind::Time),
-    ("Patient", "patient", Kind::Text),
-    ("Doctor", "doctor", Kind::Text),
-    ("Department", "department", Kind::Text),
-    ("Status", "status", Kind::Text),
-    ("Fee", "consultation_fee", Kind::Money),
-    ("Charge", "fee_decision", Kind::Text),
-];
-
-/// The appointments of a clinic day in slot order (optionally one doctor's or department's).
+/// The appointments of a clinic day in slot order (optionally one patient's, doctor's or
+/// department's).
 pub async fn day_sheet(
     c: &HmsClient,
-    out: &Printer,
     tz: Tz,
     date: NaiveDate,
+    patient: Option<i64>,
     doctor: Option<i64>,
     department: Option<String>,
     status: Option<String>,
-) -> Result<(), Failure> {
+) -> Result<Vec<Appointment>, Failure> {
     let start = tz
         .from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight"))
         .earliest()
         .ok_or_else(|| Failure::usage(format!("{date} has no midnight in {tz}")))?
         .with_timezone(&Utc);
+    let next = date + Duration::days(1);
+    let end = tz
+        .from_local_datetime(&next.and_hms_opt(0, 0, 0).expect("midnight"))
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(start + Duration::days(1));
     let q = AppointmentQuery {
+        patient_id: patient,
         doctor_id: doctor,
         department,
         status,
         from: Some(start),
-        to: Some(start + Duration::days(1)),
+        to: Some(end),
         ..Default::default()
     };
     let mut all = rows(
@@ -200,23 +205,8 @@ pub async fn day_sheet(
     )
     .await?;
     all.sort_by_key(|a| (a.slot_start, a.appointment_id));
-    let mut shown = values(&all);
-    if out.format == Format::Table && !out.quiet {
-        with_names(c, &mut shown).await?;
-    }
-    out.list(&shown, DAY_SHEET, "appointment_id");
-    Ok(())
+    Ok(all)
 }
-
-pub const PAYMENT: &[Col] = &[
-    ("ID", "payment_id", Kind::Text),
-    ("Bill", "bill_id", Kind::Text),
-    ("Amount", "amount", Kind::Money),
-    ("Refunded", "refunded", Kind::Money),
-    ("Method", "method", Kind::Text),
-    ("Reference", "reference", Kind::Text),
-    ("Paid at", "paid_at", Kind::Time),
-];
 
 /// Whether hmsctl may ask (`--no-input`) and what it was told beforehand (`--yes`).
 #[derive(Debug, Clone, Copy)]
@@ -238,7 +228,12 @@ pub struct Charge {
 /// balance is shown and confirmed (default No), and a payment of the same bill in the last 10
 /// minutes is pointed out; without a terminal `--method` is required. A replayed key says
 /// nothing more was charged (`"replayed": true` in JSON).
-pub async fn pay(c: &HmsClient, out: &Printer, asks: Asking, p: Charge) -> Result<(), Failure> {
+pub async fn pay(
+    c: &HmsClient,
+    out: &Printer,
+    asks: Asking,
+    p: Charge,
+) -> Result<(Payment, bool), Failure> {
     let Charge {
         bill_id,
         amount,
@@ -256,8 +251,8 @@ pub async fn pay(c: &HmsClient, out: &Printer, asks: Asking, p: Charge) -> Resul
                 .items(&choices)
                 .default(0)
                 .interact_opt()
-                .map_err(|e| Failure::usage(e.to_string()))?
-                .ok_or_else(not_confirmed)?;
+                .map_err(crate::interactive::prompt_err)?
+                .ok_or_else(crate::interactive::backed_out)?;
             choices[i].to_string()
         }
         None => {
@@ -289,15 +284,7 @@ pub async fn pay(c: &HmsClient, out: &Printer, asks: Asking, p: Charge) -> Resul
             out.amount(amount),
             out.amount(b.balance)
         );
-        let ok = dialoguer::Confirm::new()
-            .with_prompt(question)
-            .default(false)
-            .wait_for_newline(true)
-            .interact_opt()
-            .map_err(|e| Failure::usage(e.to_string()))?;
-        if ok != Some(true) {
-            return Err(not_confirmed());
-        }
+        crate::interactive::confirm(&question)?;
     }
     let key = key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     // On stderr, so a script can capture it and retry with the same key.
@@ -312,16 +299,13 @@ pub async fn pay(c: &HmsClient, out: &Printer, asks: Asking, p: Charge) -> Resul
             &key,
         )
         .await?;
-    let mut shown = serde_json::to_value(&p).unwrap_or(Value::Null);
     if replayed {
         eprintln!(
             "Already taken with this key: payment {} — not charged again.",
             p.payment_id
         );
-        shown["replayed"] = true.into();
     }
-    out.record(&shown, PAYMENT, "payment_id");
-    Ok(())
+    Ok((p, replayed))
 }
 
 /// The payment of `bill` a refund of `amount` comes from: the latest with that much left to
@@ -369,17 +353,10 @@ pub async fn refundable(
                 .items(&items)
                 .default(0)
                 .interact_opt()
-                .map_err(|e| Failure::usage(e.to_string()))?
-                .ok_or_else(not_confirmed)?;
+                .map_err(crate::interactive::prompt_err)?
+                .ok_or_else(crate::interactive::backed_out)?;
             Ok(fits[i].payment_id)
         }
-    }
-}
-
-fn not_confirmed() -> Failure {
-    Failure {
-        code: exit::OTHER,
-        message: "not confirmed; nothing was changed".into(),
     }
 }
 

@@ -2,13 +2,51 @@
 //! did not give — patient (search), department, doctor, date, a free slot — then confirms.
 
 use crate::Failure;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use dialoguer::{Confirm, Input, Select};
 use hms_client::models::{DoctorQuery, NewAppointment, PatientQuery};
 use hms_client::HmsClient;
 
-fn prompt_err(e: dialoguer::Error) -> Failure {
+/// A prompt that failed. Ctrl-C at a prompt arrives here (the terminal is in raw mode, so it
+/// is a key, not a signal): the cursor the picker hid is shown again, and hmsctl ends as an
+/// interrupted program does (130).
+pub fn prompt_err(e: dialoguer::Error) -> Failure {
+    let _ = console::Term::stderr().show_cursor();
+    let dialoguer::Error::IO(io) = &e;
+    if io.kind() == std::io::ErrorKind::Interrupted {
+        return Failure {
+            code: crate::exit::INTERRUPTED,
+            message: "interrupted; nothing was changed".into(),
+        };
+    }
     Failure::usage(format!("prompt failed: {e}"))
+}
+
+/// Esc or `q` in a picker: the clerk backed out.
+pub fn backed_out() -> Failure {
+    Failure {
+        code: crate::exit::OTHER,
+        message: "backed out; nothing was changed".into(),
+    }
+}
+
+/// Asks a yes/no question about something that books, charges or cancels: Enter is needed,
+/// the answer is No unless given, and Esc or `q` is No.
+pub fn confirm(question: &str) -> Result<(), Failure> {
+    let ok = Confirm::new()
+        .with_prompt(question)
+        .default(false)
+        .wait_for_newline(true)
+        .interact_opt()
+        .map_err(prompt_err)?;
+    if ok == Some(true) {
+        Ok(())
+    } else {
+        Err(Failure {
+            code: crate::exit::OTHER,
+            message: "not confirmed; nothing was changed".into(),
+        })
+    }
 }
 
 fn local(t: DateTime<Utc>, tz: Option<chrono_tz::Tz>) -> String {
@@ -72,8 +110,9 @@ pub async fn booking(
                 .with_prompt("Which patient")
                 .items(&labels)
                 .default(0)
-                .interact()
-                .map_err(prompt_err)?;
+                .interact_opt()
+                .map_err(prompt_err)?
+                .ok_or_else(backed_out)?;
             found[i].clone()
         }
     };
@@ -101,8 +140,9 @@ pub async fn booking(
                 .with_prompt("Department")
                 .items(&deps)
                 .default(0)
-                .interact()
-                .map_err(prompt_err)?;
+                .interact_opt()
+                .map_err(prompt_err)?
+                .ok_or_else(backed_out)?;
             deps[i].clone()
         }
     };
@@ -133,24 +173,25 @@ pub async fn booking(
                 .with_prompt("Doctor")
                 .items(&labels)
                 .default(0)
-                .interact()
-                .map_err(prompt_err)?;
+                .interact_opt()
+                .map_err(prompt_err)?
+                .ok_or_else(backed_out)?;
             in_dep[i].clone()
         }
     };
     let slot_start = match at {
         Some(t) => t,
         None => {
-            let tomorrow = (Utc::now() + chrono::Duration::days(1))
+            let zone = tz.unwrap_or(chrono_tz::Asia::Kolkata);
+            let tomorrow = (Utc::now().with_timezone(&zone) + chrono::Duration::days(1))
                 .date_naive()
                 .to_string();
             let date: String = Input::new()
-                .with_prompt("Date (YYYY-MM-DD)")
+                .with_prompt("Date (YYYY-MM-DD, today or tomorrow)")
                 .default(tomorrow)
                 .interact_text()
                 .map_err(prompt_err)?;
-            let date = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
-                .map_err(|_| Failure::usage(format!("'{date}' is not a date")))?;
+            let date = crate::desk::day(&date, zone)?;
             let free = c.doctor_availability(doctor.doctor_id, date).await?;
             if free.slots.is_empty() {
                 return Err(Failure {
@@ -167,8 +208,9 @@ pub async fn booking(
                 .with_prompt("Free slot")
                 .items(&labels)
                 .default(0)
-                .interact()
-                .map_err(prompt_err)?;
+                .interact_opt()
+                .map_err(prompt_err)?
+                .ok_or_else(backed_out)?;
             free.slots[i].slot_start
         }
     };

@@ -25,6 +25,8 @@ pub mod exit {
     pub const UNAVAILABLE: u8 = 6;
     pub const AUTH: u8 = 7;
     pub const PARTIAL: u8 = 8;
+    /// Ctrl-C at a prompt, as a shell reports an interrupted program.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// A failed command: what to print and the exit code.
@@ -76,6 +78,14 @@ impl From<ClientError> for Failure {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = commands::Cli::parse();
+    // Ctrl-C anywhere (a picker raises it itself): the cursor a picker or a progress bar hid
+    // is shown again, and hmsctl ends as an interrupted program does.
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = console::Term::stderr().show_cursor();
+            std::process::exit(exit::INTERRUPTED.into());
+        }
+    });
     match commands::run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(f) => {

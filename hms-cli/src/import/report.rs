@@ -1,7 +1,7 @@
 //! What happened to every row: the report CSV (`file, line, id, outcome, reason`, per-file
 //! totals at its end) and the summary on screen.
 
-use crate::output::{Col, Format, Kind, Printer};
+use crate::output::{keep, Format, Printer, View};
 use crate::Failure;
 use std::path::Path;
 
@@ -59,6 +59,20 @@ pub struct Totals {
     pub conflict: usize,
     pub rejected: usize,
 }
+
+/// The summary's columns (CSV keeps the field names).
+const TOTALS: View<Totals> = View {
+    id: |t| (&t.file).into(),
+    cols: &[
+        keep("File", "file", |t| (&t.file).into()),
+        keep("Read", "read", |t| t.read.into()),
+        keep("Imported", "imported", |t| t.imported.into()),
+        keep("Warned", "warning", |t| t.warning.into()),
+        keep("Present", "already_present", |t| t.already_present.into()),
+        keep("Conflict", "conflict", |t| t.conflict.into()),
+        keep("Rejected", "rejected", |t| t.rejected.into()),
+    ],
+};
 
 impl Totals {
     fn words(&self) -> String {
@@ -158,33 +172,14 @@ impl Report {
     /// The summary: a table of totals per file (narrow enough for 80 columns), and the
     /// problems of whole files.
     pub fn print(&self, out: &Printer, files: &[&'static str]) {
-        let table = out.format == Format::Table;
-        let rows: Vec<serde_json::Value> = self
-            .totals(files)
-            .iter()
-            .map(|t| {
-                let mut v = serde_json::to_value(t).unwrap_or_default();
-                if table {
-                    // `hms_prescriptions`: the table then fits 80 columns.
-                    v["file"] = t.file.trim_end_matches(".csv").into();
-                }
-                v
-            })
-            .collect();
-        let cols: &[Col] = &[
-            ("File", "file", Kind::Text),
-            ("Read", "read", Kind::Text),
-            ("Imported", "imported", Kind::Text),
-            (
-                if table { "Warned" } else { "Warning" },
-                "warning",
-                Kind::Text,
-            ),
-            ("Present", "already_present", Kind::Text),
-            ("Conflict", "conflict", Kind::Text),
-            ("Rejected", "rejected", Kind::Text),
-        ];
-        out.list(&rows, cols, "file");
+        let mut rows = self.totals(files);
+        if out.format == Format::Table {
+            // `hms_prescriptions`: the table then fits 80 columns.
+            for t in &mut rows {
+                t.file = t.file.trim_end_matches(".csv").to_string();
+            }
+        }
+        out.list(&rows, &TOTALS);
         for r in self.rows.iter().filter(|r| r.line == 0) {
             eprintln!("{}: {}", r.file, r.reason);
         }

@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 
 mod desk;
 mod import;
+mod terminal;
 
 const SERVICES: [&hms_kit::server::ServiceDef; 3] = [
     &hms_patient::SERVICE,

@@ -320,6 +320,17 @@ impl HmsClient {
         .await
     }
 
+    /// `DELETE /v1/doctors/{id}/leave/{leave_id}`.
+    pub async fn remove_leave(&self, id: i64, leave_id: i64) -> Result<(), ClientError> {
+        self.call(
+            Service::Doctor,
+            Method::DELETE,
+            &format!("/v1/doctors/{id}/leave/{leave_id}"),
+            None::<&()>,
+        )
+        .await
+    }
+
     pub async fn list_leave(&self, id: i64) -> Result<Page<Leave>, ClientError> {
         self.get(Service::Doctor, &format!("/v1/doctors/{id}/leave"), &())
             .await
@@ -681,7 +692,13 @@ pub async fn decode<T: DeserializeOwned>(
     let status = resp.status();
     let bytes = resp.bytes().await.map_err(|e| unavailable(service, &e))?;
     if status.is_success() {
-        return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
+        // No content decodes as `()` (JSON null), so a DELETE is an ordinary call.
+        let body: &[u8] = if status == StatusCode::NO_CONTENT && bytes.is_empty() {
+            b"null"
+        } else {
+            &bytes
+        };
+        return serde_json::from_slice(body).map_err(|e| ClientError::Protocol {
             service: service.name().to_string(),
             reason: format!("status {status}: {e}"),
         });
