@@ -218,7 +218,11 @@ async fn replicas_starting_together_on_postgres_migrate_once() {
 
 /// Starts the embedded default on `dir`; returns the child and its base port once ready.
 async fn start_daemon(dir: &std::path::Path) -> (std::process::Child, u16) {
-    let base = free_base_port();
+    start_daemon_at(dir, free_base_port()).await
+}
+
+/// Starts the embedded default on `dir` at `base`; returns the child and `base` once ready.
+async fn start_daemon_at(dir: &std::path::Path, base: u16) -> (std::process::Child, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hms-daemon"))
         .args(["--base-port", &base.to_string(), "--data-dir"])
         .arg(dir)
@@ -403,4 +407,120 @@ async fn rotating_the_key_keeps_old_tokens_until_the_old_key_is_dropped() {
     assert_eq!(status(base, new_token).await, 200);
     third.kill().unwrap();
     third.wait().unwrap();
+}
+
+/// The README's walk-through, run as written on the embedded default: only the binary
+/// `cargo run` would build and the ports differ (the daemon here listens on free ones).
+/// Run twice, as a reader retrying it would: the same keys book once and charge once.
+#[tokio::test]
+async fn the_readme_walk_through_runs_as_written() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = readme
+        .split("<!-- walk-through: start -->\n```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```\n<!-- walk-through: end -->").next())
+        .expect("README.md marks its walk-through");
+    const HMSCTL: &str = "cargo run -q --release -p hms-cli --bin hmsctl --";
+    assert!(
+        block.contains(HMSCTL) && block.contains("localhost:8001"),
+        "{block}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(root.join("docs"), dir.path().join("docs")).unwrap();
+    let (mut daemon, base) =
+        start_daemon_at(&dir.path().join("hms-data"), free_base_port_ending_in_1()).await;
+    let script = block
+        .replace(
+            HMSCTL,
+            &format!("{} --base-port {base}", hmsctl().display()),
+        )
+        .replace("localhost:800", &format!("127.0.0.1:{}", base / 10));
+    for run in 1..=2 {
+        let out = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "run {run}: {stdout}\n{stderr}");
+        assert!(
+            !stdout.contains("\"code\":"),
+            "run {run}: an error answer:\n{stdout}"
+        );
+        assert!(
+            stdout.contains("\"status\":\"CANCELLED\""),
+            "run {run}: {stdout}"
+        );
+    }
+
+    let token = std::fs::read_to_string(dir.path().join("hms-data/admin.token")).unwrap();
+    let http = reqwest::Client::new();
+    let get = |port: u16, path: &str| {
+        http.get(format!("http://127.0.0.1:{port}{path}"))
+            .bearer_auth(token.trim())
+            .send()
+    };
+    let mut bill = serde_json::Value::Null;
+    for _ in 0..50 {
+        bill = get(base + 2, "/v1/bills/1")
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if bill["status"] == "PAID" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(bill["status"], "PAID", "{bill}");
+    assert_eq!(bill["balance"], "0.00", "{bill}");
+    let payments: serde_json::Value = get(base + 5, "/v1/payments?bill_id=1")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        payments["items"].as_array().unwrap().len(),
+        1,
+        "charged once over two runs: {payments}"
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+/// Seven free ports from one ending in 1, so `localhost:8001…8007` map onto them digit for digit.
+fn free_base_port_ending_in_1() -> u16 {
+    loop {
+        let base = free_base_port();
+        let base = base - base % 10 + 1;
+        if base < 60000
+            && (0..7).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        {
+            return base;
+        }
+    }
+}
+
+/// `hmsctl`, built beside this package's binary by `cargo test --workspace` (else built now).
+fn hmsctl() -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_hms-daemon")).with_file_name("hmsctl");
+    if !path.exists() {
+        let built = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+            .args(["build", "-q", "-p", "hms-cli", "--bin", "hmsctl"])
+            .status()
+            .unwrap();
+        assert!(
+            built.success() && path.exists(),
+            "hmsctl could not be built at {}",
+            path.display()
+        );
+    }
+    path
 }
