@@ -119,8 +119,12 @@ impl Names {
     }
 }
 
-/// Looks up the names of the patients and doctors of `rows` (each person once).
-pub async fn names(c: &HmsClient, rows: &[Appointment]) -> Result<Names, Failure> {
+/// Looks up the names of these patients and doctors (each person once).
+pub async fn names(
+    c: &HmsClient,
+    patients: impl Iterator<Item = i64>,
+    doctors: impl Iterator<Item = i64>,
+) -> Result<Names, Failure> {
     fn ids(v: impl Iterator<Item = i64>) -> Vec<i64> {
         let mut v: Vec<i64> = v.collect();
         v.sort_unstable();
@@ -128,13 +132,13 @@ pub async fn names(c: &HmsClient, rows: &[Appointment]) -> Result<Names, Failure
         v
     }
     let patients = futures::future::join_all(
-        ids(rows.iter().map(|a| a.patient_id))
+        ids(patients)
             .into_iter()
             .map(|id| async move { (id, c.get_patient(id).await.map(|p| p.name)) }),
     )
     .await;
     let doctors = futures::future::join_all(
-        ids(rows.iter().map(|a| a.doctor_id))
+        ids(doctors)
             .into_iter()
             .map(|id| async move { (id, c.get_doctor(id).await.map(|d| d.name)) }),
     )
@@ -149,8 +153,10 @@ pub async fn names(c: &HmsClient, rows: &[Appointment]) -> Result<Names, Failure
                 Ok(n) => {
                     into.insert(id, n);
                 }
-                // A record that is gone is shown by its id.
-                Err(ClientError::Api { status: 404, .. }) => {}
+                // A record that is gone, or one this token may not read, is shown by its id.
+                Err(ClientError::Api {
+                    status: 403 | 404, ..
+                }) => {}
                 Err(e) => return Err(e.into()),
             }
         }

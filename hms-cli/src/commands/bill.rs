@@ -55,6 +55,32 @@ pub enum BillCmd {
     },
 }
 
+/// A bill in a list, with its patient's name for people to read (JSON and CSV keep the id).
+#[derive(serde::Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    b: Bill,
+    #[serde(skip)]
+    patient: String,
+}
+
+const LISTED: View<Listed> = View {
+    id: |l| l.b.bill_id.into(),
+    cols: &[
+        keep("ID", "bill_id", |l| l.b.bill_id.into()),
+        keep("Patient", "patient_id", |l| (&l.patient).into()),
+        drop("Appointment", "appointment_id", |l| {
+            l.b.appointment_id.into()
+        }),
+        shrink("Purpose", "purpose", |l| (&l.b.purpose).into()),
+        keep("Status", "status", |l| (&l.b.status).into()),
+        keep("Total", "total", |l| l.b.total.into()),
+        drop("Paid", "paid", |l| l.b.paid.into()),
+        drop("Refunded", "refunded", |l| l.b.refunded.into()),
+        keep("Balance", "balance", |l| l.b.balance.into()),
+    ],
+};
+
 pub const BILL: View<Bill> = View {
     id: |b| b.bill_id.into(),
     cols: &[
@@ -110,7 +136,19 @@ pub async fn run(cx: &Ctx, cmd: BillCmd) -> Result<(), Failure> {
                 async move { c.list_bills(&q).await }
             })
             .await?;
-            out.list(&rows, &BILL);
+            let names = if out.format == Format::Table && !out.quiet {
+                desk::names(c, rows.iter().map(|b| b.patient_id), std::iter::empty()).await?
+            } else {
+                desk::Names::default()
+            };
+            let listed: Vec<Listed> = rows
+                .into_iter()
+                .map(|b| Listed {
+                    patient: names.patient(b.patient_id),
+                    b,
+                })
+                .collect();
+            out.list(&listed, &LISTED);
         }
         BillCmd::Show { id } => {
             let b = c.get_bill(id).await?;

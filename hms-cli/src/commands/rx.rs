@@ -60,6 +60,33 @@ pub enum FormularyCmd {
     List,
 }
 
+/// A prescription in a list, with the names of its people (JSON and CSV keep the ids).
+#[derive(serde::Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    p: Prescription,
+    #[serde(skip)]
+    patient: String,
+    #[serde(skip)]
+    doctor: String,
+}
+
+const LISTED: View<Listed> = View {
+    id: |l| l.p.prescription_id.into(),
+    cols: &[
+        keep("ID", "prescription_id", |l| l.p.prescription_id.into()),
+        drop("Appointment", "appointment_id", |l| {
+            l.p.appointment_id.into()
+        }),
+        keep("Patient", "patient_id", |l| (&l.patient).into()),
+        drop("Doctor", "doctor_id", |l| (&l.doctor).into()),
+        keep("Medication", "medication", |l| (&l.p.medication).into()),
+        keep("Dosage", "dosage", |l| (&l.p.dosage).into()),
+        keep("Days", "days", |l| l.p.days.into()),
+        drop("Quantity", "quantity", |l| l.p.quantity.into()),
+    ],
+};
+
 const RX: View<Prescription> = View {
     id: |p| p.prescription_id.into(),
     cols: &[
@@ -148,7 +175,25 @@ pub async fn run(cx: &Ctx, cmd: RxCmd) -> Result<(), Failure> {
                 async move { c.list_prescriptions(&q).await }
             })
             .await?;
-            out.list(&rows, &RX);
+            let names = if out.format == crate::output::Format::Table && !out.quiet {
+                desk::names(
+                    c,
+                    rows.iter().map(|p| p.patient_id),
+                    rows.iter().map(|p| p.doctor_id),
+                )
+                .await?
+            } else {
+                desk::Names::default()
+            };
+            let listed: Vec<Listed> = rows
+                .into_iter()
+                .map(|p| Listed {
+                    patient: names.patient(p.patient_id),
+                    doctor: names.doctor(p.doctor_id),
+                    p,
+                })
+                .collect();
+            out.list(&listed, &LISTED);
         }
         RxCmd::Show { id } => out.record(&c.get_prescription(id).await?, &RX),
     }

@@ -106,6 +106,10 @@ both_backends! {
         let shown = text(&bill).0;
         assert!(shown.contains("Refunded") && shown.contains("Balance"), "{shown}");
 
+        // Lists people read show names (ids stay in JSON).
+        let bills = text(&hmsctl(&app, desk, &["bill", "list", "--patient", &p])).0;
+        assert!(bills.contains("Meera Iyer (") && bills.contains("₹683.03"), "{bills}");
+
         // A medication by its formulary id; an empty availability says why.
         let formulary = json(&hmsctl(&app, desk, &["formulary", "list", "-o", "json"]));
         let para = formulary.as_array().unwrap().iter().find(|m| m["name"] == "Paracetamol").unwrap()["medication_id"].to_string();
@@ -114,6 +118,8 @@ both_backends! {
                                                    "--medication", &para, "--dosage", "1-0-1", "--days", "2", "-o", "json"]);
         assert_eq!(code(&out), 0, "{}", text(&out).1);
         assert_eq!(json(&out)["medication"], "Paracetamol");
+        let rx = text(&hmsctl(&app, desk, &["rx", "list", "--patient", &p])).0;
+        assert!(rx.contains("Meera Iyer (") && rx.contains("Dr. Asha Rao ("), "{rx}");
         let mut sunday = day;
         while sunday.weekday().number_from_monday() != 7 {
             sunday = sunday.succ_opt().unwrap();
