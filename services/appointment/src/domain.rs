@@ -42,7 +42,7 @@ impl fmt::Display for Status {
 impl FromStr for Status {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        match s.to_ascii_uppercase().as_str() {
+        match s.trim().to_ascii_uppercase().as_str() {
             "SCHEDULED" => Ok(Status::Scheduled),
             "CANCELLED" => Ok(Status::Cancelled),
             "NO_SHOW" => Ok(Status::NoShow),

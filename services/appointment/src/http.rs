@@ -213,9 +213,13 @@ async fn list(
             _ => q.doctor_id = caller.doctor_id,
         }
     }
+    // A window that ends before it starts holds nothing.
     if let (Some(f), Some(t)) = (q.from, q.to) {
         if t <= f {
-            return Err(Error::validation("to", "to must be after from"));
+            return Ok(Json(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            }));
         }
     }
     let rows = store::list(ctx.db.pool(), &q, status, page).await?;
@@ -392,7 +396,9 @@ async fn complete(
 
 /// The new slot, from a JSON body or (the original system's form) query parameters.
 fn new_slot(query: Option<String>, body: &Bytes) -> Result<Reschedule, Error> {
-    if !body.iter().all(u8::is_ascii_whitespace) {
+    // A JSON `null` body is no body (the document declares the body optional).
+    let absent = body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null";
+    if !absent {
         return serde_json::from_slice::<Reschedule>(body).map_err(|e| {
             let field = if e.to_string().contains("new_slot_start") {
                 "new_slot_start"
@@ -419,8 +425,8 @@ fn new_slot(query: Option<String>, body: &Bytes) -> Result<Reschedule, Error> {
 /// Reschedule to a new slot: at most twice, not within 1 hour of the current start, and the
 /// new slot passes every booking rule. The version is bumped; the slot claims move atomically.
 #[utoipa::path(post, path = "/v1/appointments/{id}/reschedule", tag = "appointments",
-    params(("id" = i64, Path, description = "Appointment id"), ("If-Match" = Option<String>, Header, description = "ETag from a read"), Reschedule),
-    request_body(content = Option<Reschedule>, description = "The new slot; or send it as query parameters"),
+    params(("id" = i64, Path, description = "Appointment id"), ("If-Match" = Option<String>, Header, description = "ETag from a read")),
+    request_body(content = Reschedule, description = "The new slot (the original system's query parameters `new_slot_start`, `new_slot_end` are still read when there is no body)"),
     responses(
         (status = 200, description = "Moved", body = Appointment), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -484,14 +490,24 @@ async fn reschedule(
 #[utoipa::path(post, path = "/v1/appointments/import", tag = "appointments",
     request_body = hms_client::models::LegacyAppointment,
     responses((status = 200, body = hms_client::models::ImportOutcome), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, description = "its patient or doctor is not in HMS", body = ErrorBody),
+              (status = 409, description = "import_conflict: another appointment holds the id; slot_taken, patient_busy: a SCHEDULED one ahead clashes", body = ErrorBody),
+              (status = 422, description = "a rule a SCHEDULED appointment still ahead must keep", body = ErrorBody)))]
 async fn import(
     State(ctx): Ctx,
     headers: HeaderMap,
     Json(a): Json<hms_client::models::LegacyAppointment>,
 ) -> Result<Json<hms_client::models::ImportOutcome>, Error> {
     let status: Status = a.status.parse()?;
-    if a.appointment_id <= 0 || a.patient_id <= 0 || a.doctor_id <= 0 {
+    hms_kit::import::legacy_id("appointment_id", a.appointment_id)?;
+    if a.department.trim().is_empty() || a.department.chars().count() > 100 {
+        return Err(Error::validation(
+            "department",
+            "department is required (at most 100 characters)",
+        ));
+    }
+    if a.patient_id <= 0 || a.doctor_id <= 0 {
         return Err(Error::bad_request("ids must be positive"));
     }
     let mut warnings = Vec::new();

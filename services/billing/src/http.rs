@@ -106,6 +106,12 @@ async fn adjust(
     if reason.is_empty() {
         return Err(Error::validation("reason", "say why (reason)"));
     }
+    if a.reason.chars().count() > 500 {
+        return Err(Error::validation(
+            "reason",
+            "reason must be at most 500 characters",
+        ));
+    }
     let now = ctx.clock.now();
     let mut tx = ctx.db.begin().await?;
     let adj = store::adjust(&mut tx, id, a.amount.0, reason, &caller.subject, now).await?;
@@ -158,6 +164,7 @@ async fn import(
     headers: axum::http::HeaderMap,
     Json(b): Json<LegacyBill>,
 ) -> Result<Json<ImportOutcome>, Error> {
+    hms_kit::import::legacy_id("bill_id", b.bill_id)?;
     let status = b.status.trim().to_uppercase();
     if !hms_client::models::BILL_STATUSES.contains(&status.as_str()) {
         return Err(Error::validation(

@@ -9,6 +9,7 @@ pub mod contract;
 pub mod error;
 pub mod models;
 pub mod money;
+pub mod schema;
 pub mod service;
 pub mod time;
 

@@ -121,7 +121,8 @@ impl utoipa::PartialSchema for Money {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::Type::String)
-            .pattern(Some(r"^-?[0-9]+(\.[0-9]{1,2})?$"))
+            // At most 16 whole digits: every such amount fits the paise count (i64).
+            .pattern(Some(r"^\s*-?[0-9]{1,16}(\.[0-9]{1,2})?\s*$"))
             .examples([serde_json::json!("525.00")])
             .description(Some("Amount as a decimal string with two places"))
             .into()

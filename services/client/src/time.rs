@@ -53,8 +53,8 @@ pub mod flexible_option {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
         match Option::<String>::deserialize(d)? {
+            // Absent or null is no time; an empty string is a time that was not given well.
             None => Ok(None),
-            Some(s) if s.trim().is_empty() => Ok(None),
             Some(s) => super::parse_instant(&s)
                 .map(Some)
                 .map_err(serde::de::Error::custom),

@@ -108,9 +108,7 @@ impl ValidDoctor {
     /// `default_fee` is the clinic's fee for a doctor created without one.
     pub fn parse(d: NewDoctor, clinic: (u32, u32), default_fee: Money) -> Result<Self, Error> {
         if let Some(id) = d.doctor_id {
-            if id <= 0 {
-                return Err(Error::validation("doctor_id", "doctor_id must be positive"));
-            }
+            hms_kit::import::legacy_id("doctor_id", id)?;
         }
         Ok(ValidDoctor {
             doctor_id: d.doctor_id,
@@ -154,7 +152,8 @@ impl ValidDoctorUpdate {
             active: u.active,
         };
         if v.fields().is_empty() {
-            return Err(Error::bad_request(
+            return Err(Error::rule(
+                "nothing_to_change",
                 "nothing to change: give at least one field",
             ));
         }
@@ -196,9 +195,10 @@ pub fn parse_week(hours: &[WorkingHours]) -> Result<Vec<Shift>, Error> {
             })?;
         let end = parse_hhmm(&h.end)
             .ok_or_else(|| Error::validation("end", format!("end '{}' is not HH:MM", h.end)))?;
+        // Rules between fields are business rules (422): each field alone is well formed.
         if end <= start {
-            return Err(Error::validation(
-                "end",
+            return Err(Error::rule(
+                "invalid_hours",
                 format!("end {} must be after start {}", h.end, h.start),
             ));
         }
@@ -211,8 +211,8 @@ pub fn parse_week(hours: &[WorkingHours]) -> Result<Vec<Shift>, Error> {
     shifts.sort_by_key(|s| (s.weekday, s.start));
     for pair in shifts.windows(2) {
         if pair[0].weekday == pair[1].weekday && pair[1].start < pair[0].end {
-            return Err(Error::validation(
-                "hours",
+            return Err(Error::rule(
+                "invalid_hours",
                 format!("hours overlap on weekday {}", pair[0].weekday),
             ));
         }
@@ -223,14 +223,14 @@ pub fn parse_week(hours: &[WorkingHours]) -> Result<Vec<Shift>, Error> {
 /// A leave request: end on or after start, at most a year.
 pub fn check_leave(l: &NewLeave) -> Result<(), Error> {
     if l.end_date < l.start_date {
-        return Err(Error::validation(
-            "end_date",
+        return Err(Error::rule(
+            "invalid_leave",
             "end_date must not be before start_date",
         ));
     }
     if (l.end_date - l.start_date).num_days() > 366 {
-        return Err(Error::validation(
-            "end_date",
+        return Err(Error::rule(
+            "invalid_leave",
             "a leave can be at most a year long",
         ));
     }

@@ -97,6 +97,7 @@ async fn must_get(ctx: &ServiceCtx, id: i64) -> Result<Doctor, Error> {
         (status = 201, description = "Registered", body = Doctor),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "already_exists", body = ErrorBody),
+        (status = 422, description = "invalid_hours: a shift ends before it starts, or two overlap", body = ErrorBody),
     ))]
 async fn create_doctor(State(ctx): Ctx, Json(new): Json<NewDoctor>) -> Result<Response, Error> {
     let d = ValidDoctor::parse(
@@ -152,6 +153,7 @@ async fn get_doctor(State(ctx): Ctx, Path(id): Path<i64>) -> Result<Response, Er
     responses(
         (status = 200, body = Doctor), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody),
+        (status = 422, description = "nothing_to_change (every field null)", body = ErrorBody),
     ))]
 async fn update_doctor(
     State(ctx): Ctx,
@@ -194,6 +196,7 @@ async fn get_hours(State(ctx): Ctx, Path(id): Path<i64>) -> Result<Json<WeeklyHo
     responses(
         (status = 200, body = WeeklyHours), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, description = "invalid_hours: a shift ends before it starts, or two overlap", body = ErrorBody),
     ))]
 async fn set_hours(
     State(ctx): Ctx,
@@ -247,6 +250,7 @@ async fn list_leave(
     responses(
         (status = 201, body = Leave), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, description = "invalid_leave: it ends before it starts, or lasts over a year", body = ErrorBody),
     ))]
 async fn add_leave(
     State(ctx): Ctx,
@@ -360,17 +364,14 @@ async fn doctor_availability(
 
 /// Free standard slots of every active doctor of a department on a clinic-local date.
 #[utoipa::path(get, path = "/v1/availability", tag = "availability",
-    params(AvailabilityQuery),
+    params(hms_client::models::DepartmentDay),
     responses((status = 200, body = DepartmentAvailability), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody)))]
 async fn department_availability(
     State(ctx): Ctx,
-    Query(q): Query<AvailabilityQuery>,
+    Query(q): Query<hms_client::models::DepartmentDay>,
 ) -> Result<Json<DepartmentAvailability>, Error> {
-    let department = q
-        .department
-        .as_deref()
-        .map(str::trim)
+    let department = Some(q.department.trim())
         .filter(|d| !d.is_empty())
         .ok_or_else(|| Error::validation("department", "department is required"))?
         .to_string();

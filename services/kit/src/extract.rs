@@ -9,9 +9,79 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// JSON body; a bad body is 400 `validation_failed` saying which field and why.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(Error))]
+///
+/// A whole number written with a fraction (`5.0`) is read where an integer is expected: JSON
+/// Schema counts it an integer, and clients generated from the documents send it. Only a body
+/// that fails as written is looked at again, so the common path parses once.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Error> {
+        if !json_content_type(req.headers()) {
+            return Err(Error::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| Error::from_status(r.status()))?;
+        match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rejection) => {
+                let whole = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|mut v| whole_numbers(&mut v).then_some(v))
+                    .and_then(|v| serde_json::from_value::<T>(v).ok());
+                whole.map(Json).ok_or_else(|| rejection.into())
+            }
+        }
+    }
+}
+
+/// `application/json`, or a `+json` type, as axum's own extractor requires.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Writes whole numbers with a fraction (`5.0`) as integers; true if any was.
+fn whole_numbers(v: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            // Within 2^53 a float is exact, so the integer is the one written.
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 => {
+                *v = Value::from(f as i64);
+                true
+            }
+            _ => false,
+        },
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |any, i| whole_numbers(i) | any),
+        Value::Object(map) => map
+            .values_mut()
+            .fold(false, |any, i| whole_numbers(i) | any),
+        _ => false,
+    }
+}
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
@@ -153,4 +223,27 @@ pub fn created<T: Serialize>(location: &str, version: i64, body: T) -> Response 
         resp.headers_mut().insert(axum::http::header::LOCATION, loc);
     }
     resp
+}
+
+#[cfg(test)]
+mod whole_number_tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_with_a_fraction_are_integers_and_nothing_else_changes() {
+        let mut v =
+            serde_json::json!({"days": 5.0, "hours": [{"weekday": 6.0}], "price": 2.5, "n": 7});
+        assert!(whole_numbers(&mut v));
+        assert_eq!(
+            v,
+            serde_json::json!({"days": 5, "hours": [{"weekday": 6}], "price": 2.5, "n": 7})
+        );
+        let mut big = serde_json::json!(1e300);
+        assert!(
+            !whole_numbers(&mut big),
+            "beyond 2^53 a float is not the integer written"
+        );
+        let mut plain = serde_json::json!({"a": 1, "b": "1.0"});
+        assert!(!whole_numbers(&mut plain));
+    }
 }

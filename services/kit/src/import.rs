@@ -4,6 +4,7 @@
 
 use crate::db::Db;
 use crate::error::Error;
+use hms_client::models::MAX_LEGACY_ID;
 use serde_json::json;
 
 /// Declares a service's `POST /v1/<records>/import/ids` (admin), named `reserve_ids`: the
@@ -30,15 +31,23 @@ macro_rules! legacy_ids_route {
     };
 }
 
+/// An id given from outside (a legacy record's, or a reservation's bound): 1 to
+/// [`MAX_LEGACY_ID`], so the ids made live after it can never run out (an id at the 64-bit
+/// limit would leave the next insert nowhere to go).
+pub fn legacy_id(field: &str, id: i64) -> Result<i64, Error> {
+    if !(1..=MAX_LEGACY_ID).contains(&id) {
+        return Err(Error::validation(
+            field,
+            format!("{field} must be between 1 and {MAX_LEGACY_ID}, not {id}"),
+        ));
+    }
+    Ok(id)
+}
+
 /// Reserves the ids of a legacy file up to `through` in `table` (see [`crate::db::reserve_ids`]);
 /// the shared body of every service's `POST /v1/<records>/import/ids`.
 pub async fn reserve(db: &Db, table: &str, column: &str, through: i64) -> Result<(), Error> {
-    if through < 1 {
-        return Err(Error::validation(
-            "through",
-            "through must be a positive id",
-        ));
-    }
+    legacy_id("through", through)?;
     let mut tx = db.begin().await?;
     crate::db::reserve_ids(db.backend(), &mut tx, table, column, through).await?;
     if crate::dry_run::active() {

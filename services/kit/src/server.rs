@@ -312,6 +312,16 @@ fn describe(doc: &mut OpenApi, def: &ServiceDef, access: &AccessTable) {
     );
     doc.info.license = Some(utoipa::openapi::License::new("Apache-2.0"));
     let components = doc.components.get_or_insert_with(Default::default);
+    // utoipa 5 writes `#[schema(min_properties = n)]` as maxProperties (its generator emits
+    // `.max_properties` for both). No HMS schema sets a maximum, so it is moved back to the
+    // minimum it was written as (an update must give at least one field).
+    for schema in components.schemas.values_mut() {
+        if let utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(o)) = schema {
+            if let Some(n) = o.max_properties.take() {
+                o.min_properties = Some(n);
+            }
+        }
+    }
     components.add_security_scheme(
         "bearer",
         SecurityScheme::Http(

@@ -57,7 +57,11 @@ pub fn check_dob(dob: NaiveDate, today: NaiveDate) -> Result<NaiveDate, Error> {
     let oldest =
         NaiveDate::from_ymd_opt(OLDEST_DOB.0, OLDEST_DOB.1, OLDEST_DOB.2).expect("a valid date");
     if dob > today {
-        return Err(Error::validation("dob", "dob must not be in the future"));
+        // Well formed, and only wrong against today's date: a rule (422), not a form.
+        return Err(Error::rule(
+            "dob_in_future",
+            "dob must not be in the future",
+        ));
     }
     if dob < oldest {
         return Err(Error::validation("dob", "dob must be 1900-01-01 or later"));
@@ -75,12 +79,7 @@ fn optional_email(raw: Option<String>) -> Result<Option<Email>, Error> {
 impl ValidPatient {
     pub fn parse(new: NewPatient, today: NaiveDate) -> Result<Self, Error> {
         if let Some(id) = new.patient_id {
-            if id <= 0 {
-                return Err(Error::validation(
-                    "patient_id",
-                    "patient_id must be positive",
-                ));
-            }
+            hms_kit::import::legacy_id("patient_id", id)?;
         }
         Ok(ValidPatient {
             patient_id: new.patient_id,
@@ -111,7 +110,9 @@ impl ValidUpdate {
             dob: u.dob.map(|d| check_dob(d, today)).transpose()?,
         };
         if v.fields().is_empty() {
-            return Err(Error::bad_request(
+            // Well formed (each field may be null), but it asks for nothing: 422.
+            return Err(Error::rule(
+                "nothing_to_change",
                 "nothing to change: give at least one of name, email, phone, dob",
             ));
         }

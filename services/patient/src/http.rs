@@ -172,6 +172,7 @@ fn event(p: &Patient, event: PatientEvent) -> NewEvent<'static> {
         (status = 400, description = "A field is invalid (details.field names it)", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "already_exists: that patient_id is taken", body = ErrorBody),
+        (status = 422, description = "dob_in_future", body = ErrorBody),
     ))]
 async fn create_patient(
     State(ctx): Ctx,
@@ -281,6 +282,7 @@ async fn get_patient(
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 412, description = "version_conflict: stale If-Match", body = ErrorBody),
+        (status = 422, description = "nothing_to_change (every field null), dob_in_future", body = ErrorBody),
     ))]
 async fn update_patient(
     State(ctx): Ctx,

@@ -391,6 +391,7 @@ async fn import(
     headers: HeaderMap,
     Json(p): Json<LegacyPayment>,
 ) -> Result<Json<ImportOutcome>, Error> {
+    hms_kit::import::legacy_id("payment_id", p.payment_id)?;
     let (method, warnings) = domain::legacy_method(&p.method)?;
     hms_kit::money::positive("amount", p.amount)?;
     // In a dry run, a bill written by an earlier row of the run (and rolled back) and what

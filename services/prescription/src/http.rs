@@ -84,7 +84,7 @@ async fn appointment(ctx: &ServiceCtx, id: i64) -> Result<Appointment, Error> {
         (status = 201, description = "Written", body = Prescription),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "already_exists (imported id)", body = ErrorBody),
-        (status = 422, description = "appointment_required, unknown_medication, medication_inactive", body = ErrorBody),
+        (status = 422, description = "appointment_required, unknown_medication, medication_inactive, doctor_required (no doctor_id and not a doctor's token)", body = ErrorBody),
         (status = 503, description = "the appointment service is down", body = ErrorBody),
     ))]
 async fn create(
@@ -97,6 +97,9 @@ async fn create(
             "only an admin may set prescription_id or issued_at (legacy import)",
         ));
     }
+    if let Some(id) = new.prescription_id {
+        hms_kit::import::legacy_id("prescription_id", id)?;
+    }
     let doctor_id = match (caller.role, new.doctor_id, caller.doctor_id) {
         (Role::Doctor, Some(d), Some(own)) if d != own => {
             return Err(Error::forbidden(
@@ -105,7 +108,13 @@ async fn create(
         }
         (Role::Doctor, _, Some(own)) => own,
         (_, Some(d), _) => d,
-        _ => return Err(Error::validation("doctor_id", "doctor_id is required")),
+        // Who prescribes depends on the caller (a doctor's token names them): a rule, 422.
+        _ => {
+            return Err(Error::rule(
+                "doctor_required",
+                "doctor_id is required unless the token is a doctor's",
+            ))
+        }
     };
     let dosage = Dosage::parse(&new.dosage)?;
     let days = check_days(new.days)?;
@@ -178,12 +187,7 @@ async fn import(
     headers: axum::http::HeaderMap,
     Json(l): Json<LegacyPrescription>,
 ) -> Result<Json<ImportOutcome>, Error> {
-    if l.prescription_id <= 0 {
-        return Err(Error::validation(
-            "prescription_id",
-            "prescription_id must be positive",
-        ));
-    }
+    hms_kit::import::legacy_id("prescription_id", l.prescription_id)?;
     let days = check_days(l.days)?;
     let medication = store::medication_named(ctx.db.pool(), &l.medication)
         .await?
@@ -393,7 +397,8 @@ async fn add_medication(State(ctx): Ctx, Json(m): Json<NewMedication>) -> Result
     params(("id" = i64, Path, description = "Medication id")),
     request_body = MedicationUpdate,
     responses((status = 200, body = Medication), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, description = "nothing_to_change (every field null)", body = ErrorBody)))]
 async fn update_medication(
     State(ctx): Ctx,
     Path(id): Path<i64>,
@@ -405,7 +410,8 @@ async fn update_medication(
         .map(|p| hms_kit::money::price("unit_price", p))
         .transpose()?;
     if form.is_none() && unit_price.is_none() && u.active.is_none() {
-        return Err(Error::bad_request(
+        return Err(Error::rule(
+            "nothing_to_change",
             "nothing to change: give form, unit_price or active",
         ));
     }

@@ -35,6 +35,7 @@ pub struct Appointment {
 pub struct NewAppointment {
     pub patient_id: i64,
     pub doctor_id: i64,
+    #[schema(schema_with = crate::schema::text)]
     pub department: String,
     /// RFC 3339; without an offset it is read as UTC.
     #[serde(with = "crate::time::flexible")]
@@ -56,7 +57,7 @@ pub struct NewAppointment {
 pub struct Reschedule {
     #[serde(with = "crate::time::flexible")]
     #[schema(value_type = String, format = DateTime)]
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = DateTime)]
     pub new_slot_start: DateTime<Utc>,
     #[serde(
         default,
@@ -64,7 +65,7 @@ pub struct Reschedule {
         skip_serializing_if = "Option::is_none"
     )]
     #[schema(value_type = Option<String>, format = DateTime)]
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = DateTime)]
     pub new_slot_end: Option<DateTime<Utc>>,
 }
 
@@ -78,6 +79,7 @@ pub struct AppointmentQuery {
     pub doctor_id: Option<i64>,
     /// `SCHEDULED`, `CANCELLED`, `NO_SHOW`, `COMPLETED`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(schema_with = crate::schema::appointment_status_opt)]
     pub status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub department: Option<String>,
@@ -87,7 +89,7 @@ pub struct AppointmentQuery {
         with = "crate::time::flexible_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<DateTime<Utc>>,
     /// Slots starting before this instant.
     #[serde(
@@ -95,7 +97,7 @@ pub struct AppointmentQuery {
         with = "crate::time::flexible_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
@@ -109,9 +111,13 @@ pub struct AppointmentQuery {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LegacyAppointment {
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub appointment_id: i64,
+    #[schema(minimum = 1)]
     pub patient_id: i64,
+    #[schema(minimum = 1)]
     pub doctor_id: i64,
+    #[schema(schema_with = crate::schema::text)]
     pub department: String,
     #[serde(with = "crate::time::flexible")]
     #[schema(value_type = String, format = DateTime)]
@@ -119,12 +125,14 @@ pub struct LegacyAppointment {
     #[serde(with = "crate::time::flexible")]
     #[schema(value_type = String, format = DateTime)]
     pub slot_end: DateTime<Utc>,
+    #[schema(schema_with = crate::schema::appointment_status)]
     pub status: String,
     #[serde(with = "crate::time::flexible")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     /// The fee the old system recorded; omitted → the doctor's current fee (with a warning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::price_opt)]
     pub consultation_fee: Option<Money>,
 }
 

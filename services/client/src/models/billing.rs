@@ -67,7 +67,9 @@ pub struct BillQuery {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAdjustment {
+    #[schema(schema_with = crate::schema::positive_amount)]
     pub amount: Money,
+    #[schema(schema_with = crate::schema::reason)]
     pub reason: String,
 }
 
@@ -87,8 +89,10 @@ pub struct Adjustment {
 #[serde(deny_unknown_fields)]
 pub struct NewPayment {
     pub bill_id: i64,
+    #[schema(schema_with = crate::schema::positive_amount)]
     pub amount: Money,
     /// `CASH`, `CARD` or `UPI`.
+    #[schema(schema_with = crate::schema::live_method)]
     pub method: String,
 }
 
@@ -109,6 +113,7 @@ pub struct Payment {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRefund {
+    #[schema(schema_with = crate::schema::positive_amount)]
     pub amount: Money,
     #[serde(default)]
     pub reason: String,
@@ -129,10 +134,13 @@ pub struct Refund {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LegacyBill {
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub bill_id: i64,
     pub patient_id: i64,
     pub appointment_id: i64,
+    #[schema(schema_with = crate::schema::legacy_amount)]
     pub amount: Money,
+    #[schema(schema_with = crate::schema::bill_status)]
     pub status: String,
     #[serde(with = "crate::time::flexible")]
     #[schema(value_type = String, format = DateTime)]
@@ -143,9 +151,12 @@ pub struct LegacyBill {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LegacyPayment {
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub payment_id: i64,
     pub bill_id: i64,
+    #[schema(schema_with = crate::schema::positive_amount)]
     pub amount: Money,
+    #[schema(schema_with = crate::schema::text)]
     pub method: String,
     pub reference: String,
     #[serde(with = "crate::time::flexible")]

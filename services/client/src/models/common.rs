@@ -2,6 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The largest id a record may be given from outside (a legacy export): far above any
+/// hospital's records, far below the 64-bit limit, so ids made live afterwards never run out.
+pub const MAX_LEGACY_ID: i64 = 1_000_000_000_000;
+
 /// One page of a list: `{items, next_cursor}`; `next_cursor` is null on the last page.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
@@ -30,7 +34,7 @@ pub struct HealthStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdReservation {
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub through: i64,
 }
 

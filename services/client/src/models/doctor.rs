@@ -26,16 +26,23 @@ pub struct Doctor {
 pub struct NewDoctor {
     /// Only for importing legacy records, which keep their ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub doctor_id: Option<i64>,
+    #[schema(schema_with = crate::schema::name)]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::email_opt)]
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::phone_or_blank)]
     pub phone: Option<String>,
+    #[schema(schema_with = crate::schema::text)]
     pub department: String,
+    #[schema(schema_with = crate::schema::text)]
     pub specialization: String,
     /// Omitted → the clinic's default fee (`default_consultation_fee`, 500.00 unless configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::price_opt)]
     pub consultation_fee: Option<Money>,
     /// Weekly hours; omitted → Monday to Friday, 09:00–18:00 clinic time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,18 +54,25 @@ pub struct NewDoctor {
 /// `PATCH /v1/doctors/{id}`: only the fields given change.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct DoctorUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::name_opt)]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::email_opt)]
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::phone_or_blank)]
     pub phone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::text_opt)]
     pub department: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::text_opt)]
     pub specialization: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::price_opt)]
     pub consultation_fee: Option<Money>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<bool>,
@@ -90,10 +104,13 @@ pub struct DoctorQuery {
 #[serde(deny_unknown_fields)]
 pub struct WorkingHours {
     /// ISO weekday: 1 = Monday … 7 = Sunday.
+    #[schema(minimum = 1, maximum = 7)]
     pub weekday: u8,
     /// e.g. `09:00`.
+    #[schema(schema_with = crate::schema::hhmm)]
     pub start: String,
     /// e.g. `18:00`; after `start`.
+    #[schema(schema_with = crate::schema::hhmm_end)]
     pub end: String,
 }
 
@@ -153,6 +170,17 @@ pub struct DepartmentAvailability {
     pub doctors: Vec<DoctorAvailability>,
 }
 
+/// Query of `/v1/availability`: a department's free slots on a clinic-local date.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DepartmentDay {
+    /// Clinic-local date, `YYYY-MM-DD`.
+    pub date: NaiveDate,
+    /// The department (any case).
+    #[param(pattern = r"\S", min_length = 1, max_length = 100)]
+    pub department: String,
+}
+
 /// Query of the availability endpoints.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -161,6 +189,7 @@ pub struct AvailabilityQuery {
     pub date: NaiveDate,
     /// Department (required on `/v1/availability`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(schema_with = crate::schema::text_opt)]
     pub department: Option<String>,
 }
 

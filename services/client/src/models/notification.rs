@@ -44,7 +44,7 @@ pub struct NotificationQuery {
         with = "crate::time::flexible_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,

@@ -24,12 +24,17 @@ pub struct Patient {
 pub struct NewPatient {
     /// Only for importing legacy records, which keep their ids; omit to have one assigned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub patient_id: Option<i64>,
+    #[schema(schema_with = crate::schema::name)]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::email_opt)]
     pub email: Option<String>,
+    #[schema(schema_with = crate::schema::phone)]
     pub phone: String,
     /// Date of birth, `YYYY-MM-DD`, not in the future.
+    #[schema(schema_with = crate::schema::dob)]
     pub dob: NaiveDate,
     /// Only for importing legacy records: when the record was first created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,14 +44,19 @@ pub struct NewPatient {
 /// `PATCH /v1/patients/{id}`: only the fields given change.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct PatientUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::name_opt)]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::email_opt)]
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::phone_opt)]
     pub phone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::dob_opt)]
     pub dob: Option<NaiveDate>,
 }
 
@@ -59,6 +69,7 @@ pub struct PatientQuery {
     pub name: Option<String>,
     /// Part of the phone number (digits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(schema_with = crate::schema::phone_search)]
     pub phone: Option<String>,
     /// Part of the e-mail address, any case.
     #[serde(default, skip_serializing_if = "Option::is_none")]

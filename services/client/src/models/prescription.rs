@@ -28,15 +28,19 @@ pub struct Prescription {
 pub struct NewPrescription {
     /// Only for importing legacy records, which keep their ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub prescription_id: Option<i64>,
     pub appointment_id: i64,
     pub patient_id: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub doctor_id: Option<i64>,
     /// A formulary medication name, any case.
+    #[schema(schema_with = crate::schema::text)]
     pub medication: String,
     /// `morning-noon-night`: `1-0-1`, `0-1-1`, `1-1-1`…
+    #[schema(schema_with = crate::schema::dosage)]
     pub dosage: String,
+    #[schema(minimum = 1, maximum = 365)]
     pub days: i64,
     /// Only for importing legacy records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,6 +54,7 @@ pub struct NewPrescription {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LegacyPrescription {
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub prescription_id: i64,
     pub appointment_id: i64,
     pub patient_id: i64,
@@ -58,6 +63,7 @@ pub struct LegacyPrescription {
     pub medication: String,
     /// As written; `morning-noon-night` is read, anything else is kept as written.
     pub dosage: String,
+    #[schema(minimum = 1, maximum = 365)]
     pub days: i64,
     #[serde(with = "crate::time::flexible")]
     #[schema(value_type = String, format = DateTime)]
@@ -96,18 +102,24 @@ pub struct Medication {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMedication {
+    #[schema(schema_with = crate::schema::text)]
     pub name: String,
+    #[schema(schema_with = crate::schema::text)]
     pub form: String,
+    #[schema(schema_with = crate::schema::price)]
     pub unit_price: Money,
 }
 
 /// `PATCH /v1/formulary/{id}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct MedicationUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::text_opt)]
     pub form: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::price_opt)]
     pub unit_price: Option<Money>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<bool>,
