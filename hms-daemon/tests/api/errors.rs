@@ -59,7 +59,6 @@ both_backends! {
             (with("phone", json!("98765x4321")), "phone"),
             (without("dob"), "dob"),
             (with("dob", json!("1990-13-45")), "dob"),
-            (with("dob", json!(tomorrow)), "dob"),
             (with("active", json!(false)), "active"),
         ];
         for (body, field) in cases {
@@ -69,6 +68,10 @@ both_backends! {
             assert_eq!(v["details"]["field"], field, "{body} → {v}");
             assert_standard(&v);
         }
+        // A well-formed date that is wrong only against today: a rule (422), still naming the field.
+        let (status, v) = post(&app, &with("dob", json!(tomorrow))).await;
+        assert_eq!((status, v["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("dob_in_future")), "{v}");
+        assert_eq!(v["details"]["field"], "dob");
         let (status, v) = post(&app, "{not json").await;
         assert_eq!((status, v["code"].as_str()), (StatusCode::BAD_REQUEST, Some("validation_failed")));
         // Letters of any script with their marks are names.
@@ -135,6 +138,64 @@ both_backends! {
         assert_eq!(v["correlationId"], generated.as_str());
         // The id is on the request's log lines.
         assert!(logs().contains(&generated));
+        app.stop().await;
+    }
+}
+
+/// `method path body` as `role`, to `service`: status and JSON body.
+async fn call(
+    app: &TestApp,
+    role: Role,
+    service: Service,
+    method: Method,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let resp = app
+        .req(role, method, service, path)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+both_backends! {
+    async fn the_published_rules_hold_at_their_edges(b: Backend) {
+        let app = TestApp::spawn(&b, &[&hms_patient::SERVICE, &hms_doctor::SERVICE]).await;
+        let patient = |id: Value| json!({"patient_id": id, "name": "Edge Case", "phone": "9123456780", "dob": "1990-02-03"});
+        // An id at the 64-bit limit would leave the next insert nowhere to go: refused, named.
+        let (status, v) = call(&app, Role::Admin, Service::Patient, Method::POST, "/v1/patients", patient(json!(i64::MAX))).await;
+        assert_eq!((status, v["details"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("patient_id")), "{v}");
+        let (status, v) = call(&app, Role::Admin, Service::Patient, Method::POST, "/v1/patients", patient(json!(1_000_000_000_000_i64))).await;
+        assert_eq!(status, StatusCode::CREATED, "the largest id from outside: {v}");
+        let mut next = patient(Value::Null);
+        next.as_object_mut().unwrap().remove("patient_id");
+        let (status, v) = call(&app, Role::Reception, Service::Patient, Method::POST, "/v1/patients", next).await;
+        assert_eq!(status, StatusCode::CREATED, "a live record after it: {v}");
+        // A whole number written with a fraction is the integer (JSON Schema counts it one).
+        let (status, v) = call(&app, Role::Admin, Service::Patient, Method::POST, "/v1/patients", patient(json!(5.0))).await;
+        assert_eq!((status, v["patient_id"].as_i64()), (StatusCode::CREATED, Some(5)), "{v}");
+        let (status, _) = call(&app, Role::Admin, Service::Patient, Method::POST, "/v1/patients", patient(json!(5.5))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        // Well formed, asking for nothing: 422, not a form error.
+        let (status, v) = call(&app, Role::Reception, Service::Patient, Method::PATCH, "/v1/patients/5", json!({"name": null})).await;
+        assert_eq!((status, v["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("nothing_to_change")), "{v}");
+        // Rules between fields are rules: a shift ending before it starts, a leave ending before it begins.
+        let d = app.client(Role::Admin).create_doctor(&hms_testkit::new_doctor("Dr. Edge", "Cardiology", "General")).await.unwrap().doctor_id;
+        let (status, v) = call(&app, Role::Admin, Service::Doctor, Method::PUT, &format!("/v1/doctors/{d}/working-hours"),
+            json!({"hours": [{"weekday": 1, "start": "13:00", "end": "09:00"}]})).await;
+        assert_eq!((status, v["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_hours")), "{v}");
+        let (status, v) = call(&app, Role::Admin, Service::Doctor, Method::PUT, &format!("/v1/doctors/{d}/working-hours"),
+            json!({"hours": [{"weekday": 8, "start": "09:00", "end": "13:00"}]})).await;
+        assert_eq!((status, v["details"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("weekday")), "a field alone out of range: {v}");
+        let (status, v) = call(&app, Role::Admin, Service::Doctor, Method::POST, &format!("/v1/doctors/{d}/leave"),
+            json!({"start_date": "2026-12-10", "end_date": "2026-12-01"})).await;
+        assert_eq!((status, v["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_leave")), "{v}");
+        // A department's availability needs the department (a required parameter, 400 without).
+        let (status, _) = call(&app, Role::Reception, Service::Doctor, Method::GET, "/v1/availability?date=2026-12-01", Value::Null).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
         app.stop().await;
     }
 }

@@ -67,7 +67,9 @@ pub fn phone_or_blank() -> ObjectBuilder {
     string(true)
         .pattern(Some(PHONE_OR_BLANK))
         .examples([serde_json::json!("9876543210")])
-        .description(Some("10–15 digits, optionally with a leading +; blank for none"))
+        .description(Some(
+            "10–15 digits, optionally with a leading +; blank for none",
+        ))
 }
 
 /// Part of a phone number to search by: it needs a digit.

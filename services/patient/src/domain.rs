@@ -58,10 +58,10 @@ pub fn check_dob(dob: NaiveDate, today: NaiveDate) -> Result<NaiveDate, Error> {
         NaiveDate::from_ymd_opt(OLDEST_DOB.0, OLDEST_DOB.1, OLDEST_DOB.2).expect("a valid date");
     if dob > today {
         // Well formed, and only wrong against today's date: a rule (422), not a form.
-        return Err(Error::rule(
-            "dob_in_future",
-            "dob must not be in the future",
-        ));
+        return Err(
+            Error::rule("dob_in_future", "dob must not be in the future")
+                .with_details(serde_json::json!({ "field": "dob" })),
+        );
     }
     if dob < oldest {
         return Err(Error::validation("dob", "dob must be 1900-01-01 or later"));
