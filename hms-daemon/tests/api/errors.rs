@@ -179,6 +179,13 @@ both_backends! {
         assert_eq!((status, v["patient_id"].as_i64()), (StatusCode::CREATED, Some(5)), "{v}");
         let (status, _) = call(&app, Role::Admin, Service::Patient, Method::POST, "/v1/patients", patient(json!(5.5))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
+        // So in a path and a query (tried only when the value fails as written).
+        let (status, v) = call(&app, Role::Reception, Service::Patient, Method::GET, "/v1/patients/5.0", Value::Null).await;
+        assert_eq!((status, v["patient_id"].as_i64()), (StatusCode::OK, Some(5)), "{v}");
+        let (status, v) = call(&app, Role::Reception, Service::Patient, Method::GET, "/v1/patients?limit=2.0", Value::Null).await;
+        assert_eq!((status, v["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(2)), "{v}");
+        let (status, _) = call(&app, Role::Reception, Service::Patient, Method::GET, "/v1/patients?limit=2.5", Value::Null).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
         // Well formed, asking for nothing: 422, not a form error.
         let (status, v) = call(&app, Role::Reception, Service::Patient, Method::PATCH, "/v1/patients/5", json!({"name": null})).await;
         assert_eq!((status, v["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("nothing_to_change")), "{v}");

@@ -245,11 +245,10 @@ impl Db {
         // still open after that is closed, which ends the transaction and frees its locks.
         //
         // On PostgreSQL the driver's own count can miss a transaction the server has open (a
-        // request dropped after sending BEGIN, before the count moved), so the server is asked:
-        // outside an explicit transaction `now()` (its start) is this statement's own time; in
-        // one it is earlier, and in an aborted one the question fails. Either way: closed.
-        // (A transaction leaked less than 10 ms before is not seen; its next request fails
-        // once, and the connection is clean again after.)
+        // request dropped after sending BEGIN, before the count moved), so the server is asked,
+        // by a simple-protocol query (one message, one timestamp): outside an explicit
+        // transaction `now()` (its start) is exactly this statement's start; in one it is
+        // earlier, however little, and in an aborted one the question fails. Either way: closed.
         opts = opts.after_release(move |conn, _| {
             Box::pin(async move {
                 if conn.is_in_transaction() {
@@ -260,14 +259,13 @@ impl Db {
                     }
                 }
                 if backend == Backend::Postgres {
-                    // A prepared statement's implicit transaction can start a few microseconds
-                    // before the statement's own timestamp (its messages arrive one by one),
-                    // so a transaction counts as leaked only if it began 10 ms before.
-                    let idle: Result<bool, _> = sqlx::query_scalar(
-                        "SELECT now() > statement_timestamp() - interval '10 milliseconds'",
-                    )
-                    .fetch_one(&mut *conn)
-                    .await;
+                    // `raw_sql`: the simple protocol. A prepared statement's messages arrive
+                    // one by one, and its implicit transaction can start microseconds before
+                    // the statement's own timestamp; a simple query's cannot.
+                    let idle = conn
+                        .fetch_one(sqlx::raw_sql("SELECT now() = statement_timestamp()"))
+                        .await
+                        .and_then(|row| sqlx::Row::try_get::<bool, _>(&row, 0));
                     if !matches!(idle, Ok(true)) {
                         tracing::warn!("a connection came back inside a transaction; closed");
                         return Ok(false);

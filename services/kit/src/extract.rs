@@ -89,10 +89,81 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
-/// Query string; a bad parameter is 400 `validation_failed`.
-#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(Error))]
+/// Query string; a bad parameter is 400 `validation_failed`. As in a body, an integer written
+/// `5.0` is read as 5 — tried only when the query fails as written, so a text parameter that
+/// looks like one (`phone=5.0`) keeps what was sent.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Error> {
+        match axum::extract::Query::<T>::try_from_uri(&parts.uri) {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(rejection) => {
+                let whole = parts.uri.query().and_then(|q| {
+                    let pairs: Vec<String> = q
+                        .split('&')
+                        .map(|pair| match pair.split_once('=') {
+                            Some((k, v)) => format!("{k}={}", whole_text(v).unwrap_or(v)),
+                            None => pair.to_string(),
+                        })
+                        .collect();
+                    let uri: axum::http::Uri = format!("/?{}", pairs.join("&")).parse().ok()?;
+                    axum::extract::Query::<T>::try_from_uri(&uri).ok()
+                });
+                whole
+                    .map(|axum::extract::Query(v)| Query(v))
+                    .ok_or_else(|| rejection.into())
+            }
+        }
+    }
+}
+
+/// `12.0` (`12.00`, `-3.0`) as `12`; anything else is not a whole number written so.
+fn whole_text(s: &str) -> Option<&str> {
+    let (int, frac) = s.split_once('.')?;
+    let digits = int.strip_prefix('-').unwrap_or(int);
+    let whole = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !frac.is_empty()
+        && frac.bytes().all(|b| b == b'0');
+    whole.then_some(int)
+}
+
+/// Rewrites path segments written as whole numbers with a fraction (`/v1/patients/12.0`) to the
+/// integer before routing: JSON Schema counts `12.0` an integer, and the ids in paths are
+/// integers. No route has a segment that is a decimal number.
+pub async fn whole_number_path(mut req: axum::extract::Request) -> axum::extract::Request {
+    let path = req.uri().path();
+    if !path.split('/').any(|seg| whole_text(seg).is_some()) {
+        return req;
+    }
+    let rewritten: Vec<&str> = path
+        .split('/')
+        .map(|seg| whole_text(seg).unwrap_or(seg))
+        .collect();
+    let mut target = rewritten.join("/");
+    if let Some(q) = req.uri().query() {
+        target = format!("{target}?{q}");
+    }
+    if let Ok(pq) = target.parse::<axum::http::uri::PathAndQuery>() {
+        let mut parts = req.uri().clone().into_parts();
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
 
 /// Path parameters; a bad one (e.g. a non-numeric id) is 400 `validation_failed`.
 #[derive(Debug, Clone, Copy, Default, FromRequestParts)]
@@ -228,6 +299,15 @@ pub fn created<T: Serialize>(location: &str, version: i64, body: T) -> Response 
 #[cfg(test)]
 mod whole_number_tests {
     use super::*;
+
+    #[test]
+    fn whole_numbers_written_as_text() {
+        assert_eq!(whole_text("12.0"), Some("12"));
+        assert_eq!(whole_text("-3.00"), Some("-3"));
+        for not in ["12", "12.5", "1.", ".0", "k1.0", "a.0"] {
+            assert_eq!(whole_text(not), None, "{not}");
+        }
+    }
 
     #[test]
     fn whole_numbers_with_a_fraction_are_integers_and_nothing_else_changes() {

@@ -145,7 +145,13 @@ pub async fn start(
         clock,
     };
 
-    let app = router(def, &ctx)?;
+    // Before routing: a path segment `12.0` is the id 12 (see `extract::whole_number_path`).
+    let app =
+        Router::new()
+            .fallback_service(router(def, &ctx)?)
+            .layer(axum::middleware::map_request(
+                crate::extract::whole_number_path,
+            ));
     let addr = listener.local_addr()?;
     let (shutdown, rx) = watch::channel(false);
 

@@ -1,0 +1,37 @@
+//! The pool never hands out a connection inside a transaction, even one the driver does not
+//! know of: a request dropped between sending BEGIN and the transaction taking charge leaves
+//! the server in a transaction with the driver's count at zero.
+
+use hms_kit::db::{Db, Open};
+use sqlx::{Executor, Row};
+
+#[tokio::test]
+async fn a_transaction_begun_behind_the_drivers_back_is_never_reused_postgres() {
+    let Ok(url) = std::env::var("HMS_TEST_POSTGRES_URL") else {
+        println!("SKIPPED a_transaction_begun_behind_the_drivers_back_is_never_reused_postgres: HMS_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let how = Open {
+        service: "pool-test",
+        max_connections: 1,
+        ..Default::default()
+    };
+    let db = Db::open(&url, how).await.unwrap();
+    for round in 0..20 {
+        let mut conn = db.pool().acquire().await.unwrap();
+        // Released at once: the transaction is microseconds old.
+        conn.execute(sqlx::raw_sql("BEGIN")).await.unwrap();
+        drop(conn);
+        let mut conn = db.pool().acquire().await.unwrap();
+        let row = conn
+            .fetch_one(sqlx::raw_sql("SELECT now() = statement_timestamp()"))
+            .await
+            .unwrap();
+        let idle: bool = row.try_get(0).unwrap();
+        assert!(
+            idle,
+            "round {round}: a connection came back inside a transaction"
+        );
+    }
+    db.close().await;
+}
