@@ -414,21 +414,42 @@ async fn an_unwritable_database_fails_closed_and_heals() {
     assert_eq!(health(&app).await, StatusCode::OK);
 
     drop(guard);
-    // Healed by itself: no restart.
-    let (status, body) = create(&app, 5).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = ready(&app).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let r = app
-        .req(
-            Role::Reception,
-            Method::GET,
-            Service::Patient,
-            &format!("/v1/patients/{id}"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    // Healed by itself, no restart: within seconds a write, readiness and an audited read all
+    // succeed. (A request racing the moment the fault clears may still be refused, closed;
+    // a service that stays wedged fails here.)
+    let healed_by = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut last = String::new();
+    let mut n = 5;
+    loop {
+        let (created, body) = create(&app, n).await;
+        n += 1;
+        let (ready_status, ready_body) = ready(&app).await;
+        let r = app
+            .req(
+                Role::Reception,
+                Method::GET,
+                Service::Patient,
+                &format!("/v1/patients/{id}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        let read = r.status();
+        let read_body = r.text().await.unwrap_or_default();
+        if (created, ready_status, read) == (StatusCode::CREATED, StatusCode::OK, StatusCode::OK) {
+            break;
+        }
+        last = format!(
+            "create {created} {body}; ready {ready_status} {ready_body}; read {read} {read_body}"
+        );
+        assert!(
+            std::time::Instant::now() < healed_by,
+            "not healed 10 s after the fault cleared: {last}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    if !last.is_empty() {
+        println!("healed after a transient refusal: {last}");
+    }
     app.stop().await;
 }
