@@ -88,3 +88,42 @@ both_backends! {
         app.stop().await;
     }
 }
+
+both_backends! {
+    async fn a_backlog_drains_over_many_rounds_once_each_and_in_aggregate_order(b: Backend) {
+        // A subscriber that is down while 150 patients are registered, 30 of them then updated
+        // and deactivated: 210 events, more than one round claims.
+        let port = closed_port();
+        let app = TestApp::spawn_with(&b, &[&hms_patient::SERVICE], hms_kit::clock::Clock::system(), |c| {
+            c.service_mut("patient").subscribers = Some(vec!["testsub".into()]);
+            c.service_mut("testsub").url = Some(format!("http://127.0.0.1:{port}"));
+        }).await;
+        let desk = app.client(Role::Reception);
+        let mut ids = Vec::new();
+        for i in 0..150 {
+            ids.push(desk.create_patient(&new_patient("Backlog Person", 2000 + i)).await.unwrap().patient_id);
+        }
+        for id in &ids[..30] {
+            let u = hms_client::models::PatientUpdate { phone: Some("9000000001".into()), ..Default::default() };
+            desk.update_patient(*id, &u, None).await.unwrap();
+            desk.deactivate_patient(*id).await.unwrap();
+        }
+        let sub_db = fresh_database(&b, app.dir.path(), "testsub").await;
+        let sub = Subscriber::start(&app, &sub_db, port, &[Service::Patient]).await;
+        let got = eventually(60, "every event delivered", || async {
+            let r = sub.received().await;
+            (r.len() >= 210).then_some(r)
+        }).await;
+        assert_eq!(got.len(), 210, "each event once");
+        for id in &ids[..30] {
+            let kinds: Vec<&str> = got.iter().filter(|(_, a)| *a == id.to_string()).map(|(t, _)| t.as_str()).collect();
+            assert_eq!(kinds, ["patient.registered", "patient.updated", "patient.deactivated"], "patient {id}");
+        }
+        let pool = app.db(Service::Patient).pool().clone();
+        eventually(15, "every delivery recorded", || { let pool = pool.clone(); async move {
+            let r = sqlx::query("SELECT COUNT(*) AS n FROM outbox_delivery WHERE state = 'delivered'").fetch_one(&pool).await.ok()?;
+            (r.get::<i64, _>("n") == 210).then_some(())
+        }}).await;
+        app.stop().await;
+    }
+}

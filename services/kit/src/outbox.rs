@@ -199,7 +199,7 @@ impl Default for RelaySettings {
             max_attempts: 20,
             max_backoff: Duration::from_secs(300),
             lease: Duration::from_secs(30),
-            batch: 32,
+            batch: 128,
         }
     }
 }
@@ -356,13 +356,50 @@ impl Relay {
                     Some(ev) => self.deliver(&c.subscriber, &ev).await,
                     None => Outcome::Park("event row is missing".into()),
                 };
-                if let Err(e) = self.record(&c, outcome).await {
-                    tracing::warn!(error = %e, "could not record an outbox delivery outcome");
-                }
+                (c, outcome)
             }
         });
-        futures::future::join_all(deliveries).await;
+        let outcomes = futures::future::join_all(deliveries).await;
+        // The round's deliveries are recorded in one statement (one commit, not one per
+        // delivery: on SQLite each is a turn at the write lock); retries and parks, rare,
+        // one by one with their reasons.
+        let (delivered, failed): (Vec<_>, Vec<_>) = outcomes
+            .into_iter()
+            .partition(|(_, o)| matches!(o, Outcome::Delivered));
+        if let Err(e) = self.record_delivered(&delivered).await {
+            tracing::warn!(error = %e, "could not record delivered outbox events");
+        }
+        for (c, outcome) in failed {
+            if let Err(e) = self.record(&c, outcome).await {
+                tracing::warn!(error = %e, "could not record an outbox delivery outcome");
+            }
+        }
         Ok(n)
+    }
+
+    /// Marks `delivered` (one round's) delivered, in one statement.
+    async fn record_delivered(&self, delivered: &[(Claimed, Outcome)]) -> Result<(), sqlx::Error> {
+        if delivered.is_empty() {
+            return Ok(());
+        }
+        let mut q = Select::new("UPDATE outbox_delivery SET state = 'delivered', delivered_at = ");
+        q.push("?", [Bind::Text(to_db(Utc::now()))]);
+        q.push(
+            ", lease_until = NULL, last_error = NULL WHERE (event_id, subscriber) IN (VALUES ",
+            [],
+        );
+        for (i, (c, _)) in delivered.iter().enumerate() {
+            q.push(
+                if i == 0 { "(?, ?)" } else { ", (?, ?)" },
+                [
+                    Bind::Text(c.event_id.clone()),
+                    Bind::Text(c.subscriber.clone()),
+                ],
+            );
+        }
+        q.push(")", []);
+        q.execute(self.db.pool()).await?;
+        Ok(())
     }
 
     async fn load_events(

@@ -37,12 +37,16 @@ async fn receive(
     let payload = ev.payload.to_string();
     let ack = hms_kit::inbox::receive(&s.db, &s.outbox, &ev, chrono::Utc::now(), move |tx| {
         Box::pin(async move {
+            // When it was processed, so `received` lists events in that order (a table's own
+            // order is not insertion order on PostgreSQL once rolled-back rows' space is reused).
             sqlx::query(
-                "INSERT INTO received (event_type, aggregate_id, payload) VALUES ($1, $2, $3)",
+                "INSERT INTO received (event_type, aggregate_id, payload, received_at) \
+                 VALUES ($1, $2, $3, $4)",
             )
             .bind(kind)
             .bind(aggregate)
             .bind(payload)
+            .bind(hms_kit::time::to_db(chrono::Utc::now()))
             .execute(&mut **tx)
             .await?;
             Ok(())
@@ -58,7 +62,7 @@ impl Subscriber {
         let db = Db::connect(db_url).await.unwrap();
         db.migrate(sqlx::migrate::Migrator::DEFAULT).await.unwrap();
         sqlx::query(
-            "CREATE TABLE IF NOT EXISTS received (event_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, payload TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS received (event_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, payload TEXT NOT NULL, received_at TEXT NOT NULL)",
         )
         .execute(db.pool())
         .await
@@ -97,7 +101,7 @@ impl Subscriber {
 
     /// `(event_type, aggregate_id)` of every event processed, in arrival order.
     pub async fn received(&self) -> Vec<(String, String)> {
-        sqlx::query("SELECT event_type, aggregate_id FROM received")
+        sqlx::query("SELECT event_type, aggregate_id FROM received ORDER BY received_at")
             .fetch_all(self.db.pool())
             .await
             .unwrap()
