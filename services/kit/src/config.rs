@@ -34,6 +34,7 @@
 //! | `rate_limit_per_second`, `rate_limit_burst` | `HMS_RATE_LIMIT_PER_SECOND`, `HMS_RATE_LIMIT_BURST` | `300`, `600` per person's token and instance (`0` = off) |
 //! | `outbox_poll_ms` | `HMS_OUTBOX_POLL_MS` | `1000` (relay safety-net poll) |
 //! | `outbox_max_attempts` | `HMS_OUTBOX_MAX_ATTEMPTS` | `20` (then the delivery is parked, never dropped) |
+//! | `outbox_relays` | `HMS_OUTBOX_RELAYS` | `4` (relays per service delivering at once; each keeps every aggregate's order) |
 //! | `outbox_max_backoff_ms` | `HMS_OUTBOX_MAX_BACKOFF_MS` | `300000` (longest wait between attempts) |
 //! | `services.<svc>.port` | `HMS_<SVC>_PORT` | base port + offset |
 //! | `services.<svc>.url` | `HMS_<SVC>_URL` | `http://<bind>:<port>` (how others reach it) |
@@ -125,6 +126,10 @@ pub struct Config {
     /// refusing to start. Only after deciding not to restore it from a backup.
     pub create_missing_databases: bool,
     pub outbox_max_attempts: i64,
+    /// Relays per service, delivering at once: a claimed delivery is leased, and a delivery
+    /// waits while an earlier event of its aggregate is pending, so several never break an
+    /// aggregate's order; while one waits on a slow subscriber the others carry on.
+    pub outbox_relays: usize,
     pub outbox_max_backoff_ms: u64,
     pub services: BTreeMap<String, ServiceSettings>,
 }
@@ -168,6 +173,7 @@ impl Default for Config {
             rate_limit_burst: 600,
             outbox_poll_ms: 1000,
             outbox_max_attempts: 20,
+            outbox_relays: 4,
             outbox_max_backoff_ms: 300_000,
             services: BTreeMap::new(),
         }

@@ -215,6 +215,7 @@ pub fn backoff(attempts: i64, max: Duration) -> chrono::Duration {
 }
 
 /// Delivers a service's outbox to its subscribers.
+#[derive(Clone)]
 pub struct Relay {
     db: Db,
     service: Service,

@@ -186,7 +186,10 @@ pub async fn start(
     let background = def
         .background
         .map(|run| tokio::spawn(run(ctx.clone(), rx.clone())));
-    let relay = tokio::spawn(relay.run(rx));
+    let relays = config.outbox_relays.max(1);
+    let relay = tokio::spawn(async move {
+        futures::future::join_all((0..relays).map(|_| relay.clone().run(rx.clone()))).await;
+    });
     tracing::info!(service = service.name(), %addr, subscribers = ?subscribers, "service started");
     Ok(Running {
         service,
