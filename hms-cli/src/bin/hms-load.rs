@@ -68,6 +68,9 @@ struct Args {
     /// The configured daily cap per doctor (bookings fill this many slots per doctor-day).
     #[arg(long, default_value_t = 8)]
     daily_cap: usize,
+    /// The configured booking horizon in days (bookings are planned within it).
+    #[arg(long, default_value_t = 365)]
+    booking_horizon_days: i64,
 }
 
 #[tokio::main]
@@ -161,7 +164,7 @@ impl Fixtures {
                     .with_context(|| format!("creating booking doctor {i}"))?;
                 plan.doctors.push(d.doctor_id);
             }
-            plan.days = working_days(args.clinic_timezone, 400);
+            plan.days = working_days(args.clinic_timezone, args.booking_horizon_days);
             plan.per_day = args.daily_cap.min(18);
             plan.tz = Some(args.clinic_timezone);
         }
@@ -291,7 +294,9 @@ fn report(name: &str, args: &Args, o: &Outcome) {
     if o.exhausted {
         println!(
             "note: every planned slot was booked ({} doctors x {} working days x {} a day); the run stopped early",
-            args.connections, 400, args.daily_cap
+            args.connections,
+            working_days(args.clinic_timezone, args.booking_horizon_days).len(),
+            args.daily_cap
         );
     }
 }
@@ -342,12 +347,15 @@ fn fixture_doctor() -> hms_client::models::NewDoctor {
     }
 }
 
-/// Weekdays (the default working week) from the day after tomorrow, clinic-local.
-fn working_days(tz: chrono_tz::Tz, n: usize) -> Vec<chrono::NaiveDate> {
+/// Weekdays (the default working week) from the day after tomorrow up to `horizon_days`
+/// ahead less a day (a booking beyond the horizon is refused), clinic-local.
+fn working_days(tz: chrono_tz::Tz, horizon_days: i64) -> Vec<chrono::NaiveDate> {
     use chrono::Datelike;
-    let mut d = (chrono::Utc::now().with_timezone(&tz) + chrono::Duration::days(2)).date_naive();
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
+    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+    let last = today + chrono::Duration::days(horizon_days - 1);
+    let mut d = today + chrono::Duration::days(2);
+    let mut out = Vec::new();
+    while d <= last {
         if d.weekday().number_from_monday() <= 5 {
             out.push(d);
         }
