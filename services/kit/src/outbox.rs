@@ -225,6 +225,8 @@ pub struct Relay {
     keys: Arc<Keys>,
     wake: Arc<Notify>,
     settings: RelaySettings,
+    /// Whether this relay also does the hourly housekeeping (one of a service's relays does).
+    housekeeping: bool,
 }
 
 struct Claimed {
@@ -260,6 +262,15 @@ impl Relay {
             keys,
             wake: outbox.waker(),
             settings,
+            housekeeping: true,
+        }
+    }
+
+    /// Another relay of the same outbox, delivering beside this one (no housekeeping).
+    pub fn another(&self) -> Relay {
+        Relay {
+            housekeeping: false,
+            ..self.clone()
         }
     }
 
@@ -269,7 +280,7 @@ impl Relay {
         let mut last_sweep = std::time::Instant::now() - Duration::from_secs(3600);
         loop {
             // Housekeeping rides on the relay: replayable responses older than 30 days go.
-            if last_sweep.elapsed() >= Duration::from_secs(3600) {
+            if self.housekeeping && last_sweep.elapsed() >= Duration::from_secs(3600) {
                 last_sweep = std::time::Instant::now();
                 if let Err(e) = crate::idempotency::sweep(&self.db, Utc::now()).await {
                     tracing::warn!(error = %e, "idempotency sweep failed");

@@ -188,7 +188,9 @@ pub async fn start(
         .map(|run| tokio::spawn(run(ctx.clone(), rx.clone())));
     let relays = config.outbox_relays.max(1);
     let relay = tokio::spawn(async move {
-        futures::future::join_all((0..relays).map(|_| relay.clone().run(rx.clone()))).await;
+        let others: Vec<_> = (1..relays).map(|_| relay.another()).collect();
+        let all = std::iter::once(relay).chain(others);
+        futures::future::join_all(all.map(|r| r.run(rx.clone()))).await;
     });
     tracing::info!(service = service.name(), %addr, subscribers = ?subscribers, "service started");
     Ok(Running {
