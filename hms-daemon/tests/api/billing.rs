@@ -96,11 +96,35 @@ impl Clinic {
 
     /// Waits for the one bill of an appointment, in a state `ready` accepts.
     async fn bill(&self, appointment: i64, ready: impl Fn(&Bill) -> bool) -> Bill {
-        eventually(15, "the bill", || async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
             let b = self.bills_of(appointment).await;
-            (b.len() == 1 && ready(&b[0])).then(|| b[0].clone())
-        })
-        .await
+            if b.len() == 1 && ready(&b[0]) {
+                return b[0].clone();
+            }
+            // Say what was there, and what is still on its way.
+            if std::time::Instant::now() > deadline {
+                let mut pending = Vec::new();
+                for svc in [Service::Payment, Service::Appointment] {
+                    let rows = sqlx::query("SELECT d.subscriber, o.event_type, d.attempts, d.state, d.last_error FROM outbox_delivery d JOIN outbox o ON o.event_id = d.event_id WHERE d.state <> 'delivered'")
+                        .fetch_all(self.app.db(svc).pool()).await.unwrap_or_default();
+                    for r in rows {
+                        use sqlx::Row;
+                        pending.push(format!(
+                            "{}→{} {} attempts {} {} {:?}",
+                            svc.name(),
+                            r.get::<String, _>("subscriber"),
+                            r.get::<String, _>("event_type"),
+                            r.get::<i64, _>("attempts"),
+                            r.get::<String, _>("state"),
+                            r.get::<Option<String>, _>("last_error")
+                        ));
+                    }
+                }
+                panic!("timed out waiting for the bill: {b:?}\nundelivered: {pending:#?}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// A no-show bill of 525.00 (500.00 + 5% tax), known to the payment service.

@@ -235,6 +235,7 @@ struct Claimed {
     attempts: i64,
 }
 
+#[derive(Clone)]
 enum Outcome {
     Delivered,
     Retry(String),
@@ -378,12 +379,27 @@ impl Relay {
         let (delivered, failed): (Vec<_>, Vec<_>) = outcomes
             .into_iter()
             .partition(|(_, o)| matches!(o, Outcome::Delivered));
-        if let Err(e) = self.record_delivered(&delivered).await {
-            tracing::warn!(error = %e, "could not record delivered outbox events");
+        // An outcome not recorded leaves its delivery leased (30 s) and holds back the later
+        // events of its aggregate, so a transient failure to record (a pool busy with the
+        // service's own requests, a lock) is retried at once, a few times.
+        for attempt in 1..=5 {
+            match self.record_delivered(&delivered).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "could not record delivered outbox events");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+            }
         }
         for (c, outcome) in failed {
-            if let Err(e) = self.record(&c, outcome).await {
-                tracing::warn!(error = %e, "could not record an outbox delivery outcome");
+            for attempt in 1..=5 {
+                match self.record(&c, outcome.clone()).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, attempt, "could not record an outbox delivery outcome");
+                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                    }
+                }
             }
         }
         Ok(n)
