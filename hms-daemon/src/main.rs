@@ -337,10 +337,11 @@ async fn outbox(place: &Place, cmd: OutboxCommand) -> anyhow::Result<()> {
         }
         let s = hms_kit::outbox::stats(&db).await?;
         println!(
-            "{:<13} pending {:>5}  parked {:>5}",
+            "{:<13} pending {:>5}  parked {:>5}  lag {:>6.1} s",
             def.service.name(),
             s.pending,
-            s.parked
+            s.parked,
+            s.lag_seconds
         );
         db.close().await;
     }

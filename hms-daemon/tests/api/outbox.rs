@@ -108,6 +108,13 @@ both_backends! {
             desk.update_patient(*id, &u, None).await.unwrap();
             desk.deactivate_patient(*id).await.unwrap();
         }
+        // The lag shows how long the oldest due delivery has waited.
+        let db = app.db(Service::Patient).clone();
+        let behind = eventually(10, "a lag of a second", || { let db = db.clone(); async move {
+            let s = hms_kit::outbox::stats(&db).await.ok()?;
+            (s.lag_seconds >= 1.0).then_some(s)
+        }}).await;
+        assert_eq!(behind.pending, 210);
         let sub_db = fresh_database(&b, app.dir.path(), "testsub").await;
         let sub = Subscriber::start(&app, &sub_db, port, &[Service::Patient]).await;
         let got = eventually(60, "every event delivered", || async {
@@ -124,6 +131,10 @@ both_backends! {
             let r = sqlx::query("SELECT COUNT(*) AS n FROM outbox_delivery WHERE state = 'delivered'").fetch_one(&pool).await.ok()?;
             (r.get::<i64, _>("n") == 210).then_some(())
         }}).await;
+        let caught_up = hms_kit::outbox::stats(&db).await.unwrap();
+        assert_eq!((caught_up.pending, caught_up.lag_seconds), (0, 0.0));
+        let metrics = app.http.get(format!("{}/metrics", app.url(Service::Patient))).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("outbox_lag_seconds{service=\"patient\"}"), "{metrics}");
         app.stop().await;
     }
 }

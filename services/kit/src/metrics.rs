@@ -76,6 +76,10 @@ fn describe() {
         "Event deliveries not yet acknowledged by their subscriber (the outbox's lag)."
     );
     describe_gauge!(
+        "outbox_lag_seconds",
+        "How long the oldest due event delivery has waited, in seconds (0: the subscribers are up to date)."
+    );
+    describe_gauge!(
         "outbox_parked",
         "Event deliveries parked after retries or a refusal retrying cannot fix."
     );

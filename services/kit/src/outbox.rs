@@ -136,10 +136,13 @@ impl Outbox {
 }
 
 /// Counts of deliveries not yet done, for `/metrics` and operators.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct OutboxStats {
     pub pending: i64,
     pub parked: i64,
+    /// How long the oldest due delivery has waited (0 when none is due): how far the
+    /// subscribers are behind.
+    pub lag_seconds: f64,
 }
 
 /// Current pending and parked deliveries of a service's outbox.
@@ -157,6 +160,19 @@ pub async fn stats(db: &Db) -> Result<OutboxStats, sqlx::Error> {
             "pending" => s.pending = n,
             "parked" => s.parked = n,
             _ => {}
+        }
+    }
+    if s.pending > 0 {
+        let now = Utc::now();
+        let oldest: Option<String> = sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM outbox_delivery \
+             WHERE state = 'pending' AND next_attempt_at <= $1",
+        )
+        .bind(to_db(now))
+        .fetch_one(db.pool())
+        .await?;
+        if let Some(t) = oldest {
+            s.lag_seconds = (now - from_db(&t)?).num_milliseconds().max(0) as f64 / 1000.0;
         }
     }
     Ok(s)
@@ -297,7 +313,9 @@ impl Relay {
                     0
                 }
             };
-            self.publish_stats().await;
+            if self.housekeeping {
+                self.publish_stats().await;
+            }
             if worked > 0 {
                 continue;
             }
@@ -314,6 +332,7 @@ impl Relay {
             let svc = self.service.name();
             metrics::gauge!("outbox_pending", "service" => svc).set(s.pending as f64);
             metrics::gauge!("outbox_parked", "service" => svc).set(s.parked as f64);
+            metrics::gauge!("outbox_lag_seconds", "service" => svc).set(s.lag_seconds);
         }
     }
 
