@@ -3,7 +3,7 @@
 //! payment a nervous clerk cannot take twice.
 
 use crate::exit;
-use crate::output::{emit, Format, Printer};
+use crate::output::{emit, Printer};
 use crate::Failure;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -119,12 +119,17 @@ impl Names {
     }
 }
 
-/// Looks up the names of these patients and doctors (each person once).
+/// Looks up the names of these patients and doctors (each person once) when `out` is read by
+/// a person; a script's output keeps the ids only, and asks nothing more.
 pub async fn names(
     c: &HmsClient,
+    out: &Printer,
     patients: impl Iterator<Item = i64>,
     doctors: impl Iterator<Item = i64>,
 ) -> Result<Names, Failure> {
+    if !out.for_people() {
+        return Ok(Names::default());
+    }
     fn ids(v: impl Iterator<Item = i64>) -> Vec<i64> {
         let mut v: Vec<i64> = v.collect();
         v.sort_unstable();
@@ -375,7 +380,7 @@ fn local(out: &Printer, t: DateTime<Utc>) -> String {
 
 /// Prints `lines` (a bill's totals) after a table.
 pub fn totals(out: &Printer, b: &Bill) {
-    if out.format != Format::Table || out.quiet {
+    if !out.for_people() {
         return;
     }
     emit!(

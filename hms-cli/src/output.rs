@@ -153,6 +153,12 @@ pub struct Printer {
 }
 
 impl Printer {
+    /// Whether this output is read by a person (a table), not a script (JSON, CSV, ids): only
+    /// then are names looked up, totals added and hints given.
+    pub fn for_people(&self) -> bool {
+        self.format == Format::Table && !self.quiet
+    }
+
     /// A time for people: in the clinic's zone (or `--tz`), labelled with it.
     pub fn time(&self, t: DateTime<Utc>) -> String {
         match self.tz {

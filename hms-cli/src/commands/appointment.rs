@@ -145,16 +145,13 @@ pub const APPOINTMENT: View<Appointment> = View {
 
 /// Lists appointments with names (a table) or as the API gives them (JSON, CSV).
 async fn list(cx: &Ctx, rows: Vec<Appointment>) -> Result<(), Failure> {
-    let names = if cx.out.format == crate::output::Format::Table && !cx.out.quiet {
-        desk::names(
-            &cx.c,
-            rows.iter().map(|a| a.patient_id),
-            rows.iter().map(|a| a.doctor_id),
-        )
-        .await?
-    } else {
-        Names::default()
-    };
+    let names = desk::names(
+        &cx.c,
+        &cx.out,
+        rows.iter().map(|a| a.patient_id),
+        rows.iter().map(|a| a.doctor_id),
+    )
+    .await?;
     let listed: Vec<Listed> = rows.into_iter().map(|a| Listed::new(a, &names)).collect();
     cx.out.list(&listed, &LISTED);
     Ok(())

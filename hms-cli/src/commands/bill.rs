@@ -2,7 +2,7 @@
 
 use super::{Ctx, PageArgs, Yes};
 use crate::desk;
-use crate::output::{drop, emit, keep, shrink, Format, View};
+use crate::output::{drop, emit, keep, shrink, View};
 use crate::Failure;
 use clap::Subcommand;
 use hms_client::models::*;
@@ -136,11 +136,13 @@ pub async fn run(cx: &Ctx, cmd: BillCmd) -> Result<(), Failure> {
                 async move { c.list_bills(&q).await }
             })
             .await?;
-            let names = if out.format == Format::Table && !out.quiet {
-                desk::names(c, rows.iter().map(|b| b.patient_id), std::iter::empty()).await?
-            } else {
-                desk::Names::default()
-            };
+            let names = desk::names(
+                c,
+                out,
+                rows.iter().map(|b| b.patient_id),
+                std::iter::empty(),
+            )
+            .await?;
             let listed: Vec<Listed> = rows
                 .into_iter()
                 .map(|b| Listed {
@@ -153,7 +155,7 @@ pub async fn run(cx: &Ctx, cmd: BillCmd) -> Result<(), Failure> {
         BillCmd::Show { id } => {
             let b = c.get_bill(id).await?;
             out.record(&b, &BILL);
-            if out.format == Format::Table && !out.quiet {
+            if out.for_people() {
                 out.list(&b.lines, &LINE);
                 emit!(
                     "Subtotal {} · Tax {}",

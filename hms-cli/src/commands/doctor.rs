@@ -252,7 +252,7 @@ fn show_week(cx: &Ctx, week: &WeeklyHours) {
     let mut rows = week.hours.clone();
     rows.sort_by(|a, b| (a.weekday, &a.start).cmp(&(b.weekday, &b.start)));
     cx.out.list(&rows, &HOURS);
-    if cx.out.format == Format::Table && !cx.out.quiet {
+    if cx.out.for_people() {
         emit!("Times are clinic time ({}).", cx.tz);
     }
 }
@@ -367,7 +367,7 @@ pub async fn run(cx: &Ctx, cmd: DoctorCmd) -> Result<(), Failure> {
         DoctorCmd::Leave(LeaveCmd::Remove { id, leave_id, yes }) => {
             cx.confirm(yes, &format!("Remove leave {leave_id} of doctor {id}"))?;
             c.remove_leave(id, leave_id).await?;
-            if !out.quiet && out.format == Format::Table {
+            if out.for_people() {
                 emit!("Leave {leave_id} of doctor {id} removed.");
             }
         }
@@ -435,7 +435,7 @@ fn availability(cx: &Ctx, a: DoctorAvailability) {
     let out = &cx.out;
     if out.format == Format::Json && !out.quiet {
         emit!("{}", serde_json::to_string_pretty(&a).unwrap_or_default());
-    } else if a.slots.is_empty() && !out.quiet && out.format == Format::Table {
+    } else if a.slots.is_empty() && out.for_people() {
         // Why there is nothing, in words.
         let why = match a.unavailable_reason.as_deref() {
             Some("on_leave") => "on leave",

@@ -143,6 +143,22 @@ pub fn search_query(term: &str) -> PatientQuery {
     }
 }
 
+/// The patients `q` finds, a page (or all) at a time.
+async fn list(cx: &Ctx, q: PatientQuery, paging: desk::Paging) -> Result<(), Failure> {
+    let c = &cx.c;
+    let rows = desk::rows(paging, |limit, cursor| {
+        let q = PatientQuery {
+            limit: Some(limit),
+            cursor,
+            ..q.clone()
+        };
+        async move { c.list_patients(&q).await }
+    })
+    .await?;
+    cx.out.list(&rows, &PATIENT);
+    Ok(())
+}
+
 pub async fn run(cx: &Ctx, cmd: PatientCmd) -> Result<(), Failure> {
     let (c, out) = (&cx.c, &cx.out);
     match cmd {
@@ -178,29 +194,10 @@ pub async fn run(cx: &Ctx, cmd: PatientCmd) -> Result<(), Failure> {
                 active,
                 ..Default::default()
             };
-            let rows = desk::rows(page.paging()?, |limit, cursor| {
-                let q = PatientQuery {
-                    limit: Some(limit),
-                    cursor,
-                    ..q.clone()
-                };
-                async move { c.list_patients(&q).await }
-            })
-            .await?;
-            out.list(&rows, &PATIENT);
+            list(cx, q, page.paging()?).await?;
         }
         PatientCmd::Search { term } => {
-            let q = search_query(&term);
-            let rows = desk::rows(desk::Paging::new(50, false)?, |limit, cursor| {
-                let q = PatientQuery {
-                    limit: Some(limit),
-                    cursor,
-                    ..q.clone()
-                };
-                async move { c.list_patients(&q).await }
-            })
-            .await?;
-            out.list(&rows, &PATIENT);
+            list(cx, search_query(&term), desk::Paging::new(50, false)?).await?
         }
         PatientCmd::Show { id } => out.record(&c.get_patient(id).await?, &PATIENT),
         PatientCmd::Update {

@@ -2,7 +2,7 @@
 
 use super::{Ctx, PageArgs, Yes};
 use crate::desk;
-use crate::output::{drop, emit, keep, shrink, Format, View};
+use crate::output::{drop, emit, keep, shrink, View};
 use crate::Failure;
 use clap::{Args, Subcommand};
 use hms_client::models::*;
@@ -161,7 +161,7 @@ pub async fn run(cx: &Ctx, cmd: PaymentCmd) -> Result<(), Failure> {
             })
             .await?;
             out.list(&rows, &PAYMENT);
-            if out.format == Format::Table && !out.quiet && !rows.is_empty() {
+            if out.for_people() && !rows.is_empty() {
                 emit!("Refund from one: hmsctl refund <payment id> --amount X, or hmsctl refund --bill {bill} --amount X");
             }
         }

@@ -175,16 +175,13 @@ pub async fn run(cx: &Ctx, cmd: RxCmd) -> Result<(), Failure> {
                 async move { c.list_prescriptions(&q).await }
             })
             .await?;
-            let names = if out.format == crate::output::Format::Table && !out.quiet {
-                desk::names(
-                    c,
-                    rows.iter().map(|p| p.patient_id),
-                    rows.iter().map(|p| p.doctor_id),
-                )
-                .await?
-            } else {
-                desk::Names::default()
-            };
+            let names = desk::names(
+                c,
+                out,
+                rows.iter().map(|p| p.patient_id),
+                rows.iter().map(|p| p.doctor_id),
+            )
+            .await?;
             let listed: Vec<Listed> = rows
                 .into_iter()
                 .map(|p| Listed {

@@ -3,22 +3,13 @@
 //! twice by accident, a bill's payments and refunds by bill, output that pipes cleanly.
 
 use super::{code, hmsctl, json};
+use crate::EVERY_SERVICE;
 use chrono::{Datelike, Duration, Utc};
 use hms_client::models::{LegacyAppointment, LegacyBill};
 use hms_kit::auth::Role;
 use hms_testkit::{both_backends, new_doctor, new_patient, TestApp};
 use std::io::Read;
 use std::process::{Command, Stdio};
-
-const ALL: [&hms_kit::server::ServiceDef; 7] = [
-    &hms_patient::SERVICE,
-    &hms_doctor::SERVICE,
-    &hms_billing::SERVICE,
-    &hms_appointment::SERVICE,
-    &hms_prescription::SERVICE,
-    &hms_payment::SERVICE,
-    &hms_notification::SERVICE,
-];
 
 fn text(o: &std::process::Output) -> (String, String) {
     (
@@ -29,7 +20,7 @@ fn text(o: &std::process::Output) -> (String, String) {
 
 both_backends! {
     async fn a_day_at_the_desk_without_curl(b: Backend) {
-        let app = TestApp::spawn(&b, &ALL).await;
+        let app = TestApp::spawn(&b, &EVERY_SERVICE).await;
         let admin = app.client(Role::Admin);
         let meera = admin.create_patient(&new_patient("Meera Iyer", 11)).await.unwrap().patient_id;
         admin.create_patient(&new_patient("Arjun Das", 12)).await.unwrap();

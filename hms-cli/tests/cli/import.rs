@@ -4,6 +4,7 @@
 //! run does.
 
 use super::{code, hmsctl, json};
+use crate::EVERY_SERVICE;
 use chrono::{Datelike, Duration, NaiveDate, TimeZone, Utc};
 use hms_client::models::{BillQuery, NewAppointment, NewPayment};
 use hms_client::{Money, Service};
@@ -11,16 +12,6 @@ use hms_kit::auth::Role;
 use hms_testkit::{both_backends, eventually, new_patient, TestApp};
 use std::collections::HashMap;
 use std::path::Path;
-
-const ALL: [&hms_kit::server::ServiceDef; 7] = [
-    &hms_patient::SERVICE,
-    &hms_doctor::SERVICE,
-    &hms_billing::SERVICE,
-    &hms_appointment::SERVICE,
-    &hms_prescription::SERVICE,
-    &hms_payment::SERVICE,
-    &hms_notification::SERVICE,
-];
 
 fn m(s: &str) -> Money {
     s.parse().unwrap()
@@ -88,7 +79,7 @@ fn write_set(dir: &Path, past: NaiveDate, future: NaiveDate) {
 
 both_backends! {
     async fn a_dirty_legacy_set_imports_under_the_live_rules(b: Backend) {
-        let app = TestApp::spawn(&b, &ALL).await;
+        let app = TestApp::spawn(&b, &EVERY_SERVICE).await;
         let ist = chrono_tz::Asia::Kolkata;
         let today = Utc::now().with_timezone(&ist).date_naive();
         let past = today - Duration::days(30);

@@ -8,6 +8,17 @@ use hms_testkit::{both_backends, new_doctor, new_patient, TestApp};
 use serde_json::Value;
 use std::process::{Command, Output, Stdio};
 
+/// Every service, as the embedded default runs them.
+pub const EVERY_SERVICE: [&hms_kit::server::ServiceDef; 7] = [
+    &hms_patient::SERVICE,
+    &hms_doctor::SERVICE,
+    &hms_billing::SERVICE,
+    &hms_appointment::SERVICE,
+    &hms_prescription::SERVICE,
+    &hms_payment::SERVICE,
+    &hms_notification::SERVICE,
+];
+
 mod desk;
 mod import;
 mod terminal;
@@ -222,6 +233,20 @@ both_backends! {
         assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
         let ids: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
         assert_eq!(ids.len(), 2, "the confirmation on two channels: {ids:?}");
+        // A stream for scripts: CSV under one header, JSON one object per line.
+        let follow = ["alerts", "--max", "2", "--every", "1", "--backlog-minutes", "60", "-o"];
+        let csv = hmsctl(&app, Some(Role::Reception), &[&follow[..], &["csv"]].concat());
+        let csv = String::from_utf8_lossy(&csv.stdout).to_string();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3, "{csv}");
+        assert!(lines[0].starts_with("notification_id,") && !lines[1..].iter().any(|l| l.starts_with("notification_id,")), "{csv}");
+        let json = hmsctl(&app, Some(Role::Reception), &[&follow[..], &["json"]].concat());
+        let json = String::from_utf8_lossy(&json.stdout).to_string();
+        assert_eq!(json.lines().count(), 2, "{json}");
+        for line in json.lines() {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert!(v["notification_id"].is_i64(), "{line}");
+        }
         let completions = Command::new(env!("CARGO_BIN_EXE_hmsctl")).args(["completions", "bash"]).output().unwrap();
         assert!(String::from_utf8_lossy(&completions.stdout).contains("hmsctl"));
         app.stop().await;

@@ -18,14 +18,7 @@ async fn status_of(
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
-    let resp = req
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    answer(req.header("content-type", "application/json").body("{}")).await
 }
 
 both_backends! {

@@ -4,6 +4,7 @@
 
 use crate::both_backends;
 use crate::support::*;
+use crate::EVERY_SERVICE;
 use chrono::{DateTime, Duration, Utc};
 use hms_client::models::{
     Bill, BillQuery, NewAdjustment, NewAppointment, NewPayment, NewPrescription, NewRefund,
@@ -14,16 +15,6 @@ use hms_kit::clock::Clock;
 use hms_kit::Service;
 use reqwest::Method;
 use std::collections::BTreeMap;
-
-const ALL: [&hms_kit::server::ServiceDef; 7] = [
-    &hms_patient::SERVICE,
-    &hms_doctor::SERVICE,
-    &hms_billing::SERVICE,
-    &hms_appointment::SERVICE,
-    &hms_prescription::SERVICE,
-    &hms_payment::SERVICE,
-    &hms_notification::SERVICE,
-];
 
 /// 09:00 IST on Tuesday 2026-12-01, plus `h` hours.
 fn tue(h: i64) -> DateTime<Utc> {
@@ -39,7 +30,7 @@ struct Clinic {
 async fn clinic(b: &Backend) -> Clinic {
     let app = TestApp::spawn_with(
         b,
-        &ALL,
+        &EVERY_SERVICE,
         Clock::manual("2026-11-30T00:00:00Z".parse().unwrap()),
         |c| c.daily_cap = 18,
     )

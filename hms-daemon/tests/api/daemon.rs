@@ -524,3 +524,15 @@ fn hmsctl() -> std::path::PathBuf {
     }
     path
 }
+
+/// `token issue --help` states each default once (it once showed `[default: 8h]` twice).
+#[test]
+fn token_help_states_its_default_once() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hms-daemon"))
+        .args(["token", "issue", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert_eq!(help.matches("[default: 8h]").count(), 1, "{help}");
+}

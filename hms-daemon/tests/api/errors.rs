@@ -8,20 +8,17 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 async fn post(app: &TestApp, body: &str) -> (StatusCode, Value) {
-    let resp = app
-        .req(
-            Role::Reception,
-            Method::POST,
-            Service::Patient,
-            "/v1/patients",
-        )
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap())
+    let req = app.req(
+        Role::Reception,
+        Method::POST,
+        Service::Patient,
+        "/v1/patients",
+    );
+    answer(
+        req.header("content-type", "application/json")
+            .body(body.to_string()),
+    )
+    .await
 }
 
 fn assert_standard(body: &Value) {
@@ -151,14 +148,7 @@ async fn call(
     path: &str,
     body: Value,
 ) -> (StatusCode, Value) {
-    let resp = app
-        .req(role, method, service, path)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    answer(app.req(role, method, service, path).json(&body)).await
 }
 
 both_backends! {

@@ -4,6 +4,7 @@
 
 use crate::both_backends;
 use crate::support::*;
+use crate::EVERY_SERVICE;
 use futures::future::join_all;
 use hms_kit::auth::Role;
 use hms_kit::Service;
@@ -139,19 +140,9 @@ fn request(
     req
 }
 
-const ALL: [&hms_kit::server::ServiceDef; 7] = [
-    &hms_patient::SERVICE,
-    &hms_doctor::SERVICE,
-    &hms_appointment::SERVICE,
-    &hms_billing::SERVICE,
-    &hms_payment::SERVICE,
-    &hms_prescription::SERVICE,
-    &hms_notification::SERVICE,
-];
-
 both_backends! {
     async fn clients_that_hang_up_wedge_nothing(b: Backend) {
-        let app = TestApp::spawn(&b, &ALL).await;
+        let app = TestApp::spawn(&b, &EVERY_SERVICE).await;
         let admin = app.client(Role::Admin);
         let p = admin.create_patient(&new_patient("Wedge Check", 990)).await.unwrap();
         let d = admin.create_doctor(&new_doctor("Dr. Hang Up", "Cardiology", "Cardiologist")).await.unwrap();

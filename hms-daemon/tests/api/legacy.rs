@@ -5,6 +5,7 @@
 
 use crate::both_backends;
 use crate::support::*;
+use crate::EVERY_SERVICE;
 use chrono::{DateTime, Duration, Utc};
 use hms_client::models::{
     LegacyAppointment, LegacyBill, LegacyPayment, LegacyPrescription, NewAppointment, NewPayment,
@@ -12,16 +13,6 @@ use hms_client::models::{
 use hms_client::{ClientError, HmsClient, Money, Service};
 use hms_kit::auth::Role;
 use hms_kit::clock::Clock;
-
-const ALL: [&hms_kit::server::ServiceDef; 7] = [
-    &hms_patient::SERVICE,
-    &hms_doctor::SERVICE,
-    &hms_billing::SERVICE,
-    &hms_appointment::SERVICE,
-    &hms_prescription::SERVICE,
-    &hms_payment::SERVICE,
-    &hms_notification::SERVICE,
-];
 
 /// 09:00 IST on Tuesday 2026-12-01, plus `h` hours (the clock stands at 2026-11-30 00:00Z).
 fn tue(h: i64) -> DateTime<Utc> {
@@ -84,7 +75,7 @@ fn payment(id: i64, bill: i64, amount: &str, method: &str) -> LegacyPayment {
 async fn setup(b: &Backend) -> (TestApp, HmsClient, i64, i64, i64) {
     let app = TestApp::spawn_with(
         b,
-        &ALL,
+        &EVERY_SERVICE,
         Clock::manual("2026-11-30T00:00:00Z".parse().unwrap()),
         |_| {},
     )

@@ -7,14 +7,25 @@ use hms_kit::auth::Role;
 use hms_kit::Service;
 use sqlx::Row;
 
+/// The patient service, its events going to one subscriber (`testsub`) at `port`.
+async fn patient_service_with_subscriber_at(b: &Backend, port: u16) -> TestApp {
+    TestApp::spawn_with(
+        b,
+        &[&hms_patient::SERVICE],
+        hms_kit::clock::Clock::system(),
+        |c| {
+            c.service_mut("patient").subscribers = Some(vec!["testsub".into()]);
+            c.service_mut("testsub").url = Some(format!("http://127.0.0.1:{port}"));
+        },
+    )
+    .await
+}
+
 both_backends! {
     async fn events_wait_for_a_subscriber_that_is_down_and_are_processed_once(b: Backend) {
         // Reserve a port for the subscriber, then leave it closed: the subscriber is down.
         let port = closed_port();
-        let app = TestApp::spawn_with(&b, &[&hms_patient::SERVICE], hms_kit::clock::Clock::system(), |c| {
-            c.service_mut("patient").subscribers = Some(vec!["testsub".into()]);
-            c.service_mut("testsub").url = Some(format!("http://127.0.0.1:{port}"));
-        }).await;
+        let app = patient_service_with_subscriber_at(&b, port).await;
         let desk = app.client(Role::Reception);
         let p = desk.create_patient(&new_patient("Outbox Person", 900)).await.unwrap();
         assert!(!p.patient_id.to_string().is_empty(), "the write succeeds while the subscriber is down");
@@ -94,10 +105,7 @@ both_backends! {
         // A subscriber that is down while 150 patients are registered, 30 of them then updated
         // and deactivated: 210 events, more than one round claims.
         let port = closed_port();
-        let app = TestApp::spawn_with(&b, &[&hms_patient::SERVICE], hms_kit::clock::Clock::system(), |c| {
-            c.service_mut("patient").subscribers = Some(vec!["testsub".into()]);
-            c.service_mut("testsub").url = Some(format!("http://127.0.0.1:{port}"));
-        }).await;
+        let app = patient_service_with_subscriber_at(&b, port).await;
         let desk = app.client(Role::Reception);
         let mut ids = Vec::new();
         for i in 0..150 {

@@ -507,8 +507,13 @@ async fn import(
             "department is required (at most 100 characters)",
         ));
     }
-    if a.patient_id <= 0 || a.doctor_id <= 0 {
-        return Err(Error::bad_request("ids must be positive"));
+    for (field, id) in [("patient_id", a.patient_id), ("doctor_id", a.doctor_id)] {
+        if id <= 0 {
+            return Err(Error::validation(
+                field,
+                format!("{field} must be positive, not {id}"),
+            ));
+        }
     }
     let mut warnings = Vec::new();
     let slot_end = if a.slot_end <= a.slot_start {

@@ -364,6 +364,25 @@ impl TestApp {
     }
 }
 
+/// Sends `req`: the status and the JSON body (null when there is none; a body that is not JSON
+/// fails the test — every answer of the services is JSON).
+pub async fn answer(req: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {
+    let resp = req.send().await.expect("the service answers");
+    let status = resp.status();
+    let bytes = resp.bytes().await.expect("a whole body");
+    let body = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{status}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    };
+    (status, body)
+}
+
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `secs`.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
 where
