@@ -26,10 +26,16 @@ pub enum Backend {
     Postgres,
 }
 
-/// A service's connection pool and what kind of database is behind it.
+/// A service's connections and what kind of database is behind it.
+///
+/// On SQLite, where one transaction writes at a time, writes have one connection of their own
+/// (`writer`) and reads a pool of others (WAL: readers never wait for the writer). Writers
+/// queue, in order, for that connection instead of racing for the file's lock through the
+/// busy timeout, whose handler sleeps and retries. On PostgreSQL both are the one pool.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
+    writer: AnyPool,
     backend: Backend,
     service: &'static str,
     sqlite_file: Option<Arc<DataFile>>,
@@ -64,6 +70,9 @@ impl Faults {
             .is_some_and(|t| age > t.elapsed())
     }
 }
+
+/// SQLite connections for reads, per database (beside its one writer).
+const SQLITE_READERS: u32 = 8;
 
 /// How a service opens its database.
 #[derive(Debug, Clone)]
@@ -234,7 +243,7 @@ impl Db {
         let mut opts = AnyPoolOptions::new()
             .acquire_timeout(Duration::from_secs(5))
             .max_connections(match backend {
-                Backend::Sqlite => 8,
+                Backend::Sqlite => SQLITE_READERS,
                 Backend::Postgres => max.max(1),
             });
         // A connection goes back to the pool only outside any transaction. A request dropped
@@ -309,7 +318,16 @@ impl Db {
                 })
             });
         }
-        let pool = opts.connect(&url).await?;
+        let (pool, writer) = match backend {
+            Backend::Sqlite => {
+                let writer = opts.clone().max_connections(1).connect(&url).await?;
+                (opts.connect(&url).await?, writer)
+            }
+            Backend::Postgres => {
+                let pool = opts.connect(&url).await?;
+                (pool.clone(), pool)
+            }
+        };
         let sqlite_file = match &file {
             Some(f) => {
                 if let (Some(dir), Some(name)) = (f.parent(), f.file_name()) {
@@ -323,6 +341,7 @@ impl Db {
         };
         Ok(Db {
             pool,
+            writer,
             backend,
             service: how.service,
             sqlite_file,
@@ -352,8 +371,16 @@ impl Db {
         self.backend
     }
 
+    /// Connections for reads. A write outside [`Db::begin`] goes through [`Db::writer`].
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The connection(s) writes go through: on SQLite the one writer connection, on
+    /// PostgreSQL the pool. For a single statement that writes (an UPDATE without a
+    /// transaction around it); anything larger uses [`Db::begin`].
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     /// Applies the shared kit migrations (outbox, inbox; versions below 100) and the service's
@@ -381,7 +408,7 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, Error> {
         self.check_storage()?;
         let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
         Ok(tx)
@@ -417,7 +444,7 @@ impl Db {
                 .fetch_one(&self.pool)
                 .await?;
             if self.backend == Backend::Sqlite {
-                let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
                 let v: i64 = sqlx::query_scalar("PRAGMA user_version")
                     .fetch_one(&mut *tx)
                     .await?;
@@ -437,6 +464,7 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }

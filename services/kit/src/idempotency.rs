@@ -292,7 +292,7 @@ pub async fn sweep(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     Ok(
         sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
             .bind(to_db(cutoff))
-            .execute(db.pool())
+            .execute(db.writer())
             .await?
             .rows_affected(),
     )

@@ -190,7 +190,7 @@ pub async fn requeue_parked(db: &Db, event_id: Option<&str>) -> Result<u64, sqlx
     if let Some(id) = event_id {
         q.and("event_id = ?", Bind::Text(id.to_string()));
     }
-    Ok(q.execute(db.pool()).await?.rows_affected())
+    Ok(q.execute(db.writer()).await?.rows_affected())
 }
 
 /// Tuning of a relay.
@@ -364,7 +364,7 @@ impl Relay {
         .bind(to_db(lease_until))
         .bind(to_db(now))
         .bind(self.settings.batch)
-        .fetch_all(self.db.pool())
+        .fetch_all(self.db.writer())
         .await?;
         if claimed.is_empty() {
             return Ok(0);
@@ -445,7 +445,7 @@ impl Relay {
             );
         }
         q.push(")", []);
-        q.execute(self.db.pool()).await?;
+        q.execute(self.db.writer()).await?;
         Ok(())
     }
 
@@ -548,7 +548,7 @@ impl Relay {
                 .bind(to_db(now))
                 .bind(&c.event_id)
                 .bind(&c.subscriber)
-                .execute(self.db.pool())
+                .execute(self.db.writer())
                 .await?;
             }
             Outcome::Retry(err) if c.attempts < self.settings.max_attempts => {
@@ -564,7 +564,7 @@ impl Relay {
                 .bind(&err)
                 .bind(&c.event_id)
                 .bind(&c.subscriber)
-                .execute(self.db.pool())
+                .execute(self.db.writer())
                 .await?;
             }
             Outcome::Retry(err) | Outcome::Park(err) => {
@@ -579,7 +579,7 @@ impl Relay {
                 .bind(&err)
                 .bind(&c.event_id)
                 .bind(&c.subscriber)
-                .execute(self.db.pool())
+                .execute(self.db.writer())
                 .await?;
             }
         }

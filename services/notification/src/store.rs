@@ -226,7 +226,7 @@ pub async fn claim_pending(
     .bind(to_db(now + lease))
     .bind(to_db(now))
     .bind(batch)
-    .fetch_all(db.pool())
+    .fetch_all(db.writer())
     .await?;
     rows.iter()
         .map(|r| {
@@ -247,7 +247,7 @@ pub async fn mark_sent(db: &Db, id: i64) -> Result<(), Error> {
     sqlx::query("UPDATE notifications SET status = 'sent', sent_at = $1, lease_until = NULL, last_error = NULL WHERE notification_id = $2")
         .bind(to_db(Utc::now()))
         .bind(id)
-        .execute(db.pool())
+        .execute(db.writer())
         .await?;
     Ok(())
 }
@@ -268,7 +268,7 @@ pub async fn mark_failed(
         .bind(to_db(next))
         .bind(error)
         .bind(id)
-        .execute(db.pool())
+        .execute(db.writer())
         .await?;
     Ok(())
 }
