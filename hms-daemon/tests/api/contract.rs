@@ -77,6 +77,64 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn a_batch_of_events_is_judged_event_by_event(b: Backend) {
+        // The relay delivers many events in one request, applied in one transaction: each is
+        // still judged alone — refused with its own error, its writes undone — while the
+        // others commit.
+        let app = TestApp::spawn(&b, &[&hms_billing::SERVICE]).await;
+        let with = |mut v: Value, k: &str, x: Value| { v[k] = x; v };
+        let appointment = |id: i64| json!({"appointment_id": id, "patient_id": 1, "doctor_id": 1, "slot_start": "2026-12-01T04:00:00Z",
+                                 "slot_end": "2026-12-01T04:30:00Z", "consultation_fee": "500.00", "department": "Cardiology",
+                                 "status": "COMPLETED", "reschedule_count": 0, "fee_decision": null,
+                                 "completed_at": "2026-12-01T04:30:00Z"});
+        let completed = event("appointment", "appointment.completed", appointment(7));
+        // Decodes, but billing refuses it in its effect, after the inbox row was written.
+        let cancelled = event("appointment", "appointment.cancelled", with(with(with(with(appointment(8), "status", json!("CANCELLED")),
+            "cancelled_at", json!("2026-11-30T04:00:00Z")), "minutes_before_start", json!(1440)), "fee_decision", json!("full")));
+        let misfit = event("appointment", "appointment.completed", with(appointment(9), "consultation_fee", json!("46116860184273880.04")));
+        let foreign = event("payment", "payment.captured", json!({}));
+        let url = format!("{}/v1/events/batch", app.url(Service::Billing));
+        let token = app.keys.issue(Role::Service, "service:appointment", None, chrono::Duration::minutes(5));
+        let send = |events: Vec<Value>| app.http.post(&url).bearer_auth(&token).json(&json!({"events": events})).send();
+
+        let r = send(vec![cancelled.clone(), completed.clone(), misfit.clone(), foreign.clone()]).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let ack: Value = r.json().await.unwrap();
+        let results = ack["results"].as_array().unwrap();
+        let seen: Vec<(&str, i64, Option<&str>)> = results.iter()
+            .map(|r| (r["event_id"].as_str().unwrap(), r["status"].as_i64().unwrap(), r["error"]["code"].as_str()))
+            .collect();
+        let id = |e: &Value| e["event_id"].as_str().unwrap().to_string();
+        assert_eq!(seen, vec![
+            (id(&cancelled).as_str(), 400, Some("validation_failed")),
+            (id(&completed).as_str(), 200, None),
+            (id(&misfit).as_str(), 400, Some("validation_failed")),
+            (id(&foreign).as_str(), 403, Some("forbidden")),
+        ], "{ack}");
+        assert_eq!(results[2]["error"]["details"]["field"], "consultation_fee");
+        let pool = app.db(Service::Billing).pool().clone();
+        let count = |sql: &'static str| { let pool = pool.clone(); async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.unwrap() } };
+        assert_eq!(count("SELECT COUNT(*) FROM inbox").await, 1, "only the accepted event is recorded as processed");
+        assert_eq!(count("SELECT COUNT(*) FROM bills WHERE appointment_id = 7").await, 1, "the accepted event took effect");
+        assert_eq!(count("SELECT COUNT(*) FROM bills WHERE appointment_id = 8").await, 0, "the refused one changed nothing");
+
+        // Delivered again (a relay that crashed before recording), beside a new event: the
+        // repeat is a duplicate with no second effect.
+        let later = event("appointment", "appointment.completed", appointment(10));
+        let ack: Value = send(vec![completed.clone(), later.clone()]).await.unwrap().json().await.unwrap();
+        let duplicates: Vec<(i64, bool)> = ack["results"].as_array().unwrap().iter()
+            .map(|r| (r["status"].as_i64().unwrap(), r["duplicate"].as_bool().unwrap())).collect();
+        assert_eq!(duplicates, vec![(200, true), (200, false)], "{ack}");
+        assert_eq!(count("SELECT COUNT(*) FROM bills WHERE appointment_id = 7").await, 1);
+        assert_eq!(count("SELECT COUNT(*) FROM bills WHERE appointment_id = 10").await, 1);
+
+        // An empty batch is a bad request; a person may not deliver events at all.
+        assert_eq!(send(vec![]).await.unwrap().status(), StatusCode::BAD_REQUEST);
+        let r = app.http.post(&url).bearer_auth(app.token(Role::Admin)).json(&json!({"events": [later]})).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        app.stop().await;
+    }
+
     async fn every_operation_declares_what_the_middleware_answers(b: Backend) {
         let app = TestApp::spawn(&b, &[&hms_patient::SERVICE, &hms_doctor::SERVICE, &hms_appointment::SERVICE, &hms_billing::SERVICE,
             &hms_payment::SERVICE, &hms_prescription::SERVICE, &hms_notification::SERVICE]).await;

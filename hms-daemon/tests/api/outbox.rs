@@ -145,4 +145,29 @@ both_backends! {
         assert!(metrics.contains("outbox_lag_seconds{service=\"patient\"}"), "{metrics}");
         app.stop().await;
     }
+
+    async fn a_subscriber_without_batches_is_sent_events_one_by_one(b: Backend) {
+        // A subscriber of an older release (no batch route) during a rolling update.
+        let port = closed_port();
+        let app = patient_service_with_subscriber_at(&b, port).await;
+        let desk = app.client(Role::Reception);
+        for i in 0..5 {
+            desk.create_patient(&new_patient("Older Subscriber", 3000 + i)).await.unwrap();
+        }
+        let sub_db = fresh_database(&b, app.dir.path(), "testsub").await;
+        let sub = Subscriber::start_without_batches(&app, &sub_db, port, &[Service::Patient]).await;
+        let got = eventually(30, "every event delivered", || async {
+            let r = sub.received().await;
+            (r.len() >= 5).then_some(r)
+        }).await;
+        assert_eq!(got.len(), 5, "each event once");
+        let db = app.db(Service::Patient).clone();
+        eventually(15, "every delivery recorded, none parked", || { let db = db.clone(); async move {
+            let s = hms_kit::outbox::stats(&db).await.ok()?;
+            (s.pending == 0 && s.parked == 0).then_some(())
+        }}).await;
+        sub.stop().await;
+        if let Backend::Postgres(server) = &b { drop_database(server, &sub_db).await; }
+        app.stop().await;
+    }
 }

@@ -30,6 +30,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(void))
         .routes(routes!(adjust))
         .routes(routes!(receive_event))
+        .routes(routes!(receive_events))
         .routes(routes!(import))
         .with_state(Arc::new(ctx.clone()));
     let access = AccessTable::new(&[
@@ -39,6 +40,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         (Method::POST, "/v1/bills/{id}/void", CASHIERS),
         (Method::POST, "/v1/bills/{id}/adjustments", CASHIERS),
         (Method::POST, "/v1/events", &[Role::Service]),
+        (Method::POST, "/v1/events/batch", &[Role::Service]),
         (Method::POST, "/v1/bills/import", &[Role::Admin]),
     ]);
     ServiceRoutes { api, access }
@@ -121,14 +123,17 @@ async fn adjust(
     Ok((StatusCode::CREATED, axum::Json(adj)).into_response())
 }
 
-/// Events: appointment completed/cancelled/no-show, prescriptions, payments and refunds.
-#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = Event,
-    responses((status = 200, body = EventAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn receive_event(
-    State(ctx): Ctx,
+hms_kit::event_routes!(
+    ServiceCtx,
+    prepare_event,
+    /// Events: appointment completed/cancelled/no-show, prescriptions, payments and refunds.
+);
+
+async fn prepare_event(
+    ctx: Arc<ServiceCtx>,
     caller: Caller,
-    Json(ev): Json<Event>,
-) -> Result<Json<EventAck>, Error> {
+    ev: Event,
+) -> Result<hms_kit::inbox::Effect, Error> {
     hms_kit::inbox::authorise(
         &caller,
         &ev,
@@ -138,20 +143,15 @@ async fn receive_event(
             Service::Payment,
         ],
     )?;
+    let Some(event) = events::incoming(&ev)? else {
+        return Ok(hms_kit::inbox::no_effect());
+    };
     let now = ctx.clock.now();
     let outbox = ctx.outbox.clone();
-    let incoming = events::incoming(&ev)?;
     let occurred_at = ev.occurred_at;
-    let ack = hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, now, move |tx| {
-        Box::pin(async move {
-            match incoming {
-                Some(event) => events::apply(tx, &outbox, event, occurred_at, now).await,
-                None => Ok(()),
-            }
-        })
-    })
-    .await?;
-    Ok(Json(ack))
+    Ok(hms_kit::inbox::effect(move |tx| {
+        Box::pin(async move { events::apply(tx, &outbox, event, occurred_at, now).await })
+    }))
 }
 
 /// Import one legacy bill (admin), keeping its id; its amount is taken as the total. The

@@ -48,6 +48,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(department_availability))
         .routes(routes!(doctor_schedule))
         .routes(routes!(receive_event))
+        .routes(routes!(receive_events))
         .with_state(Arc::new(ctx.clone()));
     let access = AccessTable::new(&[
         (Method::POST, "/v1/doctors/import/ids", &[Role::Admin]),
@@ -68,6 +69,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         (Method::GET, "/v1/availability", EVERYONE),
         (Method::GET, "/v1/doctors/{id}/schedule", EVERYONE),
         (Method::POST, "/v1/events", &[Role::Service]),
+        (Method::POST, "/v1/events/batch", &[Role::Service]),
     ]);
     ServiceRoutes { api, access }
 }
@@ -412,42 +414,31 @@ async fn doctor_schedule(
     }))
 }
 
-/// Appointment events: keep the booked-slot read model that availability subtracts.
-#[utoipa::path(post, path = "/v1/events", tag = "events",
-    request_body = Event,
-    responses((status = 200, description = "Processed, or a duplicate", body = EventAck),
-              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn receive_event(
-    State(ctx): Ctx,
+hms_kit::event_routes!(
+    ServiceCtx,
+    prepare_event,
+    /// Appointment events: keep the booked-slot read model that availability subtracts.
+);
+
+/// What an appointment event does here: every appointment event carries the appointment as it
+/// now stands; an event type this version does not know is recorded as seen and changes nothing.
+async fn prepare_event(
+    _ctx: Arc<ServiceCtx>,
     caller: Caller,
-    Json(ev): Json<Event>,
-) -> Result<Json<EventAck>, Error> {
+    ev: Event,
+) -> Result<hms_kit::inbox::Effect, Error> {
     hms_kit::inbox::authorise(&caller, &ev, &[hms_kit::Service::Appointment])?;
-    // Every appointment event carries the appointment as it now stands; an event type this
-    // version does not know is recorded as seen and changes nothing.
-    let booked = hms_kit::inbox::decode::<AppointmentEvent>(&ev)?.map(|e| {
-        let a = e.appointment().clone();
-        (
-            a.appointment_id,
-            a.doctor_id,
-            a.slot_start,
-            a.status == AppointmentStatus::Scheduled,
-        )
-    });
+    let Some(e) = hms_kit::inbox::decode::<AppointmentEvent>(&ev)? else {
+        return Ok(hms_kit::inbox::no_effect());
+    };
+    let a = e.appointment().clone();
+    let active = a.status == AppointmentStatus::Scheduled;
     let seq = ev.aggregate_seq;
-    let ack = hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, ctx.clock.now(), move |tx| {
+    Ok(hms_kit::inbox::effect(move |tx| {
         Box::pin(async move {
-            match booked {
-                Some((appointment_id, doctor_id, slot_start, active)) => {
-                    store::apply_booking(tx, appointment_id, doctor_id, slot_start, active, seq)
-                        .await
-                }
-                None => Ok(()),
-            }
+            store::apply_booking(tx, a.appointment_id, a.doctor_id, a.slot_start, active, seq).await
         })
-    })
-    .await?;
-    Ok(Json(ack))
+    }))
 }
 
 hms_kit::legacy_ids_route!(

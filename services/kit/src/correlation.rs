@@ -67,6 +67,15 @@ impl RequestContext {
         }
     }
 
+    /// This context with another correlation id (kept only if valid): an event of a batch is
+    /// processed under the id of the request that caused it.
+    pub fn with_correlation_id(mut self, id: &str) -> Self {
+        if valid_correlation_id(id) {
+            self.correlation_id = id.to_string();
+        }
+        self
+    }
+
     /// A context for work that no request started (relay, schedulers).
     pub fn background(service: &'static str) -> Self {
         let trace_id = random_hex(16);

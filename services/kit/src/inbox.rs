@@ -2,6 +2,7 @@
 //! transaction as its effect, however often it is delivered.
 
 use crate::auth::{Caller, Role};
+use crate::correlation::{self, RequestContext};
 use crate::db::{Db, Tx};
 use crate::error::Error;
 use crate::outbox::Outbox;
@@ -9,7 +10,7 @@ use crate::time::to_db;
 use crate::Service;
 use futures::future::BoxFuture;
 use hms_client::contract::Contract;
-use hms_client::models::{Event, EventAck};
+use hms_client::models::{BatchAck, Event, EventAck, EventOutcome};
 
 /// Checks that `caller` may deliver `event`: a service token of the event's own source, a
 /// source this consumer subscribes to, and an event type of that source's namespace
@@ -93,18 +94,7 @@ where
     F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<(), Error>>,
 {
     let mut tx = db.begin().await?;
-    let fresh = sqlx::query(
-        "INSERT INTO inbox (source, event_id, event_type, processed_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&event.source)
-    .bind(event.event_id.to_string())
-    .bind(&event.event_type)
-    .bind(to_db(now))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
+    let fresh = record(&mut tx, event, now).await?;
     if !fresh {
         tx.commit().await?;
         tracing::info!(event_id = %event.event_id, event_type = %event.event_type, "duplicate event ignored");
@@ -114,4 +104,201 @@ where
     outbox.commit(tx).await?;
     tracing::info!(event_id = %event.event_id, event_type = %event.event_type, "event processed");
     Ok(EventAck { duplicate: false })
+}
+
+/// Records `event` as processed in `tx`; false if it was already.
+async fn record(
+    tx: &mut Tx,
+    event: &Event,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO inbox (source, event_id, event_type, processed_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&event.source)
+    .bind(event.event_id.to_string())
+    .bind(&event.event_type)
+    .bind(to_db(now))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Events per batch at most.
+pub const MAX_BATCH: usize = 512;
+
+/// What a consumer does for one event, in the transaction that records it — decided before
+/// that transaction begins (anything slow, such as asking another service, happens first).
+pub type Effect = Box<dyn for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<(), Error>> + Send>;
+
+/// An [`Effect`] from a closure.
+pub fn effect<F>(f: F) -> Effect
+where
+    F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<(), Error>> + Send + 'static,
+{
+    Box::new(f)
+}
+
+/// The effect of an event a consumer records as seen and otherwise ignores.
+pub fn no_effect() -> Effect {
+    effect(|_| Box::pin(async { Ok(()) }))
+}
+
+/// Processes a batch of events (`POST /v1/events/batch`): each is prepared by `prepare` (all
+/// at once, each under its own correlation id), then all are applied in one transaction, each
+/// under a savepoint, so an event that fails is undone alone and answered with its own error
+/// while the others commit — one commit for the batch instead of one per event. Each event is
+/// processed once, as in [`receive`]. A fault of the transaction itself (storage, commit)
+/// fails the whole request, and the producer delivers them all again.
+pub async fn receive_batch<P, Fut>(
+    db: &Db,
+    outbox: &Outbox,
+    events: Vec<Event>,
+    now: chrono::DateTime<chrono::Utc>,
+    prepare: P,
+) -> Result<BatchAck, Error>
+where
+    P: Fn(Event) -> Fut,
+    Fut: std::future::Future<Output = Result<Effect, Error>>,
+{
+    if events.is_empty() || events.len() > MAX_BATCH {
+        return Err(Error::validation(
+            "events",
+            format!("a batch holds 1 to {MAX_BATCH} events"),
+        ));
+    }
+    let scopes: Vec<RequestContext> = events.iter().map(scope_of).collect();
+    let prepared = futures::future::join_all(
+        events
+            .iter()
+            .zip(&scopes)
+            .map(|(ev, scope)| correlation::scope(scope.clone(), prepare(ev.clone()))),
+    )
+    .await;
+    let mut tx = db.begin().await?;
+    let mut done = Vec::with_capacity(events.len());
+    for ((ev, scope), prepared) in events.iter().zip(scopes).zip(prepared) {
+        let outcome = match prepared {
+            Err(e) => Err(e),
+            Ok(effect) => correlation::scope(scope, apply(&mut tx, ev, now, effect)).await?,
+        };
+        done.push(outcome);
+    }
+    outbox.commit(tx).await?;
+    let results = events
+        .iter()
+        .zip(done)
+        .map(|(ev, outcome)| match outcome {
+            Ok(fresh) => {
+                tracing::info!(event_id = %ev.event_id, event_type = %ev.event_type, duplicate = !fresh, "event processed");
+                EventOutcome {
+                    event_id: ev.event_id,
+                    status: 200,
+                    duplicate: !fresh,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(event_id = %ev.event_id, event_type = %ev.event_type, status = e.status.as_u16(), error = %e.message, "event refused");
+                EventOutcome {
+                    event_id: ev.event_id,
+                    status: e.status.as_u16(),
+                    duplicate: false,
+                    error: Some(e.body()),
+                }
+            }
+        })
+        .collect();
+    Ok(BatchAck { results })
+}
+
+/// The request context an event is processed under: the batch request's, with the event's own
+/// correlation id (so its log lines and the events it causes carry the id of the request that
+/// began it all).
+fn scope_of(ev: &Event) -> RequestContext {
+    let base = correlation::current().unwrap_or_else(|| RequestContext::background("hms"));
+    base.with_correlation_id(&ev.correlation_id)
+}
+
+/// Applies one event of a batch under a savepoint. The inner result is the event's own (fresh
+/// or duplicate, or why it was refused, its writes undone); the outer error is a fault of the
+/// transaction, which ends the batch.
+async fn apply(
+    tx: &mut Tx,
+    ev: &Event,
+    now: chrono::DateTime<chrono::Utc>,
+    effect: Effect,
+) -> Result<Result<bool, Error>, Error> {
+    sqlx::query("SAVEPOINT event").execute(&mut **tx).await?;
+    let outcome = async {
+        let fresh = record(tx, ev, now).await?;
+        if fresh {
+            effect(tx).await?;
+        }
+        Ok::<bool, Error>(fresh)
+    }
+    .await;
+    if outcome.is_err() {
+        sqlx::query("ROLLBACK TO SAVEPOINT event")
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("RELEASE SAVEPOINT event")
+        .execute(&mut **tx)
+        .await?;
+    Ok(outcome)
+}
+
+/// A consumer's two event routes, from one `prepare` function
+/// (`async fn(Arc<State>, Caller, Event) -> Result<Effect, Error>`: authorise, decode, ask
+/// what must be asked; the effect then runs in the transaction that records the event):
+/// `POST /v1/events` (one event; its handler is `receive_event`) and `POST /v1/events/batch`
+/// (many, one transaction; `receive_events`). The doc comments given describe what the
+/// consumer does with the events.
+#[macro_export]
+macro_rules! event_routes {
+    ($state:ty, $prepare:path, $(#[$doc:meta])*) => {
+        $(#[$doc])*
+        #[utoipa::path(post, path = "/v1/events", tag = "events",
+            request_body = hms_client::models::Event,
+            responses((status = 200, description = "Processed, or a duplicate", body = hms_client::models::EventAck),
+                      (status = 400, description = "The event does not fit the contract (the relay parks it)", body = hms_client::ErrorBody),
+                      (status = 401, body = hms_client::ErrorBody), (status = 403, body = hms_client::ErrorBody),
+                      (status = 503, description = "Not processed now (storage, or a service it asks, is down); redeliver later", body = hms_client::ErrorBody)))]
+        async fn receive_event(
+            axum::extract::State(ctx): axum::extract::State<std::sync::Arc<$state>>,
+            caller: $crate::auth::Caller,
+            $crate::extract::Json(ev): $crate::extract::Json<hms_client::models::Event>,
+        ) -> Result<axum::Json<hms_client::models::EventAck>, $crate::Error> {
+            let now = ctx.clock.now();
+            let effect = $prepare(ctx.clone(), caller, ev.clone()).await?;
+            $crate::inbox::receive(&ctx.db, &ctx.outbox, &ev, now, effect)
+                .await
+                .map(axum::Json)
+        }
+
+        /// Several events at once, as the outbox relay delivers them: each is processed as
+        /// `POST /v1/events` would process it alone, all in one transaction; each has its own
+        /// outcome (200, or its error), in the batch's order.
+        #[utoipa::path(post, path = "/v1/events/batch", tag = "events",
+            request_body = hms_client::models::EventBatch,
+            responses((status = 200, description = "Each event's outcome", body = hms_client::models::BatchAck),
+                      (status = 400, body = hms_client::ErrorBody),
+                      (status = 401, body = hms_client::ErrorBody), (status = 403, body = hms_client::ErrorBody),
+                      (status = 503, description = "None processed (storage is down); redeliver later", body = hms_client::ErrorBody)))]
+        async fn receive_events(
+            axum::extract::State(ctx): axum::extract::State<std::sync::Arc<$state>>,
+            caller: $crate::auth::Caller,
+            $crate::extract::Json(batch): $crate::extract::Json<hms_client::models::EventBatch>,
+        ) -> Result<axum::Json<hms_client::models::BatchAck>, $crate::Error> {
+            let now = ctx.clock.now();
+            $crate::inbox::receive_batch(&ctx.db, &ctx.outbox, batch.events, now, |ev| {
+                $prepare(ctx.clone(), caller.clone(), ev)
+            })
+            .await
+            .map(axum::Json)
+        }
+    };
 }

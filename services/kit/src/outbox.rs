@@ -1,5 +1,6 @@
 //! Transactional outbox: events are rows written in the caller's transaction, delivered
-//! afterwards by a relay to each subscriber's `POST /v1/events`, at least once, never lost.
+//! afterwards by a relay to each subscriber's `POST /v1/events/batch` (many events in one
+//! request, applied there in one transaction), at least once, never lost.
 //!
 //! - [`Outbox::enqueue`] writes the event and one delivery row per subscriber in the same
 //!   transaction as the state change; [`Outbox::commit`] commits and wakes the relay at once.
@@ -19,7 +20,7 @@ use crate::time::{from_db, to_db};
 use crate::Service;
 use chrono::{DateTime, Utc};
 use hms_client::contract::Contract;
-use hms_client::models::Event;
+use hms_client::models::{BatchAck, Event, EventBatch, EventOutcome};
 use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -230,6 +231,29 @@ pub fn backoff(attempts: i64, max: Duration) -> chrono::Duration {
     chrono::Duration::milliseconds((secs * 1000.0) as i64)
 }
 
+/// What a subscriber's answer (`status`) means for a delivery: done, worth another attempt
+/// (it is down, busy, or the event waits on another), or parked (retrying cannot fix it).
+fn judge(status: u16, why: impl FnOnce() -> String) -> Outcome {
+    match status {
+        200..=299 => Outcome::Delivered,
+        408 | 409 | 429 | 500..=599 => Outcome::Retry(why()),
+        _ => Outcome::Park(why()),
+    }
+}
+
+fn unreachable(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else {
+        "unreachable".into()
+    }
+}
+
+/// The start of what a subscriber said, for the delivery's `last_error`.
+fn excerpt(said: &str) -> String {
+    said.chars().take(300).collect()
+}
+
 /// Delivers a service's outbox to its subscribers.
 #[derive(Clone)]
 pub struct Relay {
@@ -381,17 +405,24 @@ impl Relay {
             .collect::<Result<_, sqlx::Error>>()?;
         let events = self.load_events(&claimed).await?;
         let n = claimed.len();
-        let deliveries = claimed.into_iter().map(|c| {
-            let event = events.get(&c.event_id).cloned();
-            async move {
-                let outcome = match event {
-                    Some(ev) => self.deliver(&c.subscriber, &ev).await,
-                    None => Outcome::Park("event row is missing".into()),
-                };
-                (c, outcome)
-            }
-        });
-        let outcomes = futures::future::join_all(deliveries).await;
+        // One request per subscriber carries all of its deliveries of this round (at most
+        // one event per aggregate: the claim above holds back later ones), applied at the
+        // subscriber in one transaction.
+        let mut by_subscriber: HashMap<String, Vec<Claimed>> = HashMap::new();
+        for c in claimed {
+            by_subscriber
+                .entry(c.subscriber.clone())
+                .or_default()
+                .push(c);
+        }
+        let batches = by_subscriber
+            .into_iter()
+            .map(|(subscriber, claimed)| self.deliver_batch(subscriber, claimed, &events));
+        let outcomes: Vec<(Claimed, Outcome)> = futures::future::join_all(batches)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         // The round's deliveries are recorded in one statement (one commit, not one per
         // delivery: on SQLite each is a turn at the write lock); retries and parks, rare,
         // one by one with their reasons.
@@ -486,48 +517,131 @@ impl Relay {
         Ok(out)
     }
 
-    async fn deliver(&self, subscriber: &str, ev: &Event) -> Outcome {
-        let Some(base) = self.targets.get(subscriber) else {
-            return Outcome::Park(format!(
-                "no URL is configured for subscriber '{subscriber}'"
-            ));
-        };
-        let token = self.keys.issue(
+    /// A token for this service's deliveries.
+    fn token(&self) -> String {
+        self.keys.issue(
             Role::Service,
             &format!("service:{}", self.service.name()),
             None,
             chrono::Duration::minutes(5),
-        );
+        )
+    }
+
+    /// Delivers `claimed` (one subscriber's) in one `POST /v1/events/batch`, and reads each
+    /// event's outcome from the answer. A subscriber without the batch route (an older
+    /// release, during a rolling update) is sent them one by one.
+    async fn deliver_batch(
+        &self,
+        subscriber: String,
+        claimed: Vec<Claimed>,
+        events: &HashMap<String, Event>,
+    ) -> Vec<(Claimed, Outcome)> {
+        let (claimed, missing): (Vec<_>, Vec<_>) = claimed
+            .into_iter()
+            .partition(|c| events.contains_key(&c.event_id));
+        let mut out: Vec<(Claimed, Outcome)> = missing
+            .into_iter()
+            .map(|c| (c, Outcome::Park("event row is missing".into())))
+            .collect();
+        if claimed.is_empty() {
+            return out;
+        }
+        let Some(base) = self.targets.get(&subscriber) else {
+            let why = format!("no URL is configured for subscriber '{subscriber}'");
+            out.extend(claimed.into_iter().map(|c| (c, Outcome::Park(why.clone()))));
+            return out;
+        };
+        let batch = EventBatch {
+            events: claimed
+                .iter()
+                .map(|c| events[&c.event_id].clone())
+                .collect(),
+        };
+        let sent = self
+            .http
+            .post(format!("{base}/v1/events/batch"))
+            .bearer_auth(self.token())
+            .json(&batch)
+            .send()
+            .await;
+        let resp = match sent {
+            Err(e) => {
+                let why = unreachable(&e);
+                out.extend(
+                    claimed
+                        .into_iter()
+                        .map(|c| (c, Outcome::Retry(why.clone()))),
+                );
+                return out;
+            }
+            Ok(resp) => resp,
+        };
+        let status = resp.status().as_u16();
+        if status == 404 || status == 405 {
+            for (c, ev) in claimed.into_iter().zip(batch.events) {
+                let outcome = self.deliver(base, &ev).await;
+                out.push((c, outcome));
+            }
+            return out;
+        }
+        if !resp.status().is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            let why = format!("answered {status}: {}", excerpt(&body));
+            out.extend(
+                claimed
+                    .into_iter()
+                    .map(|c| (c, judge(status, || why.clone()))),
+            );
+            return out;
+        }
+        let results: HashMap<Uuid, EventOutcome> = match resp.json::<BatchAck>().await {
+            Ok(ack) => ack.results.into_iter().map(|r| (r.event_id, r)).collect(),
+            Err(e) => {
+                let why = format!("answered {status} with a body that is not a batch answer: {e}");
+                out.extend(
+                    claimed
+                        .into_iter()
+                        .map(|c| (c, Outcome::Retry(why.clone()))),
+                );
+                return out;
+            }
+        };
+        for (c, ev) in claimed.into_iter().zip(&batch.events) {
+            let outcome = match results.get(&ev.event_id) {
+                Some(r) => judge(r.status, || {
+                    let said = r
+                        .error
+                        .as_ref()
+                        .map(|e| format!("{}: {}", e.code, e.message))
+                        .unwrap_or_default();
+                    format!("answered {}: {}", r.status, excerpt(&said))
+                }),
+                None => Outcome::Retry("the batch answer left this event out".into()),
+            };
+            out.push((c, outcome));
+        }
+        out
+    }
+
+    /// Delivers one event to `POST {base}/v1/events`.
+    async fn deliver(&self, base: &str, ev: &Event) -> Outcome {
         let sent = self
             .http
             .post(format!("{base}/v1/events"))
-            .bearer_auth(token)
+            .bearer_auth(self.token())
             .header(correlation::HEADER, &ev.correlation_id)
             .json(ev)
             .send()
             .await;
         match sent {
-            Err(e) => Outcome::Retry(if e.is_timeout() {
-                "timed out".into()
-            } else {
-                "unreachable".into()
-            }),
+            Err(e) => Outcome::Retry(unreachable(&e)),
             Ok(resp) => {
-                let status = resp.status();
-                if status.is_success() {
+                let status = resp.status().as_u16();
+                if resp.status().is_success() {
                     Outcome::Delivered
-                } else if status.is_server_error()
-                    || status.as_u16() == 408
-                    || status.as_u16() == 409
-                    || status.as_u16() == 429
-                {
-                    Outcome::Retry(format!("answered {status}"))
                 } else {
                     let body = resp.text().await.unwrap_or_default();
-                    Outcome::Park(format!(
-                        "answered {status}: {}",
-                        body.chars().take(300).collect::<String>()
-                    ))
+                    judge(status, || format!("answered {status}: {}", excerpt(&body)))
                 }
             }
         }

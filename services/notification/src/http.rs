@@ -43,6 +43,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(list_notifications))
         .routes(routes!(list_reminders))
         .routes(routes!(receive_event))
+        .routes(routes!(receive_events))
         .with_state(Arc::new(ctx.clone()));
     let access = AccessTable::new(&[
         (
@@ -56,6 +57,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
             &[Role::Reception, Role::Admin],
         ),
         (Method::POST, "/v1/events", &[Role::Service]),
+        (Method::POST, "/v1/events/batch", &[Role::Service]),
     ]);
     ServiceRoutes { api, access }
 }
@@ -89,26 +91,27 @@ async fn list_reminders(
     Ok(Json(page.page(rows, |r| r.reminder_id)))
 }
 
-/// Events from the appointment, billing and payment services: each processed once (inbox),
-/// each turned into messages on the patient's channels; appointment events also schedule,
-/// move or cancel reminders.
-#[utoipa::path(post, path = "/v1/events", tag = "events",
-    request_body = Event,
-    responses((status = 200, description = "Processed, or a duplicate", body = EventAck),
-              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 503, description = "the patient or doctor service is down; redeliver later", body = ErrorBody)))]
-async fn receive_event(
-    State(ctx): Ctx,
+hms_kit::event_routes!(
+    ServiceCtx,
+    prepare_event,
+    /// Events from the appointment, billing and payment services: each processed once (inbox),
+    /// each turned into messages on the patient's channels; appointment events also schedule,
+    /// move or cancel reminders.
+);
+
+async fn prepare_event(
+    ctx: Arc<ServiceCtx>,
     caller: Caller,
-    Json(ev): Json<Event>,
-) -> Result<Json<EventAck>, Error> {
+    ev: Event,
+) -> Result<hms_kit::inbox::Effect, Error> {
     hms_kit::inbox::authorise(
         &caller,
         &ev,
         &[Service::Appointment, Service::Billing, Service::Payment],
     )?;
+    // A repeat needs no lookups; the inbox then finds it processed.
     if hms_kit::inbox::seen(&ctx.db, &ev).await? {
-        return Ok(Json(EventAck { duplicate: true }));
+        return Ok(hms_kit::inbox::no_effect());
     }
     let tz = ctx.config.clinic_tz();
     let currency = ctx.config.currency.clone();
@@ -117,7 +120,7 @@ async fn receive_event(
     let event_type = ev.event_type.clone();
     let metadata = ev.payload.clone();
 
-    let ack = match incoming(&ev)? {
+    let effect = match incoming(&ev)? {
         Some(Incoming::Appointment(event)) => {
             let a = event.appointment();
             let state = AppointmentState {
@@ -155,7 +158,7 @@ async fn receive_event(
             let offsets = ctx.config.reminder_offsets_minutes.clone();
             let metadata =
                 serde_json::json!({ "appointment_id": a.appointment_id, "doctor_id": a.doctor_id });
-            hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, now, move |tx| {
+            hms_kit::inbox::effect(move |tx| {
                 Box::pin(async move {
                     // Only a newer event changes anything: a late or repeated one is a no-op.
                     if store::apply_appointment(tx, &state).await? {
@@ -171,7 +174,6 @@ async fn receive_event(
                     Ok(())
                 })
             })
-            .await?
         }
         other => {
             // Imported history is not news to anyone.
@@ -194,7 +196,7 @@ async fn receive_event(
                 Some((patient_id, m)) => Some((lookup(&ctx, patient_id, None).await?.0, m)),
                 None => None,
             };
-            hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, now, move |tx| {
+            hms_kit::inbox::effect(move |tx| {
                 Box::pin(async move {
                     if let Some((patient, m)) = news {
                         record_for(tx, &patient, &source_id, &event_type, &m, metadata, now)
@@ -203,8 +205,7 @@ async fn receive_event(
                     Ok(())
                 })
             })
-            .await?
         }
     };
-    Ok(Json(ack))
+    Ok(effect)
 }

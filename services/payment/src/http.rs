@@ -35,6 +35,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(get_one))
         .routes(routes!(refund))
         .routes(routes!(receive_event))
+        .routes(routes!(receive_events))
         .routes(routes!(import))
         .with_state(Arc::new(ctx.clone()));
     let access = AccessTable::new(&[
@@ -45,6 +46,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         (Method::GET, "/v1/payments/{id}", READERS),
         (Method::POST, "/v1/payments/{id}/refunds", REFUNDERS),
         (Method::POST, "/v1/events", &[Role::Service]),
+        (Method::POST, "/v1/events/batch", &[Role::Service]),
         (Method::POST, "/v1/payments/import", &[Role::Admin]),
     ]);
     ServiceRoutes { api, access }
@@ -350,33 +352,30 @@ async fn refund(
     })
 }
 
-/// Bill events from billing: the amount due and status payment charges against.
-#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = Event,
-    responses((status = 200, body = EventAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn receive_event(
-    State(ctx): Ctx,
+hms_kit::event_routes!(
+    ServiceCtx,
+    prepare_event,
+    /// Bill events from billing: the amount due and status payment charges against.
+);
+
+async fn prepare_event(
+    _ctx: Arc<ServiceCtx>,
     caller: Caller,
-    Json(ev): Json<Event>,
-) -> Result<Json<EventAck>, Error> {
+    ev: Event,
+) -> Result<hms_kit::inbox::Effect, Error> {
     hms_kit::inbox::authorise(&caller, &ev, &[Service::Billing])?;
     let Some(event) = hms_kit::inbox::decode::<BillEvent>(&ev)? else {
-        return hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, ctx.clock.now(), |_| {
-            Box::pin(async { Ok(()) })
-        })
-        .await
-        .map(Json);
+        return Ok(hms_kit::inbox::no_effect());
     };
     let b = event.bill();
     let (bill_id, patient_id, due) = (b.bill_id, b.patient_id, b.amount_due);
     let status = b.status.as_str().to_string();
     let seq = ev.aggregate_seq;
-    let ack = hms_kit::inbox::receive(&ctx.db, &ctx.outbox, &ev, ctx.clock.now(), move |tx| {
+    Ok(hms_kit::inbox::effect(move |tx| {
         Box::pin(
             async move { store::apply_bill(tx, bill_id, patient_id, due.0, &status, seq).await },
         )
-    })
-    .await?;
-    Ok(Json(ack))
+    }))
 }
 
 /// Import one legacy payment (admin), keeping its id and reference. It is captured against the

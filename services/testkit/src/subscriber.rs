@@ -4,10 +4,11 @@
 use super::TestApp;
 use axum::extract::State;
 use axum::routing::post;
-use hms_client::models::{Event, EventAck};
+use hms_client::models::{BatchAck, Event, EventAck, EventBatch};
 use hms_kit::auth::{AccessTable, AuthState, Caller, Role};
 use hms_kit::db::Db;
 use hms_kit::extract::Json;
+use hms_kit::inbox::Effect;
 use hms_kit::outbox::Outbox;
 use hms_kit::Service;
 use sqlx::Row;
@@ -26,19 +27,15 @@ struct SubState {
     sources: Vec<Service>,
 }
 
-async fn receive(
-    State(s): State<SubState>,
-    caller: Caller,
-    Json(ev): Json<Event>,
-) -> Result<Json<EventAck>, hms_kit::Error> {
-    hms_kit::inbox::authorise(&caller, &ev, &s.sources)?;
+/// Records the event in `received`, with when it was processed (a table's own order is not
+/// insertion order on PostgreSQL once rolled-back rows' space is reused).
+fn prepare(s: &SubState, caller: &Caller, ev: &Event) -> Result<Effect, hms_kit::Error> {
+    hms_kit::inbox::authorise(caller, ev, &s.sources)?;
     let kind = ev.event_type.clone();
     let aggregate = ev.aggregate_id.clone();
     let payload = ev.payload.to_string();
-    let ack = hms_kit::inbox::receive(&s.db, &s.outbox, &ev, chrono::Utc::now(), move |tx| {
+    Ok(hms_kit::inbox::effect(move |tx| {
         Box::pin(async move {
-            // When it was processed, so `received` lists events in that order (a table's own
-            // order is not insertion order on PostgreSQL once rolled-back rows' space is reused).
             sqlx::query(
                 "INSERT INTO received (event_type, aggregate_id, payload, received_at) \
                  VALUES ($1, $2, $3, $4)",
@@ -51,14 +48,56 @@ async fn receive(
             .await?;
             Ok(())
         })
-    })
-    .await?;
+    }))
+}
+
+async fn receive(
+    State(s): State<SubState>,
+    caller: Caller,
+    Json(ev): Json<Event>,
+) -> Result<Json<EventAck>, hms_kit::Error> {
+    let effect = prepare(&s, &caller, &ev)?;
+    let ack = hms_kit::inbox::receive(&s.db, &s.outbox, &ev, chrono::Utc::now(), effect).await?;
+    Ok(Json(ack))
+}
+
+async fn receive_batch(
+    State(s): State<SubState>,
+    caller: Caller,
+    Json(batch): Json<EventBatch>,
+) -> Result<Json<BatchAck>, hms_kit::Error> {
+    let ack =
+        hms_kit::inbox::receive_batch(&s.db, &s.outbox, batch.events, chrono::Utc::now(), |ev| {
+            std::future::ready(prepare(&s, &caller, &ev))
+        })
+        .await?;
     Ok(Json(ack))
 }
 
 impl Subscriber {
-    /// Serves `POST /v1/events` on `port`, taking events from `sources`.
+    /// Serves `POST /v1/events` and `POST /v1/events/batch` on `port`, taking events from `sources`.
     pub async fn start(app: &TestApp, db_url: &str, port: u16, sources: &[Service]) -> Subscriber {
+        Self::serve(app, db_url, port, sources, true).await
+    }
+
+    /// As [`Subscriber::start`], without `POST /v1/events/batch`: a subscriber of a release
+    /// before batches (during a rolling update), which must be sent events one by one.
+    pub async fn start_without_batches(
+        app: &TestApp,
+        db_url: &str,
+        port: u16,
+        sources: &[Service],
+    ) -> Subscriber {
+        Self::serve(app, db_url, port, sources, false).await
+    }
+
+    async fn serve(
+        app: &TestApp,
+        db_url: &str,
+        port: u16,
+        sources: &[Service],
+        batches: bool,
+    ) -> Subscriber {
         let db = Db::connect(db_url).await.unwrap();
         db.migrate(sqlx::migrate::Migrator::DEFAULT).await.unwrap();
         sqlx::query(
@@ -69,7 +108,14 @@ impl Subscriber {
         .unwrap();
         let auth = Arc::new(AuthState {
             keys: app.keys.clone(),
-            table: AccessTable::new(&[(axum::http::Method::POST, "/v1/events", &[Role::Service])]),
+            table: AccessTable::new(&[
+                (axum::http::Method::POST, "/v1/events", &[Role::Service]),
+                (
+                    axum::http::Method::POST,
+                    "/v1/events/batch",
+                    &[Role::Service],
+                ),
+            ]),
             limiter: None,
         });
         let state = SubState {
@@ -77,8 +123,11 @@ impl Subscriber {
             outbox: Outbox::new(Service::Notification, vec![], app.clock.clone()),
             sources: sources.to_vec(),
         };
-        let router = axum::Router::new()
-            .route("/v1/events", post(receive))
+        let mut router = axum::Router::new().route("/v1/events", post(receive));
+        if batches {
+            router = router.route("/v1/events/batch", post(receive_batch));
+        }
+        let router = router
             .with_state(state)
             .layer(axum::middleware::from_fn_with_state(
                 auth,
