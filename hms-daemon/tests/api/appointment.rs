@@ -132,6 +132,28 @@ async fn desks(app: &mut TestApp, b: &Backend, role: Role) -> Vec<HmsClient> {
     clients
 }
 
+/// Waits until the appointment service has learned patient `id`'s status as `active`.
+async fn knows_patient(app: &TestApp, id: i64, active: bool) {
+    let db = app.db(Service::Appointment).clone();
+    eventually(
+        15,
+        "the appointment service to learn the patient's status",
+        || {
+            let db = db.clone();
+            async move {
+                let kept: i64 =
+                    sqlx::query_scalar("SELECT active FROM known_patients WHERE patient_id = $1")
+                        .bind(id)
+                        .fetch_one(db.pool())
+                        .await
+                        .ok()?;
+                (kept == i64::from(active)).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
 async fn scheduled_rows(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM appointments WHERE status = 'SCHEDULED'")
         .fetch_one(app.db(Service::Appointment).pool())
@@ -150,6 +172,9 @@ both_backends! {
         admin.update_doctor(d[1], &DoctorUpdate { active: Some(false), ..Default::default() }).await.unwrap();
         admin.add_leave(d[2], &NewLeave { start_date: "2026-12-01".parse().unwrap(), end_date: "2026-12-01".parse().unwrap(), reason: None }).await.unwrap();
         desk.deactivate_patient(p[1]).await.unwrap();
+        // Booking judges a patient's status by what the appointment service has learned from
+        // the patient service's events: the rule applies once the deactivation has arrived.
+        knows_patient(&app, p[1], false).await;
         let tue = |hm| ist("2026-12-01", hm);
         let c = "Cardiology";
         let mut odd_end = booking(p[0], d[0], c, tue("10:00"));
@@ -198,10 +223,14 @@ both_backends! {
     }
 
     async fn a_dependency_that_is_down_is_named(b: Backend) {
+        // Booking asks the patient or doctor service only about a record the appointment
+        // service has not learned yet: here the patient service announces nothing to it, and
+        // the doctor's day has never been asked for.
         for down in ["patient", "doctor"] {
             let port = closed_port();
             let app = TestApp::spawn_with(&b, &ALL, Clock::manual(monday()), |c| {
                 c.service_mut(down).url = Some(format!("http://127.0.0.1:{port}"));
+                c.service_mut("patient").subscribers = Some(vec![]);
             }).await;
             let p = patients(&app, 1, 2).await[0];
             let d = doctors(&app, 1, "Neurology").await[0];
@@ -218,6 +247,45 @@ both_backends! {
             assert_eq!(scheduled_rows(&app).await, 0);
             app.stop().await;
         }
+    }
+
+    async fn booking_needs_no_call_to_services_that_are_down_once_it_knows_the_records(b: Backend) {
+        let mut app = clinic(&b, |_| {}).await;
+        let desk = app.client(Role::Reception);
+        let admin = app.client(Role::Admin);
+        let p = patients(&app, 3, 40).await;
+        let d = doctors(&app, 1, "Cardiology").await[0];
+        let tue = |hm| ist("2026-12-01", hm);
+        // The doctor's Tuesday is learned with its first booking; the patients from the patient
+        // service's events.
+        assert_eq!(code(&desk.book_appointment(&booking(p[0], d, "Cardiology", tue("09:00")), None).await), "ok");
+        for id in &p {
+            knows_patient(&app, *id, true).await;
+        }
+        app.stop_service(Service::Patient).await;
+        app.stop_service(Service::Doctor).await;
+        let r = desk.book_appointment(&booking(p[1], d, "Cardiology", tue("10:00")), None).await;
+        assert_eq!(code(&r), "ok", "booked while the patient and doctor services are down: {r:?}");
+        // A day never asked for needs the doctor service.
+        let r = desk.book_appointment(&booking(p[1], d, "Cardiology", ist("2026-12-02", "10:00")), None).await;
+        assert_eq!(code(&r), "dependency_unavailable");
+        app.start_service(&hms_patient::SERVICE).await;
+        app.start_service(&hms_doctor::SERVICE).await;
+
+        // Changes reach booking through their events: leave on Tuesday, a deactivation.
+        admin.add_leave(d, &NewLeave { start_date: "2026-12-01".parse().unwrap(), end_date: "2026-12-01".parse().unwrap(), reason: None }).await.unwrap();
+        let version = admin.get_doctor(d).await.unwrap().version;
+        let db = app.db(Service::Appointment).clone();
+        eventually(15, "the doctor's change to arrive", || { let db = db.clone(); async move {
+            let v: i64 = sqlx::query_scalar("SELECT version FROM known_doctors WHERE doctor_id = $1").bind(d).fetch_one(db.pool()).await.ok()?;
+            (v >= version).then_some(())
+        }}).await;
+        assert_eq!(code(&desk.book_appointment(&booking(p[2], d, "Cardiology", tue("11:00")), None).await), "doctor_unavailable");
+        desk.deactivate_patient(p[2]).await.unwrap();
+        knows_patient(&app, p[2], false).await;
+        assert_eq!(code(&desk.book_appointment(&booking(p[2], d, "Cardiology", ist("2026-12-02", "11:00")), None).await), "patient_inactive");
+        assert_eq!(scheduled_rows(&app).await, 2);
+        app.stop().await;
     }
 
     async fn sixty_four_patients_race_for_one_slot(b: Backend) {

@@ -1,6 +1,7 @@
-//! What booking needs to know from other services, asked synchronously through the shared
-//! client: the patient (exists, active) and the doctor's day (active, department, leave,
-//! working hours). Either service down → 503 `dependency_unavailable` naming it.
+//! What booking needs to know from other services — the patient (exists, active) and the
+//! doctor's day (active, department, leave, working hours) — taken from what this service keeps
+//! (`known`), and asked through the shared client only when nothing is kept yet. Asked of a
+//! service that is down → 503 `dependency_unavailable` naming it.
 
 use chrono::NaiveDate;
 use hms_client::models::{DoctorSchedule, Patient};
@@ -20,27 +21,44 @@ fn map(e: ClientError) -> Error {
     }
 }
 
-/// The patient and the doctor's schedule for `date`, fetched concurrently.
+/// What booking needs: the doctor's schedule for `date`, once the patient is known to be
+/// active — both from what this service keeps (`known`), asked of their services only when
+/// nothing is kept yet.
 pub async fn patient_and_doctor(
     ctx: &ServiceCtx,
     patient_id: i64,
     doctor_id: i64,
     date: NaiveDate,
-) -> Result<(Patient, DoctorSchedule), Error> {
-    let client = ctx.downstream.client();
-    let (patient, schedule) = tokio::join!(
-        client.get_patient(patient_id),
-        client.doctor_schedule(doctor_id, date)
+) -> Result<DoctorSchedule, Error> {
+    let (active, schedule) = tokio::join!(
+        crate::known::patient_active(ctx, patient_id),
+        crate::known::doctor_day(ctx, doctor_id, date)
     );
-    let patient = patient.map_err(map)?;
-    let schedule = schedule.map_err(map)?;
-    if !patient.active {
+    if !active? {
         return Err(Error::rule(
             "patient_inactive",
             format!("patient {patient_id} is not active"),
         ));
     }
-    Ok((patient, schedule))
+    schedule
+}
+
+/// Asks the patient service for patient `id`.
+pub async fn fetch_patient(ctx: &ServiceCtx, id: i64) -> Result<Patient, Error> {
+    ctx.downstream.client().get_patient(id).await.map_err(map)
+}
+
+/// Asks the doctor service for doctor `id`'s schedule on `date`.
+pub async fn fetch_doctor_day(
+    ctx: &ServiceCtx,
+    id: i64,
+    date: NaiveDate,
+) -> Result<DoctorSchedule, Error> {
+    ctx.downstream
+        .client()
+        .doctor_schedule(id, date)
+        .await
+        .map_err(map)
 }
 
 /// For a legacy appointment: that its patient and doctor are in HMS (whatever their state

@@ -2,6 +2,7 @@
 
 use crate::checks;
 use crate::domain::{self, check_doctor, Action, FeeDecision, Rules, Status};
+use crate::known;
 use crate::store::{self, Booking, Fee, Refused};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -9,7 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hms_client::contract::{
     AppointmentAnd, AppointmentEvent, AppointmentFacts, AppointmentStatus, Cancelled, Completed,
-    FeeDecision as ContractFee, NoShow, Rescheduled,
+    DoctorEvent, FeeDecision as ContractFee, NoShow, PatientEvent, Rescheduled,
 };
 use hms_client::models::{Appointment, AppointmentQuery, NewAppointment, Page, Reschedule};
 use hms_client::ErrorBody;
@@ -48,6 +49,8 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(no_show))
         .routes(routes!(complete))
         .routes(routes!(import))
+        .routes(routes!(receive_event))
+        .routes(routes!(receive_events))
         .with_state(Arc::new(ctx.clone()));
     let access = AccessTable::new(&[
         (Method::POST, "/v1/appointments/import/ids", &[Role::Admin]),
@@ -58,6 +61,8 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         (Method::POST, "/v1/appointments/{id}/cancel", DESK),
         (Method::POST, "/v1/appointments/{id}/no-show", DESK),
         (Method::POST, "/v1/appointments/{id}/complete", COMPLETERS),
+        (Method::POST, "/v1/events", &[Role::Service]),
+        (Method::POST, "/v1/events/batch", &[Role::Service]),
         (Method::POST, "/v1/appointments/import", &[Role::Admin]),
     ]);
     ServiceRoutes { api, access }
@@ -157,7 +162,7 @@ async fn book(
     }
     let rules = Rules::from_config(&ctx.config);
     let slot = rules.check_slot(new.slot_start, new.slot_end, now)?;
-    let (_patient, schedule) =
+    let schedule =
         checks::patient_and_doctor(&ctx, new.patient_id, new.doctor_id, slot.day).await?;
     check_doctor(&schedule, &new.department, &slot)?;
     let booking = Booking {
@@ -186,6 +191,44 @@ async fn book(
         slot_start = %a.slot_start, "appointment booked"
     );
     Ok(created(&a))
+}
+
+hms_kit::event_routes!(
+    ServiceCtx,
+    prepare_event,
+    /// Patient and doctor events: keep what booking needs to know of them (`known`).
+);
+
+async fn prepare_event(
+    _ctx: Arc<ServiceCtx>,
+    caller: Caller,
+    ev: hms_client::models::Event,
+) -> Result<hms_kit::inbox::Effect, Error> {
+    use hms_kit::inbox::{decode, effect, no_effect};
+    use hms_kit::Service;
+    hms_kit::inbox::authorise(&caller, &ev, &[Service::Patient, Service::Doctor])?;
+    if ev.source == Service::Patient.name() {
+        let Some(e) = decode::<PatientEvent>(&ev)? else {
+            return Ok(no_effect());
+        };
+        let (id, active, version) = match e {
+            PatientEvent::Registered(f) | PatientEvent::Deactivated(f) => {
+                (f.patient_id, f.active, f.version)
+            }
+            PatientEvent::Updated(c) => (c.patient_id, c.active, c.version),
+        };
+        return Ok(effect(move |tx| {
+            Box::pin(async move { known::remember_patient(&mut **tx, id, active, version).await })
+        }));
+    }
+    let Some(e) = decode::<DoctorEvent>(&ev)? else {
+        return Ok(no_effect());
+    };
+    let (DoctorEvent::Registered(f) | DoctorEvent::Updated(f) | DoctorEvent::ScheduleChanged(f)) =
+        e;
+    Ok(effect(move |tx| {
+        Box::pin(async move { known::doctor_changed(tx, f.doctor_id, f.version).await })
+    }))
 }
 
 /// List appointments; filter by patient, doctor, status, department and a slot-start range.
@@ -452,7 +495,7 @@ async fn reschedule(
         return Err(domain::invalid_transition(status, Action::Reschedule));
     }
     let slot = rules.check_slot(to.new_slot_start, to.new_slot_end, now)?;
-    let (_patient, schedule) =
+    let schedule =
         checks::patient_and_doctor(&ctx, current.patient_id, current.doctor_id, slot.day).await?;
     check_doctor(&schedule, &current.department, &slot)?;
 

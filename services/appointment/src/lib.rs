@@ -1,12 +1,14 @@
 //! Appointment service (port 8004): book, reschedule, cancel, no-show, complete — every rule
 //! of SPEC §2, with the ones concurrency could break held by the database.
 //!
-//! `domain` holds the rules (pure), `store` the SQL, `checks` the calls to the patient and
-//! doctor services, `http` the routes and access table.
+//! `domain` holds the rules (pure), `store` the SQL, `known` what it keeps of patients and
+//! doctors (fed by their events), `checks` the calls to the patient and doctor services when
+//! nothing is kept yet, `http` the routes and access table.
 
 pub mod checks;
 pub mod domain;
 pub mod http;
+pub mod known;
 pub mod store;
 
 use hms_kit::db::Backend;

@@ -15,8 +15,8 @@ use hms_kit::Service;
 pub const SERVICE: ServiceDef = ServiceDef {
     service: Service::Doctor,
     description: "Doctors, departments, fees, working hours, leave, and free slots.",
-    // The appointment service will keep a read model of doctor department/fee fed by these.
-    subscribers: &[],
+    // The appointment service keeps what booking needs to know of them.
+    subscribers: &[Service::Appointment],
     migrations,
     routes: http::routes,
     background: None,

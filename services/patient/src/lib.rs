@@ -15,8 +15,8 @@ use hms_kit::Service;
 pub const SERVICE: ServiceDef = ServiceDef {
     service: Service::Patient,
     description: "Patients: registration, search, deactivation, and the audit trail of every read and change.",
-    // The appointment service will keep a read model of patient status fed by these events.
-    subscribers: &[],
+    // The appointment service keeps what booking needs to know of them.
+    subscribers: &[Service::Appointment],
     migrations,
     routes: http::routes,
     background: None,
