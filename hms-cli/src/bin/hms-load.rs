@@ -6,6 +6,7 @@
 //! hms-load search-patients --connections 16
 //! hms-load create-patient --connections 8 --duration 5
 //! hms-load ceiling --connections 64        # a minimal axum handler, then get-patient, and the ratio
+//! hms-load mixed --connections 64 --duration 60
 //! ```
 //! The token is `--token`, `HMS_TOKEN`, or the embedded default's `hms-data/admin.token`.
 
@@ -33,6 +34,10 @@ enum Workflow {
     /// POST /v1/appointments: every request a valid, distinct booking (patient and doctor
     /// checked over HTTP, slot claims, daily-cap counter, outbox event)
     Book,
+    /// A front desk's mix: per 20 requests, 6 patient searches, 4 availability lookups, 4
+    /// patient reads, 3 bookings, a reschedule, a cancellation and a doctor's day list. Each
+    /// client books, moves and cancels its own doctor's slots (no collisions).
+    Mixed,
     /// The machine's ceiling beside HMS, in one run: a minimal axum handler served in this
     /// process (`GET /v1/patients/{id}` answering a literal patient) measured with the same
     /// client, then `get-patient` against HMS; prints both and HMS's share of the ceiling.
@@ -149,7 +154,7 @@ impl Fixtures {
         // booking n goes to doctor n % D at the k-th free slot (k = n / D) of the working days
         // ahead.
         let mut plan = BookingPlan::default();
-        if matches!(workflow, Workflow::Book) {
+        if matches!(workflow, Workflow::Book | Workflow::Mixed) {
             for i in 0..args.connections as u32 {
                 plan.patients.push(
                     client
@@ -215,6 +220,7 @@ async fn drive(
             let mut hist =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             let mut i = w;
+            let mut desk = Desk::default();
             loop {
                 let began = Instant::now();
                 if began >= end || exhausted.load(Ordering::Relaxed) {
@@ -245,6 +251,13 @@ async fn drive(
                         Some(b) => client.book_appointment(&b, None).await.is_ok(),
                         None => {
                             // Every planned slot is taken: stop, rather than count failures.
+                            exhausted.store(true, Ordering::Relaxed);
+                            break;
+                        }
+                    },
+                    Workflow::Mixed => match desk.step(&client, &fx, w, n).await {
+                        Some(ok) => ok,
+                        None => {
                             exhausted.store(true, Ordering::Relaxed);
                             break;
                         }
@@ -376,23 +389,108 @@ struct BookingPlan {
 
 impl BookingPlan {
     fn booking(&self, n: usize) -> Option<hms_client::models::NewAppointment> {
-        use chrono::TimeZone;
         let d = self.doctors.len();
         let (doctor, k) = (n % d, n / d);
-        let day = *self.days.get(k / self.per_day)?;
-        let minutes = 9 * 60 + 30 * (k % self.per_day) as u32;
-        let local = day.and_hms_opt(minutes / 60, minutes % 60, 0)?;
-        let start = self
-            .tz?
-            .from_local_datetime(&local)
-            .earliest()?
-            .with_timezone(&chrono::Utc);
         Some(hms_client::models::NewAppointment {
             patient_id: self.patients[doctor],
             doctor_id: self.doctors[doctor],
             department: "Benchmarking".into(),
-            slot_start: start,
+            slot_start: self.slot(k)?,
             slot_end: None,
         })
+    }
+
+    /// The k-th planned slot of a doctor (the same for every doctor).
+    fn slot(&self, k: usize) -> Option<chrono::DateTime<chrono::Utc>> {
+        use chrono::TimeZone;
+        let day = *self.days.get(k / self.per_day)?;
+        let minutes = 9 * 60 + 30 * (k % self.per_day) as u32;
+        let local = day.and_hms_opt(minutes / 60, minutes % 60, 0)?;
+        Some(
+            self.tz?
+                .from_local_datetime(&local)
+                .earliest()?
+                .with_timezone(&chrono::Utc),
+        )
+    }
+}
+
+/// One client of the mixed run: its own doctor and patient (the plan's `w`-th), the next of
+/// their planned slots, and the appointments it holds (id, times rescheduled).
+#[derive(Default)]
+struct Desk {
+    next_slot: usize,
+    held: Vec<(i64, i64)>,
+}
+
+impl Desk {
+    /// Request `n` of the mix; `None` when its doctor's planned slots are all used.
+    async fn step(&mut self, client: &HmsClient, fx: &Fixtures, w: usize, n: u64) -> Option<bool> {
+        let plan = &fx.plan;
+        let (doctor, patient) = (plan.doctors[w], plan.patients[w]);
+        let ok = match n % 20 {
+            0..=5 => client
+                .list_patients(&PatientQuery {
+                    name: Some("load fixture".into()),
+                    limit: Some(20),
+                    ..Default::default()
+                })
+                .await
+                .is_ok(),
+            6..=9 => client
+                .doctor_availability(doctor, *plan.days.first()?)
+                .await
+                .is_ok(),
+            10..=13 => client
+                .get_patient(fx.patients[n as usize % fx.patients.len()])
+                .await
+                .is_ok(),
+            17 if self.held.last().is_some_and(|(_, moved)| *moved < 2) => {
+                let start = plan.slot(self.next_slot)?;
+                self.next_slot += 1;
+                let (id, moved) = self.held.last_mut()?;
+                let to = hms_client::models::Reschedule {
+                    new_slot_start: start,
+                    new_slot_end: None,
+                };
+                *moved += 1;
+                client.reschedule_appointment(*id, &to, None).await.is_ok()
+            }
+            18 if !self.held.is_empty() => {
+                let (id, _) = self.held.pop()?;
+                client
+                    .transition_appointment(id, "cancel", None)
+                    .await
+                    .is_ok()
+            }
+            19 => client
+                .list_appointments(&hms_client::models::AppointmentQuery {
+                    doctor_id: Some(doctor),
+                    limit: Some(20),
+                    ..Default::default()
+                })
+                .await
+                .is_ok(),
+            // Bookings (and a reschedule or cancellation with nothing held yet).
+            _ => {
+                let start = plan.slot(self.next_slot)?;
+                self.next_slot += 1;
+                let b = hms_client::models::NewAppointment {
+                    patient_id: patient,
+                    doctor_id: doctor,
+                    department: "Benchmarking".into(),
+                    slot_start: start,
+                    slot_end: None,
+                };
+                match client.book_appointment(&b, None).await {
+                    Ok(a) => {
+                        self.held.push((a.appointment_id, 0));
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+        };
+        Some(ok)
     }
 }

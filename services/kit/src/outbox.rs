@@ -100,16 +100,27 @@ impl Outbox {
         // Deliveries are scheduled by wall time: the relay runs on real time even when the
         // business clock is set by a test.
         let due = to_db(Utc::now());
-        for sub in self.subscribers.iter() {
-            sqlx::query(
-                "INSERT INTO outbox_delivery (event_id, subscriber, state, attempts, next_attempt_at) \
-                 VALUES ($1, $2, 'pending', 0, $3)",
-            )
-            .bind(event_id.to_string())
-            .bind(sub)
-            .bind(&due)
-            .execute(&mut **tx)
-            .await?;
+        // One statement for every subscriber's delivery (a statement is a round trip to the
+        // database, and this runs inside the caller's write transaction).
+        if !self.subscribers.is_empty() {
+            let mut q = Select::new(
+                "INSERT INTO outbox_delivery (event_id, subscriber, state, attempts, next_attempt_at) VALUES ",
+            );
+            for (i, sub) in self.subscribers.iter().enumerate() {
+                q.push(
+                    if i == 0 {
+                        "(?, ?, 'pending', 0, ?)"
+                    } else {
+                        ", (?, ?, 'pending', 0, ?)"
+                    },
+                    [
+                        Bind::Text(event_id.to_string()),
+                        Bind::Text(sub.clone()),
+                        Bind::Text(due.clone()),
+                    ],
+                );
+            }
+            q.execute(&mut **tx).await?;
         }
         tracing::debug!(event_type = ev.event_type, %event_id, "event written to outbox");
         Ok(event_id)
