@@ -76,6 +76,10 @@ struct Args {
     /// The configured booking horizon in days (bookings are planned within it).
     #[arg(long, default_value_t = 365)]
     booking_horizon_days: i64,
+    /// Another instance of the appointment service (its base URL), e.g. a second replica on
+    /// the same PostgreSQL database: clients are spread over it and the configured one.
+    #[arg(long = "appointment-replica", value_name = "URL")]
+    appointment_replicas: Vec<String>,
 }
 
 #[tokio::main]
@@ -108,9 +112,9 @@ async fn main() -> anyhow::Result<()> {
         let mut urls = ServiceUrls::with_base_port(&args.host, args.base_port);
         urls.set(Service::Patient, format!("http://{ceiling}"));
         let bare = HmsClient::with_http(http, urls).with_token(token);
-        let floor = drive(&bare, &args, Workflow::GetPatient, fixtures.clone()).await?;
+        let floor = drive(&[bare], &args, Workflow::GetPatient, fixtures.clone()).await?;
         report("ceiling (minimal axum handler, in-process)", &args, &floor);
-        let hms = drive(&client, &args, Workflow::GetPatient, fixtures).await?;
+        let hms = drive(&[client], &args, Workflow::GetPatient, fixtures).await?;
         report("get-patient (HMS, audited)", &args, &hms);
         println!(
             "ratio: HMS get-patient = {:.1}% of the ceiling's requests/s (same client, same run)",
@@ -119,7 +123,14 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let fixtures = Arc::new(Fixtures::prepare(&client, &args, args.workflow).await?);
-    let outcome = drive(&client, &args, args.workflow, fixtures).await?;
+    // Client w talks to appointment instance w % instances.
+    let mut clients = vec![client.clone()];
+    for url in &args.appointment_replicas {
+        let mut urls = ServiceUrls::with_base_port(&args.host, args.base_port);
+        urls.set(Service::Appointment, url.clone());
+        clients.push(HmsClient::with_http(http.clone(), urls).with_token(token.clone()));
+    }
+    let outcome = drive(&clients, &args, args.workflow, fixtures).await?;
     report(&format!("{:?}", args.workflow), &args, &outcome);
     Ok(())
 }
@@ -201,7 +212,7 @@ impl Outcome {
 /// Runs `workflow` with `args.connections` clients for `args.duration` seconds (after a 1 s
 /// warm-up).
 async fn drive(
-    client: &HmsClient,
+    clients: &[HmsClient],
     args: &Args,
     workflow: Workflow,
     fx: Arc<Fixtures>,
@@ -213,7 +224,7 @@ async fn drive(
     let warmup_end = started + Duration::from_secs(1);
     let end = warmup_end + Duration::from_secs(args.duration);
     let workers = (0..args.connections).map(|w| {
-        let client = client.clone();
+        let client = clients[w % clients.len()].clone();
         let fx = fx.clone();
         let (errors, counter, exhausted) = (errors.clone(), counter.clone(), exhausted.clone());
         tokio::spawn(async move {
