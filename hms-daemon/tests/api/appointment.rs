@@ -285,6 +285,14 @@ both_backends! {
         knows_patient(&app, p[2], false).await;
         assert_eq!(code(&desk.book_appointment(&booking(p[2], d, "Cardiology", ist("2026-12-02", "11:00")), None).await), "patient_inactive");
         assert_eq!(scheduled_rows(&app).await, 2);
+
+        // Days gone by are not kept: a day learned later drops the doctor's earlier ones.
+        app.clock.set(ist("2026-12-02", "08:00"));
+        assert_eq!(code(&desk.book_appointment(&booking(p[0], d, "Cardiology", ist("2026-12-03", "10:00")), None).await), "ok");
+        let kept: Vec<String> = sqlx::query_scalar("SELECT day FROM doctor_days WHERE doctor_id = $1 ORDER BY day")
+            .bind(d).fetch_all(db.pool()).await.unwrap();
+        assert!(kept.iter().all(|day| day.as_str() >= "2026-12-02"), "{kept:?}");
+        assert!(kept.contains(&"2026-12-03".to_string()), "{kept:?}");
         app.stop().await;
     }
 

@@ -94,6 +94,17 @@ pub async fn doctor_day(
     .bind(json)
     .execute(ctx.db.writer())
     .await?;
+    // Days gone by are never booked again: the doctor's are dropped as a new one is kept.
+    let today = ctx
+        .clock
+        .now()
+        .with_timezone(&ctx.config.clinic_tz())
+        .date_naive();
+    sqlx::query("DELETE FROM doctor_days WHERE doctor_id = $1 AND day < $2")
+        .bind(id)
+        .bind(date_to_db(today))
+        .execute(ctx.db.writer())
+        .await?;
     Ok(schedule)
 }
 

@@ -540,7 +540,8 @@ impl Relay {
 
     /// Delivers `claimed` (one subscriber's) in one `POST /v1/events/batch`, and reads each
     /// event's outcome from the answer. A subscriber without the batch route (an older
-    /// release, during a rolling update) is sent them one by one.
+    /// release, during a rolling update), or one that finds the batch too large, is sent them
+    /// one by one.
     async fn deliver_batch(
         &self,
         subscriber: String,
@@ -588,7 +589,8 @@ impl Relay {
             Ok(resp) => resp,
         };
         let status = resp.status().as_u16();
-        if status == 404 || status == 405 {
+        // No batch route (an older release), or a batch larger than it takes: one by one.
+        if matches!(status, 404 | 405 | 413) {
             for (c, ev) in claimed.into_iter().zip(batch.events) {
                 let outcome = self.deliver(base, &ev).await;
                 out.push((c, outcome));
