@@ -14,22 +14,30 @@ use hms_client::ErrorBody;
 use hms_kit::auth::{AccessTable, Caller, Role};
 use hms_kit::correlation;
 use hms_kit::extract::{created as created_response, with_etag, IfMatch, Json, Path, Query};
-use hms_kit::group_commit::Appender;
+use hms_kit::group_commit::Batcher;
 use hms_kit::outbox::NewEvent;
 use hms_kit::pagination::PageRequest;
 use hms_kit::server::{ServiceCtx, ServiceRoutes};
 use hms_kit::Error;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 type Ctx = State<Arc<PatientCtx>>;
 
-/// The service's context, and the writer that group-commits the audit rows of reads.
+/// The service's context, and the task that group-commits disclosures.
 pub struct PatientCtx {
     ctx: ServiceCtx,
-    disclosures: Appender<AuditRow>,
+    disclosures: Batcher<Disclosure, Option<Patient>>,
+}
+
+/// What a request discloses: one patient it reads (in the disclosing transaction itself, and
+/// audited only if found), or the hits of a search it read already.
+enum Disclosure {
+    Read(i64, AuditRow),
+    Hits(Vec<AuditRow>),
 }
 
 impl std::ops::Deref for PatientCtx {
@@ -126,26 +134,74 @@ fn row<'a>(
     }
 }
 
-/// The writer of disclosures: reads' audit rows, committed in groups (see
-/// `kit::group_commit`), each read answered only once its rows are committed.
-fn disclosures(ctx: &ServiceCtx) -> Appender<AuditRow> {
-    Appender::spawn(
+/// The writer of disclosures, committed in groups (see `kit::group_commit`): the patients read
+/// by the batch's reads (one statement for all), and every audit row (one statement), in one
+/// transaction; each request is answered only once it has committed.
+fn disclosures(ctx: &ServiceCtx) -> Batcher<Disclosure, Option<Patient>> {
+    Batcher::spawn(
         ctx.db.clone(),
         ctx.clock.clone(),
-        Arc::new(|tx, rows: &[AuditRow], now| {
+        Arc::new(|tx, batch: &[Disclosure], now| {
             Box::pin(async move {
-                let rows: Vec<Audit> = rows.iter().map(AuditRow::as_audit).collect();
-                store::audit(tx, &rows, now).await
+                let ids: Vec<i64> = batch
+                    .iter()
+                    .filter_map(|d| match d {
+                        Disclosure::Read(id, _) => Some(*id),
+                        Disclosure::Hits(_) => None,
+                    })
+                    .collect();
+                let found: HashMap<i64, Patient> = store::get_many(tx, &ids)
+                    .await?
+                    .into_iter()
+                    .map(|p| (p.patient_id, p))
+                    .collect();
+                let mut rows: Vec<Audit> = Vec::new();
+                let mut answers = Vec::with_capacity(batch.len());
+                for d in batch {
+                    match d {
+                        Disclosure::Read(id, row) => {
+                            let p = found.get(id).cloned();
+                            if p.is_some() {
+                                rows.push(row.as_audit());
+                            }
+                            answers.push(p);
+                        }
+                        Disclosure::Hits(hits) => {
+                            rows.extend(hits.iter().map(AuditRow::as_audit));
+                            answers.push(None);
+                        }
+                    }
+                }
+                store::audit(tx, &rows, now).await?;
+                Ok(answers)
             })
         }),
     )
 }
 
-/// Records a disclosure in the audit trail; returns once it is committed, before the data
-/// goes out (fail closed: no record, no data).
+/// Records a search's hits in the audit trail; returns once they are committed, before the
+/// data goes out (fail closed: no record, no data).
 async fn disclose(ctx: &PatientCtx, rows: Vec<AuditRow>) -> Result<(), Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let n = rows.len();
     ctx.disclosures
-        .append(rows)
+        .submit(Disclosure::Hits(rows), n)
+        .await
+        .map(|_| ())
+        .map_err(audit_unavailable)
+}
+
+/// Reads patient `id` and records the read in the audit trail, in one committed transaction
+/// (`None`: no such patient, and nothing recorded).
+async fn read_disclosed(
+    ctx: &PatientCtx,
+    id: i64,
+    row: AuditRow,
+) -> Result<Option<Patient>, Error> {
+    ctx.disclosures
+        .submit(Disclosure::Read(id, row), 1)
         .await
         .map_err(audit_unavailable)
 }
@@ -260,15 +316,11 @@ async fn get_patient(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Response, Error> {
-    let p = store::get(ctx.db.pool(), id)
+    let cid = correlation::current_id();
+    let row = disclosure(&caller, &cid, id, "read", "/v1/patients/{id}");
+    let p = read_disclosed(&ctx, id, row)
         .await?
         .ok_or_else(|| Error::not_found(format!("patient {id}")))?;
-    let cid = correlation::current_id();
-    disclose(
-        &ctx,
-        vec![disclosure(&caller, &cid, id, "read", "/v1/patients/{id}")],
-    )
-    .await?;
     Ok(with_etag(p.version, StatusCode::OK, &p))
 }
 

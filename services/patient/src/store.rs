@@ -98,6 +98,21 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     Ok(row.as_ref().map(patient).transpose()?)
 }
 
+/// The patients among `ids` that exist, in one statement.
+pub async fn get_many(tx: &mut Tx, ids: &[i64]) -> Result<Vec<Patient>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut s = Select::new(&format!(
+        "SELECT {COLUMNS} FROM patients WHERE patient_id IN ("
+    ));
+    for (i, id) in ids.iter().enumerate() {
+        s.push(if i == 0 { "?" } else { ", ?" }, [Bind::Int(*id)]);
+    }
+    s.push(")", []);
+    s.fetch_all(&mut **tx).await?.iter().map(patient).collect()
+}
+
 /// One page of patients matching every given filter, in id order.
 pub async fn list<'e, E: Executor<'e, Database = Any>>(
     exec: E,
