@@ -10,6 +10,8 @@
 //! ```
 //! The token is `--token`, `HMS_TOKEN`, or the embedded default's `hms-data/admin.token`.
 
+mod seed;
+
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
@@ -38,6 +40,13 @@ enum Workflow {
     /// patient reads, 3 bookings, a reschedule, a cancellation and a doctor's day list. Each
     /// client books, moves and cancels its own doctor's slots (no collisions).
     Mixed,
+    /// Bulk volume for the scale runs: `--patients` patients and `--appointments`
+    /// appointments through the services' store functions, into `--data-dir`'s databases.
+    Seed,
+    /// GET /v1/patients?phone=<6 digits of a seeded patient's phone> (a selective search).
+    SearchPhone,
+    /// GET /v1/appointments?doctor_id=&from=&to= (a seeded doctor's day).
+    DayList,
     /// The machine's ceiling beside HMS, in one run: a minimal axum handler served in this
     /// process (`GET /v1/patients/{id}` answering a literal patient) measured with the same
     /// client, then `get-patient` against HMS; prints both and HMS's share of the ceiling.
@@ -80,6 +89,12 @@ struct Args {
     /// the same PostgreSQL database: clients are spread over it and the configured one.
     #[arg(long = "appointment-replica", value_name = "URL")]
     appointment_replicas: Vec<String>,
+    /// `seed`: patients to make.
+    #[arg(long, default_value_t = 10_000)]
+    patients: usize,
+    /// `seed`: appointments to make.
+    #[arg(long, default_value_t = 10_000)]
+    appointments: usize,
 }
 
 #[tokio::main]
@@ -104,6 +119,17 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     let client = HmsClient::with_http(http.clone(), urls).with_token(token.clone());
 
+    if matches!(args.workflow, Workflow::Seed) {
+        seed::seed(
+            &client,
+            &args.data_dir,
+            args.clinic_timezone,
+            args.patients,
+            args.appointments,
+        )
+        .await?;
+        return Ok(());
+    }
     if matches!(args.workflow, Workflow::Ceiling) {
         let ceiling = serve_ceiling()
             .await
@@ -142,6 +168,8 @@ struct Fixtures {
     doctor: i64,
     date: chrono::NaiveDate,
     plan: BookingPlan,
+    /// What `hms-load seed` made (for `search-phone` and `day-list`).
+    scale: Option<seed::Scale>,
 }
 
 impl Fixtures {
@@ -164,7 +192,10 @@ impl Fixtures {
         // Booking: one doctor and one patient per client, so that bookings never collide:
         // booking n goes to doctor n % D at the k-th free slot (k = n / D) of the working days
         // ahead.
-        let mut plan = BookingPlan::default();
+        let mut plan = BookingPlan {
+            tz: Some(args.clinic_timezone),
+            ..Default::default()
+        };
         if matches!(workflow, Workflow::Book | Workflow::Mixed) {
             for i in 0..args.connections as u32 {
                 plan.patients.push(
@@ -182,14 +213,18 @@ impl Fixtures {
             }
             plan.days = working_days(args.clinic_timezone, args.booking_horizon_days);
             plan.per_day = args.daily_cap.min(18);
-            plan.tz = Some(args.clinic_timezone);
         }
+        let scale = match workflow {
+            Workflow::SearchPhone | Workflow::DayList => Some(seed::Scale::read(&args.data_dir)?),
+            _ => None,
+        };
         Ok(Fixtures {
             seed,
             patients,
             doctor,
             date,
             plan,
+            scale,
         })
     }
 }
@@ -266,6 +301,10 @@ async fn drive(
                             break;
                         }
                     },
+                    Workflow::SearchPhone | Workflow::DayList => {
+                        scale_request(&client, &fx, workflow, n).await
+                    }
+                    Workflow::Seed => break,
                     Workflow::Mixed => match desk.step(&client, &fx, w, n).await {
                         Some(ok) => ok,
                         None => {
@@ -344,6 +383,47 @@ async fn serve_ceiling() -> anyhow::Result<std::net::SocketAddr> {
         let _ = axum::serve(listener, app).await;
     });
     Ok(addr)
+}
+
+/// One request of the scale workflows, over what `hms-load seed` made.
+async fn scale_request(client: &HmsClient, fx: &Fixtures, workflow: Workflow, n: u64) -> bool {
+    use chrono::TimeZone;
+    let Some(scale) = &fx.scale else {
+        return false;
+    };
+    // Spread over the seeded records (a multiplicative step, not neighbours).
+    let i = (n.wrapping_mul(2_654_435_761) % scale.patients as u64) as usize;
+    match workflow {
+        Workflow::SearchPhone => client
+            .list_patients(&PatientQuery {
+                phone: Some(seed::phone(i)[4..].to_string()),
+                limit: Some(20),
+                ..Default::default()
+            })
+            .await
+            .is_ok(),
+        _ => {
+            let doctor = scale.doctors[i % scale.doctors.len()];
+            let day = scale.first_day + chrono::Duration::days((i % scale.days.max(1)) as i64);
+            let Some(from) = fx.plan.tz.and_then(|tz| {
+                tz.from_local_datetime(&day.and_hms_opt(0, 0, 0)?)
+                    .earliest()
+            }) else {
+                return false;
+            };
+            let from = from.with_timezone(&chrono::Utc);
+            client
+                .list_appointments(&hms_client::models::AppointmentQuery {
+                    doctor_id: Some(doctor),
+                    from: Some(from),
+                    to: Some(from + chrono::Duration::days(1)),
+                    limit: Some(20),
+                    ..Default::default()
+                })
+                .await
+                .is_ok()
+        }
+    }
 }
 
 fn fixture_patient(seed: u32, i: u32) -> NewPatient {
