@@ -71,6 +71,14 @@ both_backends! {
         assert_eq!(ids(desk.list_patients(&q(None, None, Some("PERSON13@"))).await.unwrap()), vec![d.patient_id]);
         assert_eq!(ids(desk.list_patients(&q(Some("sharma"), None, Some("person11"))).await.unwrap()), vec![a.patient_id]);
         assert!(desk.list_patients(&q(Some("%"), None, None)).await.unwrap().items.is_empty(), "% is literal");
+        // Short terms, quotes and a change of name: the search index follows every change.
+        assert_eq!(ids(desk.list_patients(&q(Some("a"), None, None)).await.unwrap()), vec![a.patient_id, c.patient_id, d.patient_id]);
+        assert!(desk.list_patients(&q(Some("\"sharma"), None, None)).await.unwrap().items.is_empty());
+        let renamed = hms_client::models::PatientUpdate { name: Some("Diya Rao".into()), ..Default::default() };
+        desk.update_patient(d.patient_id, &renamed, None).await.unwrap();
+        assert!(desk.list_patients(&q(Some("gupta"), None, None)).await.unwrap().items.is_empty(), "the old name is gone");
+        assert_eq!(ids(desk.list_patients(&q(Some("ya ra"), None, None)).await.unwrap()), vec![d.patient_id]);
+        assert_eq!(ids(desk.list_patients(&q(Some("person13"), None, None)).await.unwrap()), vec![], "a name search is of names only");
         app.stop().await;
     }
 

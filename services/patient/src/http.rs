@@ -290,7 +290,7 @@ async fn list_patients(
     Query(q): Query<PatientQuery>,
 ) -> Result<Json<Page<Patient>>, Error> {
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    let rows = store::list(ctx.db.pool(), &q, page).await?;
+    let rows = store::list(ctx.db.pool(), ctx.db.backend(), &q, page).await?;
     let page = page.page(rows, |p| p.patient_id);
     let cid = correlation::current_id();
     let hits: Vec<AuditRow> = page
