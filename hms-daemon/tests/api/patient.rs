@@ -78,7 +78,7 @@ both_backends! {
         desk.update_patient(d.patient_id, &renamed, None).await.unwrap();
         assert!(desk.list_patients(&q(Some("gupta"), None, None)).await.unwrap().items.is_empty(), "the old name is gone");
         assert_eq!(ids(desk.list_patients(&q(Some("ya ra"), None, None)).await.unwrap()), vec![d.patient_id]);
-        assert_eq!(ids(desk.list_patients(&q(Some("person13"), None, None)).await.unwrap()), vec![], "a name search is of names only");
+        assert!(desk.list_patients(&q(Some("person13"), None, None)).await.unwrap().items.is_empty(), "a name search is of names only");
         app.stop().await;
     }
 
