@@ -108,14 +108,7 @@ impl Target {
                 self.base_port.or(p.base_port).unwrap_or(8001),
             ),
         };
-        // Per-service URLs override: HMS_PATIENT_URL, HMS_DOCTOR_URL, …
-        let mut urls = urls;
-        for svc in hms_client::Service::ALL {
-            if let Ok(u) = std::env::var(format!("HMS_{}_URL", svc.name().to_uppercase())) {
-                urls.set(svc, u);
-            }
-        }
-        let client = HmsClient::new(urls, Duration::from_secs(15));
+        let client = HmsClient::new(urls.with_env_overrides(), Duration::from_secs(15));
         let token = self.token.clone().or(p.token).or_else(|| {
             std::fs::read_to_string(self.data_dir.join("admin.token"))
                 .ok()

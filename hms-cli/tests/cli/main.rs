@@ -8,19 +8,11 @@ use hms_testkit::{both_backends, new_doctor, new_patient, TestApp};
 use serde_json::Value;
 use std::process::{Command, Output, Stdio};
 
-/// Every service, as the embedded default runs them.
-pub const EVERY_SERVICE: [&hms_kit::server::ServiceDef; 7] = [
-    &hms_patient::SERVICE,
-    &hms_doctor::SERVICE,
-    &hms_billing::SERVICE,
-    &hms_appointment::SERVICE,
-    &hms_prescription::SERVICE,
-    &hms_payment::SERVICE,
-    &hms_notification::SERVICE,
-];
+pub use hms_testkit::EVERY_SERVICE;
 
 mod desk;
 mod import;
+mod load;
 mod terminal;
 
 const SERVICES: [&hms_kit::server::ServiceDef; 3] = [

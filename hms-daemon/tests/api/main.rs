@@ -4,16 +4,7 @@
 pub use hms_testkit as support;
 pub use hms_testkit::both_backends;
 
-/// Every service, as the embedded default runs them.
-pub const EVERY_SERVICE: [&hms_kit::server::ServiceDef; 7] = [
-    &hms_patient::SERVICE,
-    &hms_doctor::SERVICE,
-    &hms_billing::SERVICE,
-    &hms_appointment::SERVICE,
-    &hms_prescription::SERVICE,
-    &hms_payment::SERVICE,
-    &hms_notification::SERVICE,
-];
+pub use hms_testkit::EVERY_SERVICE;
 
 mod appointment;
 mod auth;

@@ -40,6 +40,17 @@ impl ServiceUrls {
         )
     }
 
+    /// These URLs, each overridden by its `HMS_<SERVICE>_URL` variable where one is set
+    /// (`HMS_PATIENT_URL`, `HMS_DOCTOR_URL`, …).
+    pub fn with_env_overrides(mut self) -> Self {
+        for svc in Service::ALL {
+            if let Ok(u) = std::env::var(format!("HMS_{}_URL", svc.name().to_uppercase())) {
+                self.set(svc, u);
+            }
+        }
+        self
+    }
+
     pub fn set(&mut self, service: Service, url: impl Into<String>) {
         self.0
             .insert(service, url.into().trim_end_matches('/').to_string());

@@ -5,6 +5,17 @@
 
 pub mod subscriber;
 
+/// Every service, as the embedded default runs them (the test suites' one list of them).
+pub const EVERY_SERVICE: [&hms_kit::server::ServiceDef; 7] = [
+    &hms_patient::SERVICE,
+    &hms_doctor::SERVICE,
+    &hms_billing::SERVICE,
+    &hms_appointment::SERVICE,
+    &hms_prescription::SERVICE,
+    &hms_payment::SERVICE,
+    &hms_notification::SERVICE,
+];
+
 use hms_client::{HmsClient, ServiceUrls};
 use hms_kit::auth::{Keys, Role};
 use hms_kit::clock::Clock;

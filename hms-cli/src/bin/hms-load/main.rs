@@ -112,12 +112,13 @@ async fn main() -> anyhow::Result<()> {
             .trim()
             .to_string(),
     };
-    let urls = ServiceUrls::with_base_port(&args.host, args.base_port);
+    // Per-service URLs override the base port: HMS_PATIENT_URL, HMS_DOCTOR_URL, …
+    let urls = ServiceUrls::with_base_port(&args.host, args.base_port).with_env_overrides();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let client = HmsClient::with_http(http.clone(), urls).with_token(token.clone());
+    let client = HmsClient::with_http(http.clone(), urls.clone()).with_token(token.clone());
 
     if matches!(args.workflow, Workflow::Seed) {
         seed::seed(
@@ -135,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("starting the in-process ceiling handler")?;
         let fixtures = Arc::new(Fixtures::prepare(&client, &args, Workflow::GetPatient).await?);
-        let mut urls = ServiceUrls::with_base_port(&args.host, args.base_port);
+        let mut urls = urls.clone();
         urls.set(Service::Patient, format!("http://{ceiling}"));
         let bare = HmsClient::with_http(http, urls).with_token(token);
         let floor = drive(&[bare], &args, Workflow::GetPatient, fixtures.clone()).await?;
@@ -152,7 +153,7 @@ async fn main() -> anyhow::Result<()> {
     // Client w talks to appointment instance w % instances.
     let mut clients = vec![client.clone()];
     for url in &args.appointment_replicas {
-        let mut urls = ServiceUrls::with_base_port(&args.host, args.base_port);
+        let mut urls = urls.clone();
         urls.set(Service::Appointment, url.clone());
         clients.push(HmsClient::with_http(http.clone(), urls).with_token(token.clone()));
     }
@@ -278,14 +279,9 @@ async fn drive(
                         .get_patient(fx.patients[i % fx.patients.len()])
                         .await
                         .is_ok(),
-                    Workflow::SearchPatients => client
-                        .list_patients(&PatientQuery {
-                            name: Some("load fixture".into()),
-                            limit: Some(20),
-                            ..Default::default()
-                        })
-                        .await
-                        .is_ok(),
+                    Workflow::SearchPatients => {
+                        client.list_patients(&fixture_search()).await.is_ok()
+                    }
                     Workflow::CreatePatient => client
                         .create_patient(&fixture_patient(fx.seed, 1000 + n as u32))
                         .await
@@ -426,6 +422,15 @@ async fn scale_request(client: &HmsClient, fx: &Fixtures, workflow: Workflow, n:
     }
 }
 
+/// The search of `search-patients` and the mixed run: a page of the fixture patients.
+fn fixture_search() -> PatientQuery {
+    PatientQuery {
+        name: Some("load fixture".into()),
+        limit: Some(20),
+        ..Default::default()
+    }
+}
+
 fn fixture_patient(seed: u32, i: u32) -> NewPatient {
     NewPatient {
         patient_id: None,
@@ -479,9 +484,14 @@ struct BookingPlan {
 }
 
 impl BookingPlan {
+    /// Booking n of the run: doctor n % D at its slot n / D.
     fn booking(&self, n: usize) -> Option<hms_client::models::NewAppointment> {
         let d = self.doctors.len();
-        let (doctor, k) = (n % d, n / d);
+        self.appointment(n % d, n / d)
+    }
+
+    /// The plan's `doctor`-th doctor and patient at their k-th slot.
+    fn appointment(&self, doctor: usize, k: usize) -> Option<hms_client::models::NewAppointment> {
         Some(hms_client::models::NewAppointment {
             patient_id: self.patients[doctor],
             doctor_id: self.doctors[doctor],
@@ -518,16 +528,9 @@ impl Desk {
     /// Request `n` of the mix; `None` when its doctor's planned slots are all used.
     async fn step(&mut self, client: &HmsClient, fx: &Fixtures, w: usize, n: u64) -> Option<bool> {
         let plan = &fx.plan;
-        let (doctor, patient) = (plan.doctors[w], plan.patients[w]);
+        let doctor = plan.doctors[w];
         let ok = match n % 20 {
-            0..=5 => client
-                .list_patients(&PatientQuery {
-                    name: Some("load fixture".into()),
-                    limit: Some(20),
-                    ..Default::default()
-                })
-                .await
-                .is_ok(),
+            0..=5 => client.list_patients(&fixture_search()).await.is_ok(),
             6..=9 => client
                 .doctor_availability(doctor, *plan.days.first()?)
                 .await
@@ -564,15 +567,8 @@ impl Desk {
                 .is_ok(),
             // Bookings (and a reschedule or cancellation with nothing held yet).
             _ => {
-                let start = plan.slot(self.next_slot)?;
+                let b = plan.appointment(w, self.next_slot)?;
                 self.next_slot += 1;
-                let b = hms_client::models::NewAppointment {
-                    patient_id: patient,
-                    doctor_id: doctor,
-                    department: "Benchmarking".into(),
-                    slot_start: start,
-                    slot_end: None,
-                };
                 match client.book_appointment(&b, None).await {
                     Ok(a) => {
                         self.held.push((a.appointment_id, 0));

@@ -1,0 +1,55 @@
+//! The load generator against real services: a run that books every slot it planned stops and
+//! says so (it once spun, counting tens of millions of refusals as errors), and a failure to
+//! set up is an error naming its cause, never a panic.
+
+use hms_kit::auth::Role;
+use hms_kit::clock::Clock;
+use hms_kit::Service;
+use hms_testkit::subscriber::closed_port;
+use hms_testkit::{both_backends, TestApp};
+use std::process::{Command, Output};
+
+/// `hms-load` with every service's URL pointing at `app`'s.
+fn hms_load(app: &TestApp, token: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hms-load"));
+    for svc in Service::ALL {
+        cmd.env(
+            format!("HMS_{}_URL", svc.name().to_uppercase()),
+            app.url(svc),
+        );
+    }
+    cmd.env("HMS_TOKEN", token).args(args).output().unwrap()
+}
+
+both_backends! {
+    async fn a_booking_run_stops_when_every_planned_slot_is_booked(b: Backend) {
+        let app = TestApp::spawn_with(&b, &crate::EVERY_SERVICE, Clock::system(), |_| {}).await;
+        // A horizon of six days holds at most four working days after tomorrow: 32 slots.
+        let out = hms_load(&app, &app.token(Role::Admin), &[
+            "book", "--connections", "1", "--duration", "60", "--booking-horizon-days", "6",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("every planned slot was booked"), "{stdout}");
+        assert!(stdout.contains(" errors=0 "), "no refusal counted as an error: {stdout}");
+        let booked: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM appointments")
+            .fetch_one(app.db(Service::Appointment).pool()).await.unwrap();
+        assert!((1..=32).contains(&booked), "{booked} booked");
+        app.stop().await;
+    }
+
+    async fn a_setup_failure_is_an_error_with_its_cause(b: Backend) {
+        let app = TestApp::spawn(&b, &[&hms_patient::SERVICE]).await;
+        // The doctor service is down: the fixture doctor cannot be made.
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hms-load"));
+        cmd.env("HMS_PATIENT_URL", app.url(Service::Patient))
+            .env("HMS_DOCTOR_URL", format!("http://127.0.0.1:{}", closed_port()))
+            .env("HMS_TOKEN", app.token(Role::Admin));
+        let out = cmd.args(["get-patient", "--duration", "1"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("creating the fixture doctor") && stderr.contains("doctor"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        app.stop().await;
+    }
+}
