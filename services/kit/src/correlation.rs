@@ -30,11 +30,21 @@ fn valid_correlation_id(s: &str) -> bool {
     (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
-fn random_hex(bytes: usize) -> String {
-    use rand::RngCore;
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+/// A W3C trace id: 16 random bytes as 32 hex digits (one allocation; every request makes one).
+fn random_trace_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// A W3C span id: 8 random bytes as 16 hex digits.
+fn random_span_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// A random (version 4) UUID from the thread's generator, which the operating system seeds
+/// once, rather than a system call per id as `Uuid::new_v4` makes: every request that brings
+/// no correlation id gets one, and every event written gets one.
+pub fn new_uuid() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
 }
 
 impl RequestContext {
@@ -45,7 +55,7 @@ impl RequestContext {
             .and_then(|v| v.to_str().ok())
             .filter(|s| valid_correlation_id(s))
             .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            .unwrap_or_else(|| new_uuid().to_string());
         // traceparent: 00-<trace-id 32 hex>-<parent-id 16 hex>-<flags>
         let trace_id = headers
             .get("traceparent")
@@ -57,8 +67,8 @@ impl RequestContext {
                     && parts[1].bytes().all(|b| b.is_ascii_hexdigit()))
                 .then(|| parts[1].to_ascii_lowercase())
             })
-            .unwrap_or_else(|| random_hex(16));
-        let traceparent = format!("00-{trace_id}-{}-01", random_hex(8));
+            .unwrap_or_else(random_trace_id);
+        let traceparent = format!("00-{trace_id}-{}-01", random_span_id());
         RequestContext {
             service,
             correlation_id,
@@ -78,11 +88,11 @@ impl RequestContext {
 
     /// A context for work that no request started (relay, schedulers).
     pub fn background(service: &'static str) -> Self {
-        let trace_id = random_hex(16);
+        let trace_id = random_trace_id();
         RequestContext {
             service,
-            correlation_id: uuid::Uuid::new_v4().to_string(),
-            traceparent: format!("00-{trace_id}-{}-01", random_hex(8)),
+            correlation_id: new_uuid().to_string(),
+            traceparent: format!("00-{trace_id}-{}-01", random_span_id()),
             trace_id,
         }
     }
@@ -110,4 +120,31 @@ pub fn current_service() -> String {
     CONTEXT
         .try_with(|c| c.service.to_string())
         .unwrap_or_else(|_| "hms".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_have_their_formats_and_differ() {
+        let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let (a, b) = (random_trace_id(), random_trace_id());
+        assert!(hex(&a, 32) && hex(&b, 32) && a != b, "{a} {b}");
+        assert!(hex(&random_span_id(), 16));
+        let (u, v) = (new_uuid(), new_uuid());
+        assert_eq!(u.get_version(), Some(uuid::Version::Random));
+        assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
+        assert_ne!(u, v);
+        let ctx = RequestContext::from_headers("patient", &HeaderMap::new());
+        assert!(hex(&ctx.trace_id, 32));
+        let parts: Vec<&str> = ctx.traceparent.split('-').collect();
+        assert_eq!(parts.len(), 4);
+        assert_eq!(
+            (parts[0], parts[1], parts[3]),
+            ("00", ctx.trace_id.as_str(), "01")
+        );
+        assert!(hex(parts[2], 16));
+        assert!(uuid::Uuid::parse_str(&ctx.correlation_id).is_ok());
+    }
 }

@@ -580,6 +580,38 @@ impl Select {
     }
 }
 
+/// The backend a connection (or a transaction, through `&mut **tx`) talks to.
+pub fn backend_of(conn: &sqlx::AnyConnection) -> Backend {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    }
+}
+
+/// A `FROM` source of one row per element of a JSON array of rows (arrays) bound at `param`
+/// (`"$2"`, a JSON text such as `[[1,"a"],[2,"b"]]`; see [`json_rows_param`]): read a row's
+/// fields with `j.value ->> 0`, `j.value ->> 1`, … (text on PostgreSQL: cast what is not), and
+/// order by `j.key` to keep the array's order.
+///
+/// For statements whose size is the batch's: a multi-row `VALUES` list is a new statement
+/// text (prepared again, evicting others from the connection's cache) for every batch size,
+/// and SQLite looks up each of its numbered parameters by a scan of all of them, so binding
+/// costs the square of the rows. One JSON array is one parameter and one cached statement.
+pub fn json_rows(backend: Backend, param: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("json_each({param}) AS j"),
+        Backend::Postgres => {
+            format!("jsonb_array_elements(CAST({param} AS jsonb)) WITH ORDINALITY AS j(value, key)")
+        }
+    }
+}
+
+/// The JSON text of `rows` for a [`json_rows`] parameter (each row a tuple: `(id,)`, `(a, b)`).
+pub fn json_rows_param<T: serde::Serialize>(rows: &[T]) -> Result<String, sqlx::Error> {
+    serde_json::to_string(rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
 /// A `LIKE` pattern matching `term` anywhere, case-insensitively (compare with `LOWER(col)`),
 /// with `%`, `_` and `\` in the term taken literally (`ESCAPE '\'`).
 pub fn contains_pattern(term: &str) -> String {

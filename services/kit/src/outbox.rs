@@ -14,7 +14,7 @@
 use crate::auth::{Keys, Role};
 use crate::clock::Clock;
 use crate::correlation;
-use crate::db::{Bind, Db, Select, Tx};
+use crate::db::{json_rows, json_rows_param, Bind, Db, Select, Tx};
 use crate::error::Error;
 use crate::time::{from_db, to_db};
 use crate::Service;
@@ -80,7 +80,7 @@ impl Outbox {
 
     /// Writes `ev` and its deliveries in `tx`. Nothing is sent until `tx` commits.
     pub async fn enqueue(&self, tx: &mut Tx, ev: NewEvent<'_>) -> Result<Uuid, Error> {
-        let event_id = Uuid::new_v4();
+        let event_id = crate::correlation::new_uuid();
         let now = to_db(self.clock.now());
         sqlx::query(
             "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_seq, \
@@ -471,23 +471,21 @@ impl Relay {
         if delivered.is_empty() {
             return Ok(());
         }
-        let mut q = Select::new("UPDATE outbox_delivery SET state = 'delivered', delivered_at = ");
-        q.push("?", [Bind::Text(to_db(Utc::now()))]);
-        q.push(
-            ", lease_until = NULL, last_error = NULL WHERE (event_id, subscriber) IN (VALUES ",
-            [],
-        );
-        for (i, (c, _)) in delivered.iter().enumerate() {
-            q.push(
-                if i == 0 { "(?, ?)" } else { ", (?, ?)" },
-                [
-                    Bind::Text(c.event_id.clone()),
-                    Bind::Text(c.subscriber.clone()),
-                ],
-            );
-        }
-        q.push(")", []);
-        q.execute(self.db.writer()).await?;
+        // One statement text for any number of deliveries (see `db::json_rows`).
+        let pairs: Vec<(&str, &str)> = delivered
+            .iter()
+            .map(|(c, _)| (c.event_id.as_str(), c.subscriber.as_str()))
+            .collect();
+        sqlx::query(&format!(
+            "UPDATE outbox_delivery SET state = 'delivered', delivered_at = $1, \
+             lease_until = NULL, last_error = NULL WHERE (event_id, subscriber) IN \
+             (SELECT j.value ->> 0, j.value ->> 1 FROM {})",
+            json_rows(self.db.backend(), "$2")
+        ))
+        .bind(to_db(Utc::now()))
+        .bind(json_rows_param(&pairs)?)
+        .execute(self.db.writer())
+        .await?;
         Ok(())
     }
 
@@ -495,19 +493,18 @@ impl Relay {
         &self,
         claimed: &[Claimed],
     ) -> Result<HashMap<String, Event>, sqlx::Error> {
-        let mut q = Select::new(
+        let ids: Vec<(&str,)> = claimed.iter().map(|c| (c.event_id.as_str(),)).collect();
+        let rows = sqlx::query(&format!(
             "SELECT event_id, aggregate_type, aggregate_id, aggregate_seq, event_type, payload, \
-             correlation_id, occurred_at FROM outbox WHERE event_id IN (",
-        );
-        for (i, c) in claimed.iter().enumerate() {
-            q.push(
-                if i == 0 { "?" } else { ", ?" },
-                [Bind::Text(c.event_id.clone())],
-            );
-        }
-        q.push(")", []);
+             correlation_id, occurred_at FROM outbox WHERE event_id IN \
+             (SELECT j.value ->> 0 FROM {})",
+            json_rows(self.db.backend(), "$1")
+        ))
+        .bind(json_rows_param(&ids)?)
+        .fetch_all(self.db.pool())
+        .await?;
         let mut out = HashMap::new();
-        for r in q.fetch_all(self.db.pool()).await? {
+        for r in rows {
             let id: String = r.try_get("event_id")?;
             let payload: String = r.try_get("payload")?;
             let occurred: String = r.try_get("occurred_at")?;

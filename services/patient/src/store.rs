@@ -4,7 +4,8 @@ use crate::domain::{ValidPatient, ValidUpdate};
 use chrono::{DateTime, Utc};
 use hms_client::models::{AuditEntry, Patient, PatientQuery};
 use hms_kit::db::{
-    contains_pattern, sync_id_sequence, violation, Backend, Bind, Select, Tx, Violation,
+    backend_of, contains_pattern, json_rows, json_rows_param, sync_id_sequence, violation, Backend,
+    Bind, Select, Tx, Violation,
 };
 use hms_kit::pagination::PageRequest;
 use hms_kit::time::{date_from_db, date_to_db, from_db, to_db};
@@ -103,14 +104,19 @@ pub async fn get_many(tx: &mut Tx, ids: &[i64]) -> Result<Vec<Patient>, sqlx::Er
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut s = Select::new(&format!(
-        "SELECT {COLUMNS} FROM patients WHERE patient_id IN ("
-    ));
-    for (i, id) in ids.iter().enumerate() {
-        s.push(if i == 0 { "?" } else { ", ?" }, [Bind::Int(*id)]);
-    }
-    s.push(")", []);
-    s.fetch_all(&mut **tx).await?.iter().map(patient).collect()
+    let backend = backend_of(tx);
+    let ids: Vec<(i64,)> = ids.iter().map(|&id| (id,)).collect();
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM patients WHERE patient_id IN \
+         (SELECT CAST(j.value ->> 0 AS BIGINT) FROM {})",
+        json_rows(backend, "$1")
+    ))
+    .bind(json_rows_param(&ids)?)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(patient)
+    .collect()
 }
 
 /// One page of patients matching every given filter, in id order.
@@ -296,29 +302,32 @@ pub async fn audit(tx: &mut Tx, rows: &[Audit<'_>], now: DateTime<Utc>) -> Resul
     if rows.is_empty() {
         return Ok(());
     }
-    let mut s = Select::new(
-        "INSERT INTO patient_audit (at, patient_id, subject, role, action, route, outcome, correlation_id, detail) VALUES ",
-    );
-    let at = to_db(now);
-    for (i, a) in rows.iter().enumerate() {
-        if i > 0 {
-            s.push(", ", []);
-        }
-        s.push(
-            "(?, ?, ?, ?, ?, ?, 'success', ?, ?)",
-            [
-                Bind::Text(at.clone()),
-                Bind::Int(a.patient_id),
-                Bind::Text(a.subject.to_string()),
-                Bind::Text(a.role.to_string()),
-                Bind::Text(a.action.to_string()),
-                Bind::Text(a.route.to_string()),
-                Bind::Text(a.correlation_id.to_string()),
-                Bind::Text(a.detail.clone().unwrap_or_default()),
-            ],
-        );
-    }
-    s.execute(&mut **tx).await?;
+    let backend = backend_of(tx);
+    // One parameter for any number of rows (see `json_rows`); inserted in the rows' order.
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|a| {
+            (
+                a.patient_id,
+                a.subject,
+                a.role,
+                a.action,
+                a.route,
+                a.correlation_id,
+                a.detail.as_deref().unwrap_or_default(),
+            )
+        })
+        .collect();
+    sqlx::query(&format!(
+        "INSERT INTO patient_audit (at, patient_id, subject, role, action, route, outcome, correlation_id, detail) \
+         SELECT $1, CAST(j.value ->> 0 AS BIGINT), j.value ->> 1, j.value ->> 2, j.value ->> 3, \
+         j.value ->> 4, 'success', j.value ->> 5, j.value ->> 6 FROM {} ORDER BY j.key",
+        json_rows(backend, "$2")
+    ))
+    .bind(to_db(now))
+    .bind(json_rows_param(&rows)?)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
