@@ -35,3 +35,32 @@ async fn a_transaction_begun_behind_the_drivers_back_is_never_reused_postgres() 
     }
     db.close().await;
 }
+
+/// Every SQLite connection is set up the same way but for its page cache: the writer keeps
+/// more of one (every write walks the same hot pages), each reader little.
+#[tokio::test]
+async fn sqlite_connections_are_set_up_with_their_page_caches() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/setup.db", dir.path().display());
+    let db = Db::open(&url, Open::default()).await.unwrap();
+    let pragma = |name: &'static str| format!("PRAGMA {name}");
+    for (pool, cache) in [(db.writer(), -1024i64), (db.pool(), -256)] {
+        let mut conn = pool.acquire().await.unwrap();
+        let mode: String = sqlx::query_scalar(&pragma("journal_mode"))
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = sqlx::query_scalar(&pragma("foreign_keys"))
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(fk, 1);
+        let size: i64 = sqlx::query_scalar(&pragma("cache_size"))
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(size, cache);
+    }
+    db.close().await;
+}

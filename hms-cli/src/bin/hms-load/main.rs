@@ -7,10 +7,12 @@
 //! hms-load create-patient --connections 8 --duration 5
 //! hms-load ceiling --connections 64        # a minimal axum handler, then get-patient, and the ratio
 //! hms-load mixed --connections 64 --duration 60
+//! hms-load workflow --connections 64       # whole visits, on services it starts itself
 //! ```
 //! The token is `--token`, `HMS_TOKEN`, or the embedded default's `hms-data/admin.token`.
 
 mod seed;
+mod workflow;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
@@ -47,6 +49,10 @@ enum Workflow {
     SearchPhone,
     /// GET /v1/appointments?doctor_id=&from=&to= (a seeded doctor's day).
     DayList,
+    /// Whole visits (book → prescribe → complete → pay, with Idempotency-Keys) against all
+    /// seven services started in this process on throw-away SQLite files, with a clock the
+    /// run moves past the booked slots so they can be completed (no daemon needed).
+    Workflow,
     /// The machine's ceiling beside HMS, in one run: a minimal axum handler served in this
     /// process (`GET /v1/patients/{id}` answering a literal patient) measured with the same
     /// client, then `get-patient` against HMS; prints both and HMS's share of the ceiling.
@@ -100,6 +106,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if matches!(args.workflow, Workflow::Workflow) {
+        return workflow::run(&args).await;
+    }
     let token = match &args.token {
         Some(t) => t.clone(),
         None => std::fs::read_to_string(args.data_dir.join("admin.token"))
@@ -300,7 +309,7 @@ async fn drive(
                     Workflow::SearchPhone | Workflow::DayList => {
                         scale_request(&client, &fx, workflow, n).await
                     }
-                    Workflow::Seed => break,
+                    Workflow::Seed | Workflow::Workflow => break,
                     Workflow::Mixed => match desk.step(&client, &fx, w, n).await {
                         Some(ok) => ok,
                         None => {

@@ -1,0 +1,345 @@
+//! `hms-load workflow`: whole visits — book → prescribe → complete → pay, with Idempotency-Keys
+//! on the booking and the payment — against the embedded default started in this process.
+//!
+//! Completing a visit needs its slot's time to have come, and booking needs the slot at least
+//! the lead time ahead: no single instant of a real clock allows both. So the services run
+//! here, on their own SQLite files in a throw-away data directory, with a clock this run sets
+//! (the same `Clock` the rules read everywhere): standing still while every client books and
+//! prescribes, then moved past the last booked slot while every client completes and pays.
+//! Everything else is the daemon's own code path (`server::start` of all seven services).
+//! The run ends by checking what it did: every visit it counts has its bill PAID.
+
+use crate::{fixture_patient, working_days, Args, BookingPlan};
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use hms_client::models::{BillQuery, NewPayment, NewPrescription};
+use hms_client::{HmsClient, ServiceUrls};
+use hms_kit::auth::{Keys, Role};
+use hms_kit::clock::Clock;
+use hms_kit::config::Config;
+use hms_kit::server::{self, Running};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A visit booked and prescribed, waiting for its time.
+struct Visit {
+    appointment_id: i64,
+    slot_end: chrono::DateTime<chrono::Utc>,
+}
+
+/// What one phase of the run measured: per visit, the latency of that phase's steps.
+struct Phase {
+    hist: Histogram<u64>,
+    errors: u64,
+    seconds: f64,
+}
+
+pub async fn run(args: &Args) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("making a throw-away data directory")?;
+    let clock = Clock::manual(chrono::Utc::now());
+    let (running, client) = start_services(dir.path(), clock.clone()).await?;
+    let outcome = visits(args, &client, &clock).await;
+    for r in running {
+        r.stop().await;
+    }
+    outcome
+}
+
+/// All seven services on ephemeral ports, as the embedded default runs them, with `clock`.
+async fn start_services(
+    dir: &std::path::Path,
+    clock: Clock,
+) -> anyhow::Result<(Vec<Running>, HmsClient)> {
+    let mut config = Config {
+        data_dir: dir.to_path_buf(),
+        // One token drives every request of the run.
+        rate_limit_per_second: 0,
+        ..Config::default()
+    };
+    let mut listeners = Vec::new();
+    for def in hms_testkit::EVERY_SERVICE {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding a port for a service")?;
+        let port = l.local_addr()?.port();
+        let s = config.service_mut(def.service.name());
+        s.port = Some(port);
+        s.url = Some(format!("http://127.0.0.1:{port}"));
+        listeners.push(l);
+    }
+    let config = Arc::new(config);
+    let secret: [u8; 32] = rand::random();
+    let keys = Arc::new(Keys::from_secret(&secret));
+    let mut running = Vec::new();
+    for (def, l) in hms_testkit::EVERY_SERVICE.into_iter().zip(listeners) {
+        let r = server::start(def, config.clone(), keys.clone(), clock.clone(), l)
+            .await
+            .with_context(|| format!("starting the {} service", def.service))?;
+        running.push(r);
+    }
+    let mut urls = ServiceUrls::with_base_port("127.0.0.1", 0);
+    for r in &running {
+        urls.set(r.service, r.url());
+    }
+    let token = keys.issue(Role::Admin, "hms-load", None, chrono::Duration::hours(4));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    Ok((running, HmsClient::with_http(http, urls).with_token(token)))
+}
+
+async fn visits(args: &Args, client: &HmsClient, clock: &Clock) -> anyhow::Result<()> {
+    let seed = std::process::id();
+    let mut plan = BookingPlan {
+        tz: Some(args.clinic_timezone),
+        days: working_days(args.clinic_timezone, args.booking_horizon_days),
+        per_day: args.daily_cap.min(18),
+        ..Default::default()
+    };
+    for i in 0..args.connections as u32 {
+        plan.patients.push(
+            client
+                .create_patient(&fixture_patient(seed, 500 + i))
+                .await
+                .with_context(|| format!("creating visit patient {i}"))?
+                .patient_id,
+        );
+        plan.doctors.push(
+            client
+                .create_doctor(&crate::fixture_doctor())
+                .await
+                .with_context(|| format!("creating visit doctor {i}"))?
+                .doctor_id,
+        );
+    }
+    let medication = client
+        .formulary()
+        .await
+        .context("reading the formulary")?
+        .items
+        .into_iter()
+        .find(|m| m.active)
+        .context("the formulary has no active medication")?
+        .name;
+    let plan = Arc::new(plan);
+
+    // Phase 1: every client books its own doctor's next slot and prescribes at it.
+    let medication = Arc::new(medication);
+    let counter = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + Duration::from_secs(args.duration);
+    let started = Instant::now();
+    let clients = (0..args.connections).map(|w| {
+        let (client, plan, medication) = (client.clone(), plan.clone(), medication.clone());
+        let counter = counter.clone();
+        tokio::spawn(async move {
+            let mut hist = histogram();
+            let (mut errors, mut booked) = (0u64, Vec::new());
+            let mut k = 0;
+            while Instant::now() < end {
+                let Some(new) = plan.appointment(w, k) else {
+                    break;
+                };
+                k += 1;
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let began = Instant::now();
+                let key = format!("visit-{seed}-{n}");
+                let visit = async {
+                    let a = client.book_appointment(&new, Some(&key)).await?;
+                    client
+                        .create_prescription(&NewPrescription {
+                            prescription_id: None,
+                            appointment_id: a.appointment_id,
+                            patient_id: a.patient_id,
+                            doctor_id: Some(a.doctor_id),
+                            medication: medication.to_string(),
+                            dosage: "1-0-1".into(),
+                            days: 5,
+                            issued_at: None,
+                        })
+                        .await?;
+                    Ok::<_, hms_client::ClientError>(a)
+                };
+                match visit.await {
+                    Ok(a) => {
+                        let _ = hist.record(began.elapsed().as_micros() as u64);
+                        booked.push(Visit {
+                            appointment_id: a.appointment_id,
+                            slot_end: a.slot_end,
+                        });
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        if errors == 1 {
+                            eprintln!("booking or prescribing failed: {e}");
+                        }
+                    }
+                }
+            }
+            (hist, errors, booked)
+        })
+    });
+    let mut booking = Phase {
+        hist: histogram(),
+        errors: 0,
+        seconds: 0.0,
+    };
+    let mut per_client: Vec<Vec<Visit>> = Vec::new();
+    for c in futures::future::join_all(clients).await {
+        let (h, e, v) = c.context("a visit client failed")?;
+        booking.hist.add(h)?;
+        booking.errors += e;
+        per_client.push(v);
+    }
+    booking.seconds = started.elapsed().as_secs_f64();
+
+    // The visits' time comes: the clock moves past the last booked slot.
+    let last = per_client
+        .iter()
+        .flatten()
+        .map(|v| v.slot_end)
+        .max()
+        .context("no visit was booked")?;
+    clock.set(last + chrono::Duration::minutes(1));
+
+    // Phase 2: every client completes its visits and pays each bill once billing has made it.
+    let started = Instant::now();
+    let clients = per_client.into_iter().map(|mine| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut hist = histogram();
+            let (mut errors, mut paid) = (0u64, 0u64);
+            for v in mine {
+                let began = Instant::now();
+                match settle(&client, seed, v.appointment_id).await {
+                    Ok(()) => {
+                        paid += 1;
+                        let _ = hist.record(began.elapsed().as_micros() as u64);
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        if errors == 1 {
+                            eprintln!("completing or paying failed: {e:#}");
+                        }
+                    }
+                }
+            }
+            (hist, errors, paid)
+        })
+    });
+    let mut settling = Phase {
+        hist: histogram(),
+        errors: 0,
+        seconds: 0.0,
+    };
+    let mut paid = 0;
+    for c in futures::future::join_all(clients).await {
+        let (h, e, p) = c.context("a visit client failed")?;
+        settling.hist.add(h)?;
+        settling.errors += e;
+        paid += p;
+    }
+    settling.seconds = started.elapsed().as_secs_f64();
+
+    let check = paid_bills(client, paid).await?;
+    let seconds = booking.seconds + settling.seconds;
+    report("book + prescribe", args, &booking);
+    report("complete + pay", args, &settling);
+    println!(
+        "workflow=visit connections={} visits={paid} errors={} seconds={seconds:.1} throughput={:.0} visits/s (book, prescribe, complete, pay) bills_paid={check}",
+        args.connections,
+        booking.errors + settling.errors,
+        paid as f64 / seconds.max(0.001),
+    );
+    anyhow::ensure!(
+        check == paid,
+        "{paid} visits were paid but {check} bills are PAID"
+    );
+    Ok(())
+}
+
+/// Completes a visit, waits for its bill (made by billing from the completion's event) and
+/// pays its balance under an Idempotency-Key.
+async fn settle(client: &HmsClient, seed: u32, appointment_id: i64) -> anyhow::Result<()> {
+    client
+        .transition_appointment(appointment_id, "complete", None)
+        .await
+        .context("completing")?;
+    let waited = Instant::now();
+    let bill = loop {
+        let page = client
+            .list_bills(&BillQuery {
+                appointment_id: Some(appointment_id),
+                ..Default::default()
+            })
+            .await
+            .context("looking up the bill")?;
+        if let Some(b) = page.items.into_iter().next() {
+            break b;
+        }
+        anyhow::ensure!(
+            waited.elapsed() < Duration::from_secs(30),
+            "no bill for appointment {appointment_id} within 30 s of completing it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    client
+        .pay(
+            &NewPayment {
+                bill_id: bill.bill_id,
+                amount: bill.balance,
+                method: "UPI".into(),
+            },
+            &format!("visit-pay-{seed}-{appointment_id}"),
+        )
+        .await
+        .context("paying")?;
+    Ok(())
+}
+
+/// How many bills are PAID (every page), once `expected` are or 30 s have passed: a payment
+/// marks its bill PAID through an event, a moment after it is answered.
+async fn paid_bills(client: &HmsClient, expected: u64) -> anyhow::Result<u64> {
+    let waited = Instant::now();
+    loop {
+        let (mut n, mut cursor) = (0, None);
+        loop {
+            let page = client
+                .list_bills(&BillQuery {
+                    status: Some("PAID".into()),
+                    limit: Some(100),
+                    cursor: cursor.take(),
+                    ..Default::default()
+                })
+                .await
+                .context("counting the paid bills")?;
+            n += page.items.len() as u64;
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        if n >= expected || waited.elapsed() > Duration::from_secs(30) {
+            return Ok(n);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+fn report(name: &str, args: &Args, p: &Phase) {
+    let ms = |q: f64| p.hist.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "phase={name} connections={} seconds={:.1} visits={} errors={} p50={:.2}ms p99={:.2}ms max={:.2}ms",
+        args.connections,
+        p.seconds,
+        p.hist.len(),
+        p.errors,
+        ms(0.50),
+        ms(0.99),
+        p.hist.max() as f64 / 1000.0,
+    );
+}
