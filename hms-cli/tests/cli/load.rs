@@ -53,3 +53,37 @@ both_backends! {
         app.stop().await;
     }
 }
+
+/// Whole visits on the services `hms-load workflow` starts itself (the embedded default, on
+/// SQLite, with the clock it moves): every visit booked and prescribed is completed and paid,
+/// and its bill is PAID.
+#[test]
+fn a_workflow_run_completes_and_pays_every_visit_it_books() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hms-load"))
+        .args(["workflow", "--connections", "2", "--duration", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |line: &str, name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}= in {line}"))
+    };
+    let total = stdout
+        .lines()
+        .find(|l| l.starts_with("workflow=visit"))
+        .expect(&stdout);
+    let visits = field(total, "visits");
+    assert!(visits > 0, "{stdout}");
+    assert_eq!(field(total, "errors"), 0, "{stdout}");
+    assert_eq!(field(total, "bills_paid"), visits, "{stdout}");
+    for phase in stdout.lines().filter(|l| l.starts_with("phase=")) {
+        assert_eq!(field(phase, "visits"), visits, "{phase}");
+    }
+}

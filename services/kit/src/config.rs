@@ -110,7 +110,7 @@ pub struct Config {
     pub log_level: String,
     pub log_format: String,
     pub http_timeout_ms: u64,
-    /// Connections per service to its database (PostgreSQL; SQLite uses 8 readers/writers).
+    /// Connections per service to its database (PostgreSQL; SQLite uses one writer and two readers).
     pub db_max_connections: u32,
     pub request_timeout_ms: u64,
     pub max_body_bytes: usize,

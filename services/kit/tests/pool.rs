@@ -44,7 +44,7 @@ async fn sqlite_connections_are_set_up_with_their_page_caches() {
     let url = format!("sqlite://{}/setup.db", dir.path().display());
     let db = Db::open(&url, Open::default()).await.unwrap();
     let pragma = |name: &'static str| format!("PRAGMA {name}");
-    for (pool, cache) in [(db.writer(), -1024i64), (db.pool(), -256)] {
+    for (pool, cache) in [(db.writer(), -512i64), (db.pool(), -256)] {
         let mut conn = pool.acquire().await.unwrap();
         let mode: String = sqlx::query_scalar(&pragma("journal_mode"))
             .fetch_one(&mut *conn)

@@ -36,6 +36,8 @@ struct Phase {
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
+    // The services' warnings and errors, on stderr (the report is on stdout).
+    hms_kit::logging::init_with_writer("warn", "json", std::io::stderr);
     let dir = tempfile::tempdir().context("making a throw-away data directory")?;
     let clock = Clock::manual(chrono::Utc::now());
     let (running, client) = start_services(dir.path(), clock.clone()).await?;
