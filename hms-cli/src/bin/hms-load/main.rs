@@ -52,7 +52,8 @@ enum Workflow {
     /// Whole visits (book → prescribe → complete → pay, with Idempotency-Keys) against all
     /// seven services started in this process on throw-away SQLite files, with a clock the
     /// run moves past the booked slots so they can be completed (no daemon needed).
-    Workflow,
+    #[value(name = "workflow")]
+    Visits,
     /// The machine's ceiling beside HMS, in one run: a minimal axum handler served in this
     /// process (`GET /v1/patients/{id}` answering a literal patient) measured with the same
     /// client, then `get-patient` against HMS; prints both and HMS's share of the ceiling.
@@ -106,7 +107,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if matches!(args.workflow, Workflow::Workflow) {
+    if matches!(args.workflow, Workflow::Visits) {
         return workflow::run(&args).await;
     }
     let token = match &args.token {
@@ -309,7 +310,7 @@ async fn drive(
                     Workflow::SearchPhone | Workflow::DayList => {
                         scale_request(&client, &fx, workflow, n).await
                     }
-                    Workflow::Seed | Workflow::Workflow => break,
+                    Workflow::Seed | Workflow::Visits => break,
                     Workflow::Mixed => match desk.step(&client, &fx, w, n).await {
                         Some(ok) => ok,
                         None => {
