@@ -493,3 +493,44 @@ both_backends! {
         c.app.stop().await;
     }
 }
+
+both_backends! {
+    // Payment references are random: a reference drawn twice is judged by the UNIQUE
+    // constraint and drawn again (it once failed the payment with a 500), while a key used
+    // twice is still refused.
+    async fn a_payment_reference_drawn_twice_is_drawn_again(b: Backend) {
+        use hms_payment::store;
+        let app = TestApp::spawn(&b, &[&hms_payment::SERVICE]).await;
+        let db = app.db(Service::Payment);
+        let now = app.clock.now();
+        let mut tx = db.begin().await.unwrap();
+        store::apply_bill(&mut tx, 7, 3, 100_000, "OPEN", 1).await.unwrap();
+        let bill = store::balance(&mut *tx, 7).await.unwrap().unwrap();
+        let taken = "HMS20261130-AAAAAA";
+        let first = store::insert_payment(&mut tx, &bill, 100, "UPI", "k1", "h1", now, |_| taken.into())
+            .await.unwrap();
+        assert_eq!(first.reference, taken);
+        let mut draws = [taken, taken, "HMS20261130-BBBBBB"].into_iter();
+        let second = store::insert_payment(&mut tx, &bill, 200, "UPI", "k2", "h2", now,
+            |_| draws.next().unwrap().to_string()).await.unwrap();
+        assert_eq!(second.reference, "HMS20261130-BBBBBB");
+        assert_eq!(draws.next(), None, "drawn until free");
+        // A key is not a reference: its clash is an error, not drawn again.
+        let again = store::insert_payment(&mut tx, &bill, 300, "UPI", "k1", "h3", now,
+            |_| "HMS20261130-CCCCCC".into()).await;
+        assert!(again.is_err());
+        tx.rollback().await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        store::apply_bill(&mut tx, 7, 3, 100_000, "OPEN", 1).await.unwrap();
+        let bill = store::balance(&mut *tx, 7).await.unwrap().unwrap();
+        store::insert_payment(&mut tx, &bill, 100, "UPI", "k1", "h1", now, |_| taken.into()).await.unwrap();
+        let mut draws = [taken, "HMS20261130-DDDDDD"].into_iter();
+        store::insert_payment(&mut tx, &bill, 200, "UPI", "k2", "h2", now,
+            |_| draws.next().unwrap().to_string()).await.unwrap();
+        tx.commit().await.unwrap();
+        let refs: Vec<String> = sqlx::query_scalar("SELECT reference FROM payments ORDER BY payment_id")
+            .fetch_all(db.pool()).await.unwrap();
+        assert_eq!(refs, [taken, "HMS20261130-DDDDDD"], "both payments kept, each its own reference");
+        app.stop().await;
+    }
+}

@@ -206,6 +206,7 @@ async fn take(
                 &key,
                 &fingerprint,
                 now,
+                store::reference,
             )
             .await?;
             let captured = PaymentEvent::Captured(Captured {

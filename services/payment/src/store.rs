@@ -152,6 +152,11 @@ pub fn reference(now: DateTime<Utc>) -> String {
     format!("HMS{}-{tail}", now.format("%Y%m%d"))
 }
 
+/// Inserts a payment under a fresh reference from `fresh_reference`. References are random
+/// (six of 32 characters a day: about a billion), so two payments of one day can draw the same
+/// one — at 4,500 payments a day, about once in a hundred days — and the UNIQUE constraint
+/// judges it: the insert is undone alone (a savepoint) and tried again with another reference,
+/// instead of failing the payment.
 #[allow(clippy::too_many_arguments)]
 pub async fn insert_payment(
     tx: &mut Tx,
@@ -161,22 +166,55 @@ pub async fn insert_payment(
     key: &str,
     hash: &str,
     now: DateTime<Utc>,
+    mut fresh_reference: impl FnMut(DateTime<Utc>) -> String,
 ) -> Result<Payment, Error> {
-    let row = sqlx::query(&format!(
-        "INSERT INTO payments (bill_id, patient_id, amount, method, reference, refunded, idempotency_key, request_hash, paid_at) \
-         VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8) RETURNING {P}"
-    ))
-    .bind(bill.bill_id)
-    .bind(bill.patient_id)
-    .bind(amount)
-    .bind(method)
-    .bind(reference(now))
-    .bind(key)
-    .bind(hash)
-    .bind(to_db(now))
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(payment(&row)?)
+    const TRIES: usize = 8;
+    for attempt in 1..=TRIES {
+        sqlx::query("SAVEPOINT payment_reference")
+            .execute(&mut **tx)
+            .await?;
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO payments (bill_id, patient_id, amount, method, reference, refunded, idempotency_key, request_hash, paid_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8) RETURNING {P}"
+        ))
+        .bind(bill.bill_id)
+        .bind(bill.patient_id)
+        .bind(amount)
+        .bind(method)
+        .bind(fresh_reference(now))
+        .bind(key)
+        .bind(hash)
+        .bind(to_db(now))
+        .fetch_one(&mut **tx)
+        .await;
+        match inserted {
+            Ok(row) => {
+                sqlx::query("RELEASE SAVEPOINT payment_reference")
+                    .execute(&mut **tx)
+                    .await?;
+                return Ok(payment(&row)?);
+            }
+            Err(e) if attempt < TRIES && reference_taken(&e) => {
+                tracing::info!(attempt, "payment reference already taken; drawing another");
+                sqlx::query("ROLLBACK TO SAVEPOINT payment_reference")
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// Whether `e` is the UNIQUE constraint on `payments.reference` (SQLite names the column in
+/// its message, PostgreSQL the constraint).
+fn reference_taken(e: &sqlx::Error) -> bool {
+    let Some(d) = e.as_database_error() else {
+        return false;
+    };
+    hms_kit::db::violation(e) == Some(hms_kit::db::Violation::Unique)
+        && (d.constraint().is_some_and(|c| c.contains("reference"))
+            || d.message().contains("payments.reference"))
 }
 
 /// A payment made with `key` (kept forever), and the hash of its request.
