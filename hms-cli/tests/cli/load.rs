@@ -87,3 +87,29 @@ fn a_workflow_run_completes_and_pays_every_visit_it_books() {
         assert_eq!(field(phase, "visits"), visits, "{phase}");
     }
 }
+
+/// One SQLite writer's limits through the services' database layer, measured in the process.
+#[test]
+fn a_db_ceiling_run_reports_the_writers_round_trip_and_rate() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hms-load"))
+        .args(["db-ceiling", "--duration", "2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("workflow=db-ceiling"))
+        .expect(&stdout);
+    let rate: f64 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("throughput="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no throughput in {line}"));
+    assert!(rate > 0.0, "{line}");
+    assert!(line.contains("statement_round_trip="), "{line}");
+}

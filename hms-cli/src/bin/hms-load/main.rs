@@ -8,9 +8,11 @@
 //! hms-load ceiling --connections 64        # a minimal axum handler, then get-patient, and the ratio
 //! hms-load mixed --connections 64 --duration 60
 //! hms-load workflow --connections 64       # whole visits, on services it starts itself
+//! hms-load db-ceiling                      # one SQLite writer's limits, through kit::db
 //! ```
 //! The token is `--token`, `HMS_TOKEN`, or the embedded default's `hms-data/admin.token`.
 
+mod driver;
 mod seed;
 mod workflow;
 
@@ -54,6 +56,10 @@ enum Workflow {
     /// run moves past the booked slots so they can be completed (no daemon needed).
     #[value(name = "workflow")]
     Visits,
+    /// What one SQLite writer connection can do through the services' database layer, with
+    /// nothing else in the way: a statement's round trip, and the rate of transactions shaped
+    /// like a booking's (no daemon needed).
+    DbCeiling,
     /// The machine's ceiling beside HMS, in one run: a minimal axum handler served in this
     /// process (`GET /v1/patients/{id}` answering a literal patient) measured with the same
     /// client, then `get-patient` against HMS; prints both and HMS's share of the ceiling.
@@ -107,8 +113,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if matches!(args.workflow, Workflow::Visits) {
-        return workflow::run(&args).await;
+    match args.workflow {
+        Workflow::Visits => return workflow::run(&args).await,
+        Workflow::DbCeiling => return driver::run(&args).await,
+        _ => {}
     }
     let token = match &args.token {
         Some(t) => t.clone(),
@@ -310,7 +318,7 @@ async fn drive(
                     Workflow::SearchPhone | Workflow::DayList => {
                         scale_request(&client, &fx, workflow, n).await
                     }
-                    Workflow::Seed | Workflow::Visits => break,
+                    Workflow::Seed | Workflow::Visits | Workflow::DbCeiling => break,
                     Workflow::Mixed => match desk.step(&client, &fx, w, n).await {
                         Some(ok) => ok,
                         None => {
