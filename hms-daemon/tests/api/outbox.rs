@@ -171,3 +171,66 @@ both_backends! {
         app.stop().await;
     }
 }
+
+both_backends! {
+    // A subscriber that takes a connection and never answers holds only its own deliveries:
+    // the others' go on at once (each subscriber has its own relays), rather than every relay
+    // ending up stuck in a round waiting on it.
+    async fn a_hung_subscriber_holds_back_only_its_own_deliveries(b: Backend) {
+        let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hung_port = hung.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = hung.accept().await {
+                open.push(conn);
+            }
+        });
+        let port = closed_port();
+        let app = TestApp::spawn_with(&b, &[&hms_patient::SERVICE], hms_kit::clock::Clock::system(), |c| {
+            c.service_mut("patient").subscribers = Some(vec!["hung".into(), "testsub".into()]);
+            c.service_mut("hung").url = Some(format!("http://127.0.0.1:{hung_port}"));
+            c.service_mut("testsub").url = Some(format!("http://127.0.0.1:{port}"));
+        }).await;
+        let sub_db = fresh_database(&b, app.dir.path(), "testsub").await;
+        let sub = Subscriber::start(&app, &sub_db, port, &[Service::Patient]).await;
+        let desk = app.client(Role::Reception);
+        for i in 0..12 {
+            desk.create_patient(&new_patient("Hung Person", 950 + i)).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // The hung subscriber's deliveries wait out the relay's 10 s timeout; the other
+        // subscriber has all twelve well before.
+        eventually(4, "every event at the answering subscriber", || async {
+            (sub.received().await.len() == 12).then_some(())
+        }).await;
+        sub.stop().await;
+        held.abort();
+        if let Backend::Postgres(server) = &b { drop_database(server, &sub_db).await; }
+        app.stop().await;
+    }
+}
+
+both_backends! {
+    // A delivery to a subscriber the configuration no longer lists is still taken by a relay
+    // and fails with its reason, rather than waiting where no relay looks.
+    async fn a_delivery_to_a_subscriber_no_longer_listed_fails_with_its_reason(b: Backend) {
+        let app = patient_service_with_subscriber_at(&b, closed_port()).await;
+        let desk = app.client(Role::Reception);
+        desk.create_patient(&new_patient("Stray Person", 990)).await.unwrap();
+        let pool = app.db(Service::Patient).pool().clone();
+        let event_id: String = sqlx::query_scalar("SELECT event_id FROM outbox")
+            .fetch_one(&pool).await.unwrap();
+        sqlx::query("INSERT INTO outbox_delivery (event_id, subscriber, state, attempts, next_attempt_at) \
+                     VALUES ($1, 'gone', 'pending', 0, $2)")
+            .bind(&event_id).bind(hms_kit::time::to_db(chrono::Utc::now()))
+            .execute(app.db(Service::Patient).writer()).await.unwrap();
+        let why = eventually(10, "the stray delivery attempted", || { let pool = pool.clone(); async move {
+            let r = sqlx::query("SELECT attempts, last_error FROM outbox_delivery WHERE subscriber = 'gone'")
+                .fetch_one(&pool).await.ok()?;
+            let attempts: i64 = r.get("attempts");
+            (attempts >= 1).then(|| r.get::<Option<String>, _>("last_error")).flatten()
+        }}).await;
+        assert!(why.contains("no URL is configured for subscriber 'gone'"), "{why}");
+        app.stop().await;
+    }
+}

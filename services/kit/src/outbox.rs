@@ -25,7 +25,7 @@ use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 /// An event to announce, written with [`Outbox::enqueue`].
@@ -64,7 +64,9 @@ impl NewEvent<'static> {
 pub struct Outbox {
     service: Service,
     subscribers: Arc<Vec<String>>,
-    wake: Arc<Notify>,
+    /// Bumped at every commit; each relay watches it (a watch, not a notification: every
+    /// relay sees a commit it was not yet waiting for, and none misses one).
+    wake: Arc<watch::Sender<u64>>,
     clock: Clock,
 }
 
@@ -73,7 +75,7 @@ impl Outbox {
         Outbox {
             service,
             subscribers: Arc::new(subscribers),
-            wake: Arc::new(Notify::new()),
+            wake: Arc::new(watch::Sender::new(0)),
             clock,
         }
     }
@@ -134,7 +136,7 @@ impl Outbox {
             return Ok(());
         }
         tx.commit().await?;
-        self.wake.notify_one();
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 
@@ -142,8 +144,8 @@ impl Outbox {
         self.service
     }
 
-    fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
+    fn waker(&self) -> watch::Receiver<u64> {
+        self.wake.subscribe()
     }
 }
 
@@ -265,6 +267,25 @@ fn excerpt(said: &str) -> String {
     said.chars().take(300).collect()
 }
 
+/// `subscribers` dealt to `n` relays (at least one): each relay one subscriber when there are
+/// enough relays (a subscriber to every n-th relay), else each relay every n-th subscriber.
+fn shares(subscribers: &[String], n: usize) -> Vec<Vec<String>> {
+    let mut subs = subscribers.to_vec();
+    subs.sort();
+    let n = n.max(1);
+    (0..n)
+        .map(|i| {
+            if subs.is_empty() {
+                Vec::new()
+            } else if n >= subs.len() {
+                vec![subs[i % subs.len()].clone()]
+            } else {
+                subs.iter().skip(i).step_by(n).cloned().collect()
+            }
+        })
+        .collect()
+}
+
 /// Delivers a service's outbox to its subscribers.
 #[derive(Clone)]
 pub struct Relay {
@@ -274,8 +295,14 @@ pub struct Relay {
     targets: HashMap<String, String>,
     http: reqwest::Client,
     keys: Arc<Keys>,
-    wake: Arc<Notify>,
+    wake: watch::Receiver<u64>,
     settings: RelaySettings,
+    /// The subscribers this relay delivers to.
+    serves: Arc<Vec<String>>,
+    /// Every subscriber the outbox lists, and whether this relay also takes deliveries to
+    /// subscribers no longer listed (so that they fail with their reason, not wait unseen).
+    listed: Arc<Vec<String>>,
+    strays: bool,
     /// Whether this relay also does the hourly housekeeping (one of a service's relays does).
     housekeeping: bool,
 }
@@ -306,9 +333,13 @@ impl Relay {
             .connect_timeout(Duration::from_secs(2))
             .build()
             .expect("an HTTP client without TLS always builds");
+        let listed = outbox.subscribers.clone();
         Relay {
             db,
             service: outbox.service(),
+            serves: listed.clone(),
+            listed,
+            strays: true,
             targets,
             http,
             keys,
@@ -318,17 +349,26 @@ impl Relay {
         }
     }
 
-    /// Another relay of the same outbox, delivering beside this one (no housekeeping).
-    pub fn another(&self) -> Relay {
-        Relay {
-            housekeeping: false,
-            ..self.clone()
-        }
+    /// This relay as `n` relays of the same outbox, each delivering to its own share of the
+    /// subscribers (each subscriber to at least one relay, once there are as many relays as
+    /// subscribers), so that a slow or hung subscriber holds back only its own deliveries:
+    /// a relay's round waits for every batch it sent. The first keeps the housekeeping.
+    pub fn split(self, n: usize) -> Vec<Relay> {
+        shares(&self.listed, n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, share)| Relay {
+                housekeeping: i == 0,
+                strays: i == 0,
+                serves: Arc::new(share),
+                ..self.clone()
+            })
+            .collect()
     }
 
     /// Runs until `shutdown` turns true. Deliveries in flight finish; leases of anything not
     /// finished simply expire, and the next relay picks the delivery up.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut last_sweep = std::time::Instant::now() - Duration::from_secs(3600);
         loop {
             // Housekeeping rides on the relay: replayable responses older than 30 days go.
@@ -341,6 +381,8 @@ impl Relay {
             if *shutdown.borrow() {
                 return;
             }
+            // Commits from here on wake this relay again.
+            self.wake.borrow_and_update();
             let worked = match self.round().await {
                 Ok(n) => n,
                 Err(e) => {
@@ -355,7 +397,7 @@ impl Relay {
                 continue;
             }
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.wake.changed() => {}
                 _ = tokio::time::sleep(self.settings.poll) => {}
                 _ = shutdown.changed() => {}
             }
@@ -378,7 +420,12 @@ impl Relay {
         let lease_until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
         // The lease predicate is repeated in the outer WHERE: on PostgreSQL a concurrent relay
         // that waited for our row lock re-checks it against the updated row and skips it.
-        let claimed = sqlx::query(
+        let backend = self.db.backend();
+        let names = |subs: &[String]| {
+            let rows: Vec<(&str,)> = subs.iter().map(|s| (s.as_str(),)).collect();
+            json_rows_param(&rows)
+        };
+        let claimed = sqlx::query(&format!(
             "UPDATE outbox_delivery SET lease_until = $1, attempts = attempts + 1 \
              WHERE state = 'pending' AND next_attempt_at <= $2 \
                AND (lease_until IS NULL OR lease_until < $2) \
@@ -387,6 +434,8 @@ impl Relay {
                  JOIN outbox o ON o.event_id = d.event_id \
                  WHERE d.state = 'pending' AND d.next_attempt_at <= $2 \
                    AND (d.lease_until IS NULL OR d.lease_until < $2) \
+                   AND (d.subscriber IN (SELECT j.value ->> 0 FROM {served}) \
+                        OR ($5 = 1 AND d.subscriber NOT IN (SELECT j.value ->> 0 FROM {listed}))) \
                    AND NOT EXISTS ( \
                      SELECT 1 FROM outbox_delivery d2 JOIN outbox o2 ON o2.event_id = d2.event_id \
                      WHERE d2.subscriber = d.subscriber AND d2.state = 'pending' \
@@ -395,10 +444,15 @@ impl Relay {
                             OR (o2.aggregate_seq = o.aggregate_seq AND o2.occurred_at < o.occurred_at))) \
                  ORDER BY d.next_attempt_at LIMIT $3) \
              RETURNING event_id, subscriber, attempts",
-        )
+            served = json_rows(backend, "$4"),
+            listed = json_rows(backend, "$6"),
+        ))
         .bind(to_db(lease_until))
         .bind(to_db(now))
         .bind(self.settings.batch)
+        .bind(names(&self.serves)?)
+        .bind(i64::from(self.strays))
+        .bind(names(&self.listed)?)
         .fetch_all(self.db.writer())
         .await?;
         if claimed.is_empty() {
@@ -708,5 +762,35 @@ impl Relay {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shares;
+
+    fn names(v: &[&[&str]]) -> Vec<Vec<String>> {
+        v.iter()
+            .map(|s| s.iter().map(|x| x.to_string()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn every_subscriber_has_a_relay_and_every_relay_a_share() {
+        let subs = &names(&[&["notification", "billing", "doctor"]])[0];
+        assert_eq!(
+            shares(subs, 4),
+            names(&[&["billing"], &["doctor"], &["notification"], &["billing"]])
+        );
+        assert_eq!(
+            shares(subs, 2),
+            names(&[&["billing", "notification"], &["doctor"]])
+        );
+        assert_eq!(
+            shares(subs, 1),
+            names(&[&["billing", "doctor", "notification"]])
+        );
+        assert_eq!(shares(subs, 0).len(), 1, "at least one relay");
+        assert_eq!(shares(&[], 3), names(&[&[], &[], &[]]));
     }
 }

@@ -188,9 +188,8 @@ pub async fn start(
         .map(|run| tokio::spawn(run(ctx.clone(), rx.clone())));
     let relays = config.outbox_relays.max(1);
     let relay = tokio::spawn(async move {
-        let others: Vec<_> = (1..relays).map(|_| relay.another()).collect();
-        let all = std::iter::once(relay).chain(others);
-        futures::future::join_all(all.map(|r| r.run(rx.clone()))).await;
+        let all = relay.split(relays as usize);
+        futures::future::join_all(all.into_iter().map(|r| r.run(rx.clone()))).await;
     });
     tracing::info!(service = service.name(), %addr, subscribers = ?subscribers, "service started");
     Ok(Running {

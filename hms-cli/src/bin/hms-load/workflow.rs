@@ -210,13 +210,17 @@ async fn visits(args: &Args, client: &HmsClient, clock: &Clock) -> anyhow::Resul
         let client = client.clone();
         tokio::spawn(async move {
             let mut hist = histogram();
+            let mut steps = [histogram(), histogram(), histogram()];
             let (mut errors, mut paid) = (0u64, 0u64);
             for v in mine {
                 let began = Instant::now();
                 match settle(&client, seed, v.appointment_id).await {
-                    Ok(()) => {
+                    Ok(took) => {
                         paid += 1;
                         let _ = hist.record(began.elapsed().as_micros() as u64);
+                        for (h, t) in steps.iter_mut().zip(took) {
+                            let _ = h.record(t.as_micros() as u64);
+                        }
                     }
                     Err(e) => {
                         errors += 1;
@@ -226,9 +230,10 @@ async fn visits(args: &Args, client: &HmsClient, clock: &Clock) -> anyhow::Resul
                     }
                 }
             }
-            (hist, errors, paid)
+            (hist, steps, errors, paid)
         })
     });
+    let mut steps = [histogram(), histogram(), histogram()];
     let mut settling = Phase {
         hist: histogram(),
         errors: 0,
@@ -236,8 +241,11 @@ async fn visits(args: &Args, client: &HmsClient, clock: &Clock) -> anyhow::Resul
     };
     let mut paid = 0;
     for c in futures::future::join_all(clients).await {
-        let (h, e, p) = c.context("a visit client failed")?;
+        let (h, st, e, p) = c.context("a visit client failed")?;
         settling.hist.add(h)?;
+        for (all, one) in steps.iter_mut().zip(st) {
+            all.add(one)?;
+        }
         settling.errors += e;
         paid += p;
     }
@@ -247,6 +255,13 @@ async fn visits(args: &Args, client: &HmsClient, clock: &Clock) -> anyhow::Resul
     let seconds = booking.seconds + settling.seconds;
     report("book + prescribe", args, &booking);
     report("complete + pay", args, &settling);
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "steps of complete + pay, p50 / p99: complete {:.1} / {:.1} ms, its bill appears {:.1} / {:.1} ms, pay {:.1} / {:.1} ms",
+        ms(&steps[0], 0.5), ms(&steps[0], 0.99),
+        ms(&steps[1], 0.5), ms(&steps[1], 0.99),
+        ms(&steps[2], 0.5), ms(&steps[2], 0.99),
+    );
     println!(
         "workflow=visit connections={} visits={paid} errors={} seconds={seconds:.1} throughput={:.0} visits/s (book, prescribe, complete, pay) bills_paid={check}",
         args.connections,
@@ -261,8 +276,13 @@ async fn visits(args: &Args, client: &HmsClient, clock: &Clock) -> anyhow::Resul
 }
 
 /// Completes a visit, waits for its bill (made by billing from the completion's event) and
-/// pays its balance under an Idempotency-Key.
-async fn settle(client: &HmsClient, seed: u32, appointment_id: i64) -> anyhow::Result<()> {
+/// pays its balance under an Idempotency-Key; returns how long each of the three took.
+async fn settle(
+    client: &HmsClient,
+    seed: u32,
+    appointment_id: i64,
+) -> anyhow::Result<[Duration; 3]> {
+    let began = Instant::now();
     client
         .transition_appointment(appointment_id, "complete", None)
         .await
@@ -285,6 +305,7 @@ async fn settle(client: &HmsClient, seed: u32, appointment_id: i64) -> anyhow::R
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let paying = Instant::now();
     client
         .pay(
             &NewPayment {
@@ -296,7 +317,7 @@ async fn settle(client: &HmsClient, seed: u32, appointment_id: i64) -> anyhow::R
         )
         .await
         .context("paying")?;
-    Ok(())
+    Ok([waited - began, paying - waited, paying.elapsed()])
 }
 
 /// How many bills are PAID (every page), once `expected` are or 30 s have passed: a payment
