@@ -34,7 +34,7 @@
 //! | `rate_limit_per_second`, `rate_limit_burst` | `HMS_RATE_LIMIT_PER_SECOND`, `HMS_RATE_LIMIT_BURST` | `300`, `600` per person's token and instance (`0` = off) |
 //! | `outbox_poll_ms` | `HMS_OUTBOX_POLL_MS` | `1000` (relay safety-net poll) |
 //! | `outbox_max_attempts` | `HMS_OUTBOX_MAX_ATTEMPTS` | `20` (then the delivery is parked, never dropped) |
-//! | `outbox_relays` | `HMS_OUTBOX_RELAYS` | `4` (relays per service delivering at once; each keeps every aggregate's order) |
+//! | `outbox_relays` | `HMS_OUTBOX_RELAYS` | `4` (relays per subscriber delivering at once, so a slow subscriber holds back only its own deliveries; each keeps every aggregate's order) |
 //! | `outbox_max_backoff_ms` | `HMS_OUTBOX_MAX_BACKOFF_MS` | `300000` (longest wait between attempts) |
 //! | `services.<svc>.port` | `HMS_<SVC>_PORT` | base port + offset |
 //! | `services.<svc>.url` | `HMS_<SVC>_URL` | `http://<bind>:<port>` (how others reach it) |
