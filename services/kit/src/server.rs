@@ -188,7 +188,7 @@ pub async fn start(
         .map(|run| tokio::spawn(run(ctx.clone(), rx.clone())));
     let relays = config.outbox_relays.max(1);
     let relay = tokio::spawn(async move {
-        let all = relay.split(relays as usize);
+        let all = relay.split(relays);
         futures::future::join_all(all.into_iter().map(|r| r.run(rx.clone()))).await;
     });
     tracing::info!(service = service.name(), %addr, subscribers = ?subscribers, "service started");
