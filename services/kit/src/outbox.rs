@@ -295,11 +295,11 @@ pub struct Relay {
     settings: RelaySettings,
     /// The subscribers this relay delivers to.
     serves: Arc<Vec<String>>,
-    /// Every subscriber the outbox lists, and whether this relay also takes deliveries to
-    /// subscribers no longer listed (so that they fail with their reason, not wait unseen).
+    /// Every subscriber the outbox lists.
     listed: Arc<Vec<String>>,
-    strays: bool,
-    /// Whether this relay also does the hourly housekeeping (one of a service's relays does).
+    /// Whether this relay also does the housekeeping (one of a service's relays does): the
+    /// hourly sweep, the outbox metrics, and deliveries to subscribers no longer listed (so
+    /// that they fail with their reason instead of waiting where no relay looks).
     housekeeping: bool,
 }
 
@@ -335,7 +335,6 @@ impl Relay {
             service: outbox.service(),
             serves: listed.clone(),
             listed,
-            strays: true,
             targets,
             http,
             keys,
@@ -355,7 +354,6 @@ impl Relay {
             .enumerate()
             .map(|(i, share)| Relay {
                 housekeeping: i == 0,
-                strays: i == 0,
                 serves: Arc::new(share),
                 ..self.clone()
             })
@@ -447,7 +445,7 @@ impl Relay {
         .bind(to_db(now))
         .bind(self.settings.batch)
         .bind(names(&self.serves)?)
-        .bind(i64::from(self.strays))
+        .bind(i64::from(self.housekeeping))
         .bind(names(&self.listed)?)
         .fetch_all(self.db.writer())
         .await?;

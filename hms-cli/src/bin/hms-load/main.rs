@@ -211,28 +211,11 @@ impl Fixtures {
         // Booking: one doctor and one patient per client, so that bookings never collide:
         // booking n goes to doctor n % D at the k-th free slot (k = n / D) of the working days
         // ahead.
-        let mut plan = BookingPlan {
-            tz: Some(args.clinic_timezone),
-            ..Default::default()
+        let plan = if matches!(workflow, Workflow::Book | Workflow::Mixed) {
+            BookingPlan::with_fixtures(client, args, seed).await?
+        } else {
+            BookingPlan::default()
         };
-        if matches!(workflow, Workflow::Book | Workflow::Mixed) {
-            for i in 0..args.connections as u32 {
-                plan.patients.push(
-                    client
-                        .create_patient(&fixture_patient(seed, 500 + i))
-                        .await
-                        .with_context(|| format!("creating booking patient {i}"))?
-                        .patient_id,
-                );
-                let d = client
-                    .create_doctor(&fixture_doctor())
-                    .await
-                    .with_context(|| format!("creating booking doctor {i}"))?;
-                plan.doctors.push(d.doctor_id);
-            }
-            plan.days = working_days(args.clinic_timezone, args.booking_horizon_days);
-            plan.per_day = args.daily_cap.min(18);
-        }
         let scale = match workflow {
             Workflow::SearchPhone | Workflow::DayList => Some(seed::Scale::read(&args.data_dir)?),
             _ => None,
@@ -282,8 +265,7 @@ async fn drive(
         let fx = fx.clone();
         let (errors, counter, exhausted) = (errors.clone(), counter.clone(), exhausted.clone());
         tokio::spawn(async move {
-            let mut hist =
-                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut hist = histogram();
             let mut i = w;
             let mut desk = Desk::default();
             loop {
@@ -339,7 +321,7 @@ async fn drive(
             hist
         })
     });
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut hist = histogram();
     for h in futures::future::join_all(workers).await {
         hist.add(h.context("a load worker failed")?)?;
     }
@@ -476,6 +458,11 @@ fn fixture_doctor() -> hms_client::models::NewDoctor {
 
 /// Weekdays (the default working week) from the day after tomorrow up to `horizon_days`
 /// ahead less a day (a booking beyond the horizon is refused), clinic-local.
+/// A latency histogram in microseconds, 1 µs to 60 s.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
 fn working_days(tz: chrono_tz::Tz, horizon_days: i64) -> Vec<chrono::NaiveDate> {
     use chrono::Datelike;
     let today = chrono::Utc::now().with_timezone(&tz).date_naive();
@@ -502,6 +489,34 @@ struct BookingPlan {
 }
 
 impl BookingPlan {
+    /// A plan over the working days of the horizon, with a fresh doctor and patient for each
+    /// of `args.connections` clients (made over HTTP; an error names which one failed).
+    async fn with_fixtures(client: &HmsClient, args: &Args, seed: u32) -> anyhow::Result<Self> {
+        let mut plan = BookingPlan {
+            tz: Some(args.clinic_timezone),
+            days: working_days(args.clinic_timezone, args.booking_horizon_days),
+            per_day: args.daily_cap.min(18),
+            ..Default::default()
+        };
+        for i in 0..args.connections as u32 {
+            plan.patients.push(
+                client
+                    .create_patient(&fixture_patient(seed, 500 + i))
+                    .await
+                    .with_context(|| format!("creating booking patient {i}"))?
+                    .patient_id,
+            );
+            plan.doctors.push(
+                client
+                    .create_doctor(&fixture_doctor())
+                    .await
+                    .with_context(|| format!("creating booking doctor {i}"))?
+                    .doctor_id,
+            );
+        }
+        Ok(plan)
+    }
+
     /// Booking n of the run: doctor n % D at its slot n / D.
     fn booking(&self, n: usize) -> Option<hms_client::models::NewAppointment> {
         let d = self.doctors.len();

@@ -9,7 +9,7 @@
 //! Everything else is the daemon's own code path (`server::start` of all seven services).
 //! The run ends by checking what it did: every visit it counts has its bill PAID.
 
-use crate::{fixture_patient, working_days, Args, BookingPlan};
+use crate::{histogram, Args, BookingPlan};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use hms_client::models::{BillQuery, NewPayment, NewPrescription};
@@ -93,28 +93,7 @@ async fn start_services(
 
 async fn visits(args: &Args, client: &HmsClient, clock: &Clock) -> anyhow::Result<()> {
     let seed = std::process::id();
-    let mut plan = BookingPlan {
-        tz: Some(args.clinic_timezone),
-        days: working_days(args.clinic_timezone, args.booking_horizon_days),
-        per_day: args.daily_cap.min(18),
-        ..Default::default()
-    };
-    for i in 0..args.connections as u32 {
-        plan.patients.push(
-            client
-                .create_patient(&fixture_patient(seed, 500 + i))
-                .await
-                .with_context(|| format!("creating visit patient {i}"))?
-                .patient_id,
-        );
-        plan.doctors.push(
-            client
-                .create_doctor(&crate::fixture_doctor())
-                .await
-                .with_context(|| format!("creating visit doctor {i}"))?
-                .doctor_id,
-        );
-    }
+    let plan = BookingPlan::with_fixtures(client, args, seed).await?;
     let medication = client
         .formulary()
         .await
@@ -347,10 +326,6 @@ async fn paid_bills(client: &HmsClient, expected: u64) -> anyhow::Result<u64> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }
 
 fn report(name: &str, args: &Args, p: &Phase) {
