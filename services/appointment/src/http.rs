@@ -174,10 +174,12 @@ async fn book(
     };
     let answer = idem
         .run(&ctx.outbox, now, |mut tx| async {
-            let a = store::book(&mut tx, &booking, rules.daily_cap, now).await?;
-            ctx.outbox
-                .enqueue(&mut tx, event(&a, &AppointmentEvent::Booked(facts(&a)?)))
-                .await?;
+            let a = store::book(&mut tx, &booking, rules.daily_cap, now, |a, script| {
+                let booked = event(a, &AppointmentEvent::Booked(facts(a)?));
+                ctx.outbox.enqueue_in(script, booked);
+                Ok(())
+            })
+            .await?;
             Ok((tx, Outcome::Done(StatusCode::CREATED, a)))
         })
         .await?;

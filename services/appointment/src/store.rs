@@ -6,7 +6,7 @@ use crate::domain::{FeeDecision, SlotChoice, Status};
 use chrono::{DateTime, NaiveDate, Utc};
 use hms_client::models::{Appointment, AppointmentQuery};
 use hms_client::Money;
-use hms_kit::db::{violation, Bind, Select, Tx, Violation};
+use hms_kit::db::{violation, Bind, Script, Select, Tx, Violation};
 use hms_kit::pagination::PageRequest;
 use hms_kit::time::{date_to_db, from_db, to_db};
 use hms_kit::Error;
@@ -53,45 +53,52 @@ async fn claim(
     patient_id: i64,
     slot: &SlotChoice,
 ) -> Result<(), Error> {
+    let mut script = Script::new();
+    claims(&mut script, appointment_id, doctor_id, patient_id, slot);
+    script.run(tx).await
+}
+
+/// The two slot claims of [`claim`], as statements of `script`.
+fn claims(
+    script: &mut Script,
+    appointment_id: i64,
+    doctor_id: i64,
+    patient_id: i64,
+    slot: &SlotChoice,
+) {
     let start = to_db(slot.start);
-    sqlx::query(
-        "INSERT INTO doctor_slot_claims (doctor_id, slot_start, clinic_day, appointment_id) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(doctor_id)
-    .bind(&start)
-    .bind(date_to_db(slot.day))
-    .bind(appointment_id)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| match violation(&e) {
-        Some(Violation::Unique) => Error::conflict(
-            "slot_taken",
-            format!(
-                "doctor {doctor_id} already has an appointment at {}",
-                hms_kit::time::clinic(slot.start)
-            ),
-        ),
-        _ => e.into(),
-    })?;
-    sqlx::query(
-        "INSERT INTO patient_slot_claims (patient_id, slot_start, appointment_id) VALUES ($1, $2, $3)",
-    )
-    .bind(patient_id)
-    .bind(&start)
-    .bind(appointment_id)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| match violation(&e) {
-        Some(Violation::Unique) => Error::conflict(
-            "patient_busy",
-            format!(
-                "patient {patient_id} already has an appointment at {}",
-                hms_kit::time::clinic(slot.start)
-            ),
-        ),
-        _ => e.into(),
-    })?;
-    Ok(())
+    let at = hms_kit::time::clinic(slot.start).to_string();
+    let taken_at = at.clone();
+    script
+        .push(
+            "INSERT INTO doctor_slot_claims (doctor_id, slot_start, clinic_day, appointment_id) VALUES (?, ?, ?, ?)",
+            [
+                Bind::Int(doctor_id),
+                Bind::Text(start.clone()),
+                Bind::Text(date_to_db(slot.day)),
+                Bind::Int(appointment_id),
+            ],
+        )
+        .refusing(move |e| {
+            (violation(e) == Some(Violation::Unique)).then(|| {
+                Error::conflict(
+                    "slot_taken",
+                    format!("doctor {doctor_id} already has an appointment at {taken_at}"),
+                )
+            })
+        })
+        .push(
+            "INSERT INTO patient_slot_claims (patient_id, slot_start, appointment_id) VALUES (?, ?, ?)",
+            [Bind::Int(patient_id), Bind::Text(start), Bind::Int(appointment_id)],
+        )
+        .refusing(move |e| {
+            (violation(e) == Some(Violation::Unique)).then(|| {
+                Error::conflict(
+                    "patient_busy",
+                    format!("patient {patient_id} already has an appointment at {at}"),
+                )
+            })
+        });
 }
 
 /// Releases an appointment's claims; returns the clinic day its doctor claim was on.
@@ -109,28 +116,25 @@ async fn release(tx: &mut Tx, appointment_id: i64) -> Result<Option<NaiveDate>, 
     Ok(day.map(|d| hms_kit::time::date_from_db(&d)).transpose()?)
 }
 
-/// One more appointment on a doctor's day, unless the cap is reached (the upsert's WHERE
-/// decides; the CHECK is the backstop).
+/// One more appointment on a doctor's day, unless the cap is reached.
 async fn count_in(tx: &mut Tx, doctor_id: i64, day: NaiveDate, cap: i64) -> Result<(), Error> {
-    let n = sqlx::query(
-        "INSERT INTO doctor_day_load (doctor_id, day, booked, cap) VALUES ($1, $2, 1, $3) \
-         ON CONFLICT (doctor_id, day) DO UPDATE SET booked = doctor_day_load.booked + 1, cap = excluded.cap \
-         WHERE doctor_day_load.booked < excluded.cap",
-    )
-    .bind(doctor_id)
-    .bind(date_to_db(day))
-    .bind(cap)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| match violation(&e) {
-        Some(Violation::Check) => cap_reached(doctor_id, day, cap),
-        _ => e.into(),
-    })?
-    .rows_affected();
-    if n == 0 {
-        return Err(cap_reached(doctor_id, day, cap));
-    }
-    Ok(())
+    let mut script = Script::new();
+    counted_in(&mut script, doctor_id, day, cap);
+    script.run(tx).await
+}
+
+/// [`count_in`] as a statement of `script`: the day's CHECK (`booked <= cap`) refuses the
+/// appointment one past the cap, on a new day or a counted one (the cap is the one in force).
+fn counted_in(script: &mut Script, doctor_id: i64, day: NaiveDate, cap: i64) {
+    script
+        .push(
+            "INSERT INTO doctor_day_load (doctor_id, day, booked, cap) VALUES (?, ?, 1, ?) \
+             ON CONFLICT (doctor_id, day) DO UPDATE SET booked = doctor_day_load.booked + 1, cap = excluded.cap",
+            [Bind::Int(doctor_id), Bind::Text(date_to_db(day)), Bind::Int(cap)],
+        )
+        .refusing(move |e| {
+            (violation(e) == Some(Violation::Check)).then(|| cap_reached(doctor_id, day, cap))
+        });
 }
 
 fn cap_reached(doctor_id: i64, day: NaiveDate, cap: i64) -> Error {
@@ -149,12 +153,15 @@ async fn count_out(tx: &mut Tx, doctor_id: i64, day: NaiveDate) -> Result<(), Er
     Ok(())
 }
 
-/// Books: the appointment row, its two slot claims, and its place in the doctor's day.
+/// Books: the appointment row, its two slot claims, and its place in the doctor's day. `also`
+/// adds the caller's writes of the booking (its event) to the claims' script, so they reach
+/// the database together (one hand-off on SQLite; see [`Script`]).
 pub async fn book(
     tx: &mut Tx,
     b: &Booking,
     cap: i64,
     now: DateTime<Utc>,
+    also: impl FnOnce(&Appointment, &mut Script) -> Result<(), Error>,
 ) -> Result<Appointment, Error> {
     let row = sqlx::query(&format!(
         "INSERT INTO appointments (patient_id, doctor_id, department, slot_start, slot_end, clinic_day, \
@@ -172,8 +179,11 @@ pub async fn book(
     .fetch_one(&mut **tx)
     .await?;
     let a = appointment(&row)?;
-    claim(tx, a.appointment_id, b.doctor_id, b.patient_id, &b.slot).await?;
-    count_in(tx, b.doctor_id, b.slot.day, cap).await?;
+    let mut script = Script::new();
+    claims(&mut script, a.appointment_id, b.doctor_id, b.patient_id, &b.slot);
+    counted_in(&mut script, b.doctor_id, b.slot.day, cap);
+    also(&a, &mut script)?;
+    script.run(tx).await?;
     Ok(a)
 }
 

@@ -538,7 +538,9 @@ pub fn violation(e: &sqlx::Error) -> Option<Violation> {
 pub enum Bind {
     Int(i64),
     Text(String),
+    Null,
 }
+
 
 /// A query with optional filters, numbered `$n` placeholders, bound in order.
 ///
@@ -592,6 +594,7 @@ impl Select {
             q = match b {
                 Bind::Int(i) => q.bind(*i),
                 Bind::Text(s) => q.bind(s.as_str()),
+                Bind::Null => q.bind(None::<String>),
             };
         }
         q
@@ -609,6 +612,102 @@ impl Select {
         E: Executor<'e, Database = Any>,
     {
         self.query().execute(exec).await
+    }
+}
+
+/// How a step of a [`Script`] turns the database's refusal into the client's error (a
+/// claim's unique violation into 409 `slot_taken`); `None` leaves the error as it is.
+type Refusal = Box<dyn Fn(&sqlx::Error) -> Option<Error> + Send + Sync>;
+
+struct Step {
+    sql: String,
+    binds: Vec<Bind>,
+    refuse: Option<Refusal>,
+}
+
+/// Write statements whose only answer is success or a refusal, sent to the database together.
+///
+/// On SQLite every statement is a message to the connection's own thread and one back — tens
+/// of microseconds each on a busy machine, most of a write transaction's time, and a database
+/// has one writer. A script goes as one multi-statement query inside a savepoint: one
+/// hand-off. If any statement is refused, the savepoint is rolled back and the statements run
+/// again one at a time, so the one refused is known and answered by its own [`Script::refusing`]
+/// mapping (the same database judges both times: this is the writer's transaction). On
+/// PostgreSQL (one statement per message in its protocol) the statements run one at a time.
+#[derive(Default)]
+pub struct Script {
+    steps: Vec<Step>,
+}
+
+impl Script {
+    pub fn new() -> Self {
+        Script::default()
+    }
+
+    /// Adds a statement, its `?` placeholders bound to `binds` in order.
+    pub fn push(&mut self, sql: &str, binds: impl IntoIterator<Item = Bind>) -> &mut Self {
+        let binds: Vec<Bind> = binds.into_iter().collect();
+        debug_assert_eq!(sql.matches('?').count(), binds.len(), "{sql}");
+        self.steps.push(Step {
+            sql: sql.to_string(),
+            binds,
+            refuse: None,
+        });
+        self
+    }
+
+    /// How the statement added last answers a refusal.
+    pub fn refusing(
+        &mut self,
+        refuse: impl Fn(&sqlx::Error) -> Option<Error> + Send + Sync + 'static,
+    ) -> &mut Self {
+        if let Some(step) = self.steps.last_mut() {
+            step.refuse = Some(Box::new(refuse));
+        }
+        self
+    }
+
+    pub async fn run(self, tx: &mut Tx) -> Result<(), Error> {
+        let together = self.steps.len() > 1 && backend_of(&**tx) == Backend::Sqlite;
+        if !together {
+            // One statement is all-or-nothing by itself; on PostgreSQL a refused statement
+            // ends the transaction.
+            return self.one_by_one(tx).await;
+        }
+        let mut all = Select::new("SAVEPOINT script");
+        for step in &self.steps {
+            all.push("; ", []).push(&step.sql, step.binds.iter().cloned());
+        }
+        all.push("; RELEASE script", []);
+        if all.query().execute(&mut **tx).await.is_ok() {
+            return Ok(());
+        }
+        // Refused: undo what ran of it, and find out which statement, inside the same
+        // savepoint (what was applied before the refused one must not stay either).
+        sqlx::query("ROLLBACK TO script").execute(&mut **tx).await?;
+        let outcome = self.one_by_one(tx).await;
+        let end = if outcome.is_ok() {
+            "RELEASE script"
+        } else {
+            "ROLLBACK TO script; RELEASE script"
+        };
+        sqlx::query(end).execute(&mut **tx).await?;
+        outcome
+    }
+
+    async fn one_by_one(&self, tx: &mut Tx) -> Result<(), Error> {
+        for step in &self.steps {
+            let mut one = Select::new("");
+            one.push(&step.sql, step.binds.iter().cloned());
+            if let Err(e) = one.query().execute(&mut **tx).await {
+                return Err(step
+                    .refuse
+                    .as_ref()
+                    .and_then(|r| r(&e))
+                    .unwrap_or_else(|| e.into()));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -14,7 +14,7 @@
 use crate::auth::{Keys, Role};
 use crate::clock::Clock;
 use crate::correlation;
-use crate::db::{json_rows, json_rows_param, Bind, Db, Select, Tx};
+use crate::db::{json_rows, json_rows_param, Bind, Db, Script, Select, Tx};
 use crate::error::Error;
 use crate::time::{from_db, to_db};
 use crate::Service;
@@ -82,50 +82,53 @@ impl Outbox {
 
     /// Writes `ev` and its deliveries in `tx`. Nothing is sent until `tx` commits.
     pub async fn enqueue(&self, tx: &mut Tx, ev: NewEvent<'_>) -> Result<Uuid, Error> {
+        let mut script = Script::new();
+        let event_id = self.enqueue_in(&mut script, ev);
+        script.run(tx).await?;
+        Ok(event_id)
+    }
+
+    /// As [`Outbox::enqueue`], as statements of the caller's script (sent with its other
+    /// writes: one hand-off to the database for all of them, see [`Script`]).
+    pub fn enqueue_in(&self, script: &mut Script, ev: NewEvent<'_>) -> Uuid {
         let event_id = crate::correlation::new_uuid();
+        let id = event_id.to_string();
         let now = to_db(self.clock.now());
-        sqlx::query(
+        script.push(
             "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_seq, \
-             event_type, payload, correlation_id, occurred_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(event_id.to_string())
-        .bind(ev.aggregate_type)
-        .bind(&ev.aggregate_id)
-        .bind(ev.aggregate_seq)
-        .bind(ev.event_type)
-        .bind(ev.payload.to_string())
-        .bind(correlation::current_id())
-        .bind(&now)
-        .execute(&mut **tx)
-        .await?;
+             event_type, payload, correlation_id, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                Bind::Text(id.clone()),
+                Bind::Text(ev.aggregate_type.to_string()),
+                Bind::Text(ev.aggregate_id),
+                Bind::Int(ev.aggregate_seq),
+                Bind::Text(ev.event_type.to_string()),
+                Bind::Text(ev.payload.to_string()),
+                Bind::Text(correlation::current_id()),
+                Bind::Text(now),
+            ],
+        );
         // Deliveries are scheduled by wall time: the relay runs on real time even when the
         // business clock is set by a test.
         let due = to_db(Utc::now());
-        // One statement for every subscriber's delivery (a statement is a round trip to the
-        // database, and this runs inside the caller's write transaction).
+        // One statement for every subscriber's delivery.
         if !self.subscribers.is_empty() {
-            let mut q = Select::new(
+            let mut sql = String::from(
                 "INSERT INTO outbox_delivery (event_id, subscriber, state, attempts, next_attempt_at) VALUES ",
             );
+            let mut binds = Vec::with_capacity(3 * self.subscribers.len());
             for (i, sub) in self.subscribers.iter().enumerate() {
-                q.push(
-                    if i == 0 {
-                        "(?, ?, 'pending', 0, ?)"
-                    } else {
-                        ", (?, ?, 'pending', 0, ?)"
-                    },
-                    [
-                        Bind::Text(event_id.to_string()),
-                        Bind::Text(sub.clone()),
-                        Bind::Text(due.clone()),
-                    ],
-                );
+                sql.push_str(if i == 0 { "(?, ?, 'pending', 0, ?)" } else { ", (?, ?, 'pending', 0, ?)" });
+                binds.extend([
+                    Bind::Text(id.clone()),
+                    Bind::Text(sub.clone()),
+                    Bind::Text(due.clone()),
+                ]);
             }
-            q.execute(&mut **tx).await?;
+            script.push(&sql, binds);
         }
         tracing::debug!(event_type = ev.event_type, %event_id, "event written to outbox");
-        Ok(event_id)
+        event_id
     }
 
     /// Commits `tx` and wakes the relay so its events go out at once.

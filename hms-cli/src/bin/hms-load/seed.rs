@@ -149,7 +149,7 @@ pub async fn seed(
                 },
                 fee: Money(50_000),
             };
-            hms_appointment::store::book(&mut tx, &booking, PER_DAY as i64, now)
+            hms_appointment::store::book(&mut tx, &booking, PER_DAY as i64, now, |_, _| Ok(()))
                 .await
                 .map_err(|e| anyhow::anyhow!("appointment {i}: {}", e.message))?;
         }
