@@ -180,7 +180,13 @@ pub async fn book(
     .await?;
     let a = appointment(&row)?;
     let mut script = Script::new();
-    claims(&mut script, a.appointment_id, b.doctor_id, b.patient_id, &b.slot);
+    claims(
+        &mut script,
+        a.appointment_id,
+        b.doctor_id,
+        b.patient_id,
+        &b.slot,
+    );
     counted_in(&mut script, b.doctor_id, b.slot.day, cap);
     also(&a, &mut script)?;
     script.run(tx).await?;

@@ -541,7 +541,6 @@ pub enum Bind {
     Null,
 }
 
-
 /// A query with optional filters, numbered `$n` placeholders, bound in order.
 ///
 /// ```text
@@ -676,7 +675,8 @@ impl Script {
         }
         let mut all = Select::new("SAVEPOINT script");
         for step in &self.steps {
-            all.push("; ", []).push(&step.sql, step.binds.iter().cloned());
+            all.push("; ", [])
+                .push(&step.sql, step.binds.iter().cloned());
         }
         all.push("; RELEASE script", []);
         if all.query().execute(&mut **tx).await.is_ok() {

@@ -25,7 +25,7 @@ use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 /// An event to announce, written with [`Outbox::enqueue`].
@@ -64,9 +64,12 @@ impl NewEvent<'static> {
 pub struct Outbox {
     service: Service,
     subscribers: Arc<Vec<String>>,
-    /// Bumped at every commit; each relay watches it (a watch, not a notification: every
-    /// relay sees a commit it was not yet waiting for, and none misses one).
-    wake: Arc<watch::Sender<u64>>,
+    /// One per subscriber, in the order of `subscribers`: a commit wakes one waiting relay of
+    /// each subscriber, or, if all of them are busy, leaves a permit so that the next one to
+    /// wait goes again at once (no commit is missed). Waking only one is deliberate: every
+    /// relay woken makes a claim on the database's writer, and a commit woke all of them
+    /// before — twelve claims per booking, eleven of them finding nothing.
+    wake: Arc<Vec<Arc<Notify>>>,
     clock: Clock,
 }
 
@@ -74,8 +77,13 @@ impl Outbox {
     pub fn new(service: Service, subscribers: Vec<String>, clock: Clock) -> Self {
         Outbox {
             service,
+            wake: Arc::new(
+                subscribers
+                    .iter()
+                    .map(|_| Arc::new(Notify::new()))
+                    .collect(),
+            ),
             subscribers: Arc::new(subscribers),
-            wake: Arc::new(watch::Sender::new(0)),
             clock,
         }
     }
@@ -118,7 +126,11 @@ impl Outbox {
             );
             let mut binds = Vec::with_capacity(3 * self.subscribers.len());
             for (i, sub) in self.subscribers.iter().enumerate() {
-                sql.push_str(if i == 0 { "(?, ?, 'pending', 0, ?)" } else { ", (?, ?, 'pending', 0, ?)" });
+                sql.push_str(if i == 0 {
+                    "(?, ?, 'pending', 0, ?)"
+                } else {
+                    ", (?, ?, 'pending', 0, ?)"
+                });
                 binds.extend([
                     Bind::Text(id.clone()),
                     Bind::Text(sub.clone()),
@@ -139,16 +151,14 @@ impl Outbox {
             return Ok(());
         }
         tx.commit().await?;
-        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+        for w in self.wake.iter() {
+            w.notify_one();
+        }
         Ok(())
     }
 
     pub fn service(&self) -> Service {
         self.service
-    }
-
-    fn waker(&self) -> watch::Receiver<u64> {
-        self.wake.subscribe()
     }
 }
 
@@ -209,6 +219,9 @@ pub async fn requeue_parked(db: &Db, event_id: Option<&str>) -> Result<u64, sqlx
     }
     Ok(q.execute(db.writer()).await?.rows_affected())
 }
+
+/// How often the housekeeping relay counts pending deliveries for the gauges.
+const STATS_EVERY: Duration = Duration::from_millis(250);
 
 /// Tuning of a relay.
 #[derive(Debug, Clone)]
@@ -294,7 +307,8 @@ pub struct Relay {
     targets: HashMap<String, String>,
     http: reqwest::Client,
     keys: Arc<Keys>,
-    wake: watch::Receiver<u64>,
+    /// Each listed subscriber's wake-up (see `Outbox::wake`), in the order of `listed`.
+    wakers: Arc<Vec<Arc<Notify>>>,
     settings: RelaySettings,
     /// The subscribers this relay delivers to.
     serves: Arc<Vec<String>>,
@@ -341,7 +355,7 @@ impl Relay {
             targets,
             http,
             keys,
-            wake: outbox.waker(),
+            wakers: outbox.wake.clone(),
             settings,
             housekeeping: true,
         }
@@ -365,8 +379,10 @@ impl Relay {
 
     /// Runs until `shutdown` turns true. Deliveries in flight finish; leases of anything not
     /// finished simply expire, and the next relay picks the delivery up.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut last_sweep = std::time::Instant::now() - Duration::from_secs(3600);
+        let mut published = last_sweep;
+        let mut stale = false;
         loop {
             // Housekeeping rides on the relay: replayable responses older than 30 days go.
             if self.housekeeping && last_sweep.elapsed() >= Duration::from_secs(3600) {
@@ -378,8 +394,6 @@ impl Relay {
             if *shutdown.borrow() {
                 return;
             }
-            // Commits from here on wake this relay again.
-            self.wake.borrow_and_update();
             let worked = match self.round().await {
                 Ok(n) => n,
                 Err(e) => {
@@ -387,27 +401,55 @@ impl Relay {
                     0
                 }
             };
-            if self.housekeeping {
-                self.publish_stats().await;
+            // The gauges at most every STATS_EVERY (the count reads the whole delivery table),
+            // and again that soon after a count that was not 0, so they reach 0 promptly.
+            if self.housekeeping && published.elapsed() >= STATS_EVERY {
+                stale = self.publish_stats().await;
+                published = std::time::Instant::now();
             }
             if worked > 0 {
                 continue;
             }
+            let poll = if stale {
+                self.settings.poll.min(STATS_EVERY)
+            } else {
+                self.settings.poll
+            };
             tokio::select! {
-                _ = self.wake.changed() => {}
-                _ = tokio::time::sleep(self.settings.poll) => {}
+                _ = self.woken() => {}
+                _ = tokio::time::sleep(poll) => {}
                 _ = shutdown.changed() => {}
             }
         }
     }
 
-    async fn publish_stats(&self) {
-        if let Ok(s) = stats(&self.db).await {
-            let svc = self.service.name();
-            metrics::gauge!("outbox_pending", "service" => svc).set(s.pending as f64);
-            metrics::gauge!("outbox_parked", "service" => svc).set(s.parked as f64);
-            metrics::gauge!("outbox_lag_seconds", "service" => svc).set(s.lag_seconds);
+    /// Sets the outbox gauges; true if deliveries were pending (the figures will change).
+    async fn publish_stats(&self) -> bool {
+        match stats(&self.db).await {
+            Ok(s) => {
+                let svc = self.service.name();
+                metrics::gauge!("outbox_pending", "service" => svc).set(s.pending as f64);
+                metrics::gauge!("outbox_parked", "service" => svc).set(s.parked as f64);
+                metrics::gauge!("outbox_lag_seconds", "service" => svc).set(s.lag_seconds);
+                s.pending > 0
+            }
+            Err(_) => true,
         }
+    }
+
+    /// Until a commit wakes this relay (a commit for one of the subscribers it serves).
+    async fn woken(&self) {
+        let mine: Vec<_> = self
+            .listed
+            .iter()
+            .zip(self.wakers.iter())
+            .filter(|(s, _)| self.serves.contains(s))
+            .map(|(_, w)| Box::pin(w.notified()))
+            .collect();
+        if mine.is_empty() {
+            return std::future::pending().await;
+        }
+        futures::future::select_all(mine).await;
     }
 
     /// One round: claim due deliveries, deliver them concurrently, record the outcomes.

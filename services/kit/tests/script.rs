@@ -41,10 +41,12 @@ async fn all_or_nothing(url: &str) {
     .await
     .unwrap();
     let mut tx = db.begin().await.unwrap();
-    sqlx::query("CREATE TEMP TABLE script_t (k BIGINT PRIMARY KEY, v TEXT NOT NULL CHECK (v <> 'bad'))")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    sqlx::query(
+        "CREATE TEMP TABLE script_t (k BIGINT PRIMARY KEY, v TEXT NOT NULL CHECK (v <> 'bad'))",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     sqlx::query("INSERT INTO script_t (k, v) VALUES (1, 'before')")
         .execute(&mut *tx)
         .await
@@ -56,7 +58,10 @@ async fn all_or_nothing(url: &str) {
     insert(&mut s, 1, "one again");
     insert(&mut s, 3, "three");
     let e = s.run(&mut tx).await.unwrap_err();
-    assert_eq!((e.code, e.message.as_str()), ("key_taken", "key 1 is taken"));
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        ("key_taken", "key 1 is taken")
+    );
 
     if db.backend() == hms_kit::db::Backend::Sqlite {
         assert_eq!(keys(&mut tx).await, vec![1]);
