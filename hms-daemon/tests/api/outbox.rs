@@ -146,6 +146,37 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn a_commit_wakes_a_relay_of_every_subscriber(b: Backend) {
+        // The safety-net poll is a minute away, so only the commits' wake-ups can deliver:
+        // each commit wakes one relay of each subscriber (or leaves it a permit when all are
+        // busy), and every event reaches both subscribers, from writes made all at once.
+        let (one, two) = (closed_port(), closed_port());
+        let app = TestApp::spawn_with(&b, &[&hms_patient::SERVICE], hms_kit::clock::Clock::system(), |c| {
+            c.outbox_poll_ms = 60_000;
+            c.service_mut("patient").subscribers = Some(vec!["testsub".into(), "othersub".into()]);
+            c.service_mut("testsub").url = Some(format!("http://127.0.0.1:{one}"));
+            c.service_mut("othersub").url = Some(format!("http://127.0.0.1:{two}"));
+        }).await;
+        let subs = [
+            Subscriber::start(&app, &fresh_database(&b, app.dir.path(), "testsub").await, one, &[Service::Patient]).await,
+            Subscriber::start(&app, &fresh_database(&b, app.dir.path(), "othersub").await, two, &[Service::Patient]).await,
+        ];
+        // Let the relays' first rounds (at start, before the subscribers listened) pass.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let desk = app.client(Role::Reception);
+        let patients: Vec<_> = (0..40).map(|i| new_patient("Woken Relay", 4000 + i)).collect();
+        let made = futures::future::join_all(patients.iter().map(|p| desk.create_patient(p))).await;
+        assert!(made.iter().all(|r| r.is_ok()));
+        for sub in &subs {
+            let got = eventually(20, "every event at each subscriber", || async {
+                let r = sub.received().await;
+                (r.len() >= 40).then_some(r)
+            }).await;
+            assert_eq!(got.len(), 40, "each event once");
+        }
+        app.stop().await;
+    }
+
     async fn a_subscriber_without_batches_is_sent_events_one_by_one(b: Backend) {
         // A subscriber of an older release (no batch route) during a rolling update.
         let port = closed_port();
