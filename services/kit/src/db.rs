@@ -667,7 +667,7 @@ impl Script {
     }
 
     pub async fn run(self, tx: &mut Tx) -> Result<(), Error> {
-        let together = self.steps.len() > 1 && backend_of(&**tx) == Backend::Sqlite;
+        let together = self.steps.len() > 1 && backend_of(tx) == Backend::Sqlite;
         if !together {
             // One statement is all-or-nothing by itself; on PostgreSQL a refused statement
             // ends the transaction.

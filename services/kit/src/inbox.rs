@@ -285,7 +285,7 @@ async fn record_all(
         "INSERT INTO inbox (source, event_id, event_type, processed_at) \
          SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, $2 FROM {} WHERE true \
          ON CONFLICT DO NOTHING RETURNING source, event_id",
-        json_rows(backend_of(&**tx), "$1")
+        json_rows(backend_of(tx), "$1")
     );
     let inserted = sqlx::query(&sql)
         .bind(json_rows_param(&rows)?)
