@@ -457,8 +457,8 @@ impl Relay {
     pub async fn round(&self) -> Result<usize, sqlx::Error> {
         let now = Utc::now();
         let lease_until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
-        // The lease predicate is repeated in the outer WHERE: on PostgreSQL a concurrent relay
-        // that waited for our row lock re-checks it against the updated row and skips it.
+        // The lease predicate is repeated in the outer WHERE, checked against the row as locked
+        // (on PostgreSQL the candidates are locked `SKIP LOCKED`, see below).
         let backend = self.db.backend();
         let names = |subs: &[String]| {
             let rows: Vec<(&str,)> = subs.iter().map(|s| (s.as_str(),)).collect();
