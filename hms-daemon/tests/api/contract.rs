@@ -120,20 +120,18 @@ both_backends! {
 
         // Delivered again (a relay that crashed before recording), beside a new event: the
         // repeat is a duplicate with no second effect.
+        let outcomes = |ack: &Value| -> Vec<(i64, bool)> { ack["results"].as_array().unwrap().iter()
+            .map(|r| (r["status"].as_i64().unwrap(), r["duplicate"].as_bool().unwrap())).collect() };
         let later = event("appointment", "appointment.completed", appointment(10));
         let ack: Value = send(vec![completed.clone(), later.clone()]).await.unwrap().json().await.unwrap();
-        let duplicates: Vec<(i64, bool)> = ack["results"].as_array().unwrap().iter()
-            .map(|r| (r["status"].as_i64().unwrap(), r["duplicate"].as_bool().unwrap())).collect();
-        assert_eq!(duplicates, vec![(200, true), (200, false)], "{ack}");
+        assert_eq!(outcomes(&ack), vec![(200, true), (200, false)], "{ack}");
         assert_eq!(count("SELECT COUNT(*) FROM bills WHERE appointment_id = 7").await, 1);
         assert_eq!(count("SELECT COUNT(*) FROM bills WHERE appointment_id = 10").await, 1);
 
         // One event twice in one batch: the first copy is applied, the second is its duplicate.
         let twice = event("appointment", "appointment.completed", appointment(11));
         let ack: Value = send(vec![twice.clone(), twice.clone()]).await.unwrap().json().await.unwrap();
-        let duplicates: Vec<(i64, bool)> = ack["results"].as_array().unwrap().iter()
-            .map(|r| (r["status"].as_i64().unwrap(), r["duplicate"].as_bool().unwrap())).collect();
-        assert_eq!(duplicates, vec![(200, false), (200, true)], "{ack}");
+        assert_eq!(outcomes(&ack), vec![(200, false), (200, true)], "{ack}");
         assert_eq!(count("SELECT COUNT(*) FROM bills WHERE appointment_id = 11").await, 1);
 
         // An empty batch is a bad request; a person may not deliver events at all.

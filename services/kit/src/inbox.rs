@@ -184,9 +184,16 @@ where
                 .map(|(ev, scope)| correlation::scope(scope.clone(), prepare(ev.clone()))),
         )
     };
-    let done = match apply_together(db, outbox, &events, &scopes, prepare_all().await, now).await? {
+    let batch = Batch {
+        db,
+        outbox,
+        events: &events,
+        scopes: &scopes,
+        now,
+    };
+    let done = match batch.apply_together(prepare_all().await).await? {
         Some(done) => done,
-        None => apply_each(db, outbox, &events, &scopes, prepare_all().await, now).await?,
+        None => batch.apply_each(prepare_all().await).await?,
     };
     let results = events
         .iter()
@@ -218,48 +225,73 @@ where
 /// Each event's outcome: fresh (true) or a duplicate, or why it was refused.
 type Outcomes = Vec<Result<bool, Error>>;
 
-/// The batch in one transaction without savepoints: every prepared event's inbox row in one
-/// statement, then the effects of those that are new. `None` (nothing kept) if an effect
-/// failed.
-async fn apply_together(
-    db: &Db,
-    outbox: &Outbox,
-    events: &[Event],
-    scopes: &[RequestContext],
-    prepared: Vec<Result<Effect, Error>>,
+/// A batch being applied: what both ways of applying it take.
+struct Batch<'a> {
+    db: &'a Db,
+    outbox: &'a Outbox,
+    events: &'a [Event],
+    scopes: &'a [RequestContext],
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Option<Outcomes>, Error> {
-    let mut tx = db.begin().await?;
-    let ready: Vec<&Event> = events
-        .iter()
-        .zip(&prepared)
-        .filter(|(_, p)| p.is_ok())
-        .map(|(ev, _)| ev)
-        .collect();
-    let mut fresh = record_all(&mut tx, &ready, now).await?;
-    let mut done = Vec::with_capacity(events.len());
-    for ((ev, scope), prepared) in events.iter().zip(scopes).zip(prepared) {
-        let effect = match prepared {
-            Err(e) => {
-                done.push(Err(e));
-                continue;
+}
+
+impl Batch<'_> {
+    /// The batch in one transaction without savepoints: every prepared event's inbox row in one
+    /// statement, then the effects of those that are new. `None` (nothing kept) if an effect
+    /// failed.
+    async fn apply_together(
+        &self,
+        prepared: Vec<Result<Effect, Error>>,
+    ) -> Result<Option<Outcomes>, Error> {
+        let mut tx = self.db.begin().await?;
+        let ready: Vec<&Event> = self
+            .events
+            .iter()
+            .zip(&prepared)
+            .filter(|(_, p)| p.is_ok())
+            .map(|(ev, _)| ev)
+            .collect();
+        let mut fresh = record_all(&mut tx, &ready, self.now).await?;
+        let mut done = Vec::with_capacity(self.events.len());
+        for ((ev, scope), prepared) in self.events.iter().zip(self.scopes).zip(prepared) {
+            let effect = match prepared {
+                Err(e) => {
+                    done.push(Err(e));
+                    continue;
+                }
+                Ok(effect) => effect,
+            };
+            // The first of two copies of an event in one batch is the one applied.
+            let new = fresh.remove(&(ev.source.clone(), ev.event_id.to_string()));
+            if new
+                && correlation::scope(scope.clone(), effect(&mut tx))
+                    .await
+                    .is_err()
+            {
+                tx.rollback().await?;
+                return Ok(None);
             }
-            Ok(effect) => effect,
-        };
-        // The first of two copies of an event in one batch is the one applied.
-        let new = fresh.remove(&(ev.source.clone(), ev.event_id.to_string()));
-        if new
-            && correlation::scope(scope.clone(), effect(&mut tx))
-                .await
-                .is_err()
-        {
-            tx.rollback().await?;
-            return Ok(None);
+            done.push(Ok(new));
         }
-        done.push(Ok(new));
+        self.outbox.commit(tx).await?;
+        Ok(Some(done))
     }
-    outbox.commit(tx).await?;
-    Ok(Some(done))
+
+    /// The batch with each event under a savepoint of its own (see [`apply`]).
+    async fn apply_each(&self, prepared: Vec<Result<Effect, Error>>) -> Result<Outcomes, Error> {
+        let mut tx = self.db.begin().await?;
+        let mut done = Vec::with_capacity(self.events.len());
+        for ((ev, scope), prepared) in self.events.iter().zip(self.scopes).zip(prepared) {
+            let outcome = match prepared {
+                Err(e) => Err(e),
+                Ok(effect) => {
+                    correlation::scope(scope.clone(), apply(&mut tx, ev, self.now, effect)).await?
+                }
+            };
+            done.push(outcome);
+        }
+        self.outbox.commit(tx).await?;
+        Ok(done)
+    }
 }
 
 /// Records `events` as processed in `tx`; returns those that were not already.
@@ -297,30 +329,6 @@ async fn record_all(
         .map(|r| Ok((r.try_get("source")?, r.try_get("event_id")?)))
         .collect::<Result<_, sqlx::Error>>()
         .map_err(Into::into)
-}
-
-/// The batch with each event under a savepoint of its own (see [`apply`]).
-async fn apply_each(
-    db: &Db,
-    outbox: &Outbox,
-    events: &[Event],
-    scopes: &[RequestContext],
-    prepared: Vec<Result<Effect, Error>>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Outcomes, Error> {
-    let mut tx = db.begin().await?;
-    let mut done = Vec::with_capacity(events.len());
-    for ((ev, scope), prepared) in events.iter().zip(scopes).zip(prepared) {
-        let outcome = match prepared {
-            Err(e) => Err(e),
-            Ok(effect) => {
-                correlation::scope(scope.clone(), apply(&mut tx, ev, now, effect)).await?
-            }
-        };
-        done.push(outcome);
-    }
-    outbox.commit(tx).await?;
-    Ok(done)
 }
 
 /// The request context an event is processed under: the batch request's, with the event's own

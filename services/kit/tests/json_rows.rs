@@ -2,6 +2,8 @@
 //! their order, on both backends: text with quotes, backslashes, newlines and any script, and
 //! integers to the ends of their range.
 
+mod support;
+
 use hms_kit::db::{json_rows, json_rows_param, Db, Open};
 use sqlx::Row;
 
@@ -44,13 +46,12 @@ async fn round_trip(url: &str) {
 #[tokio::test]
 async fn json_rows_come_back_as_sent_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    round_trip(&format!("sqlite://{}/rows.db", dir.path().display())).await;
+    round_trip(&support::sqlite_url(dir.path(), "rows.db")).await;
 }
 
 #[tokio::test]
 async fn json_rows_come_back_as_sent_postgres() {
-    let Ok(url) = std::env::var("HMS_TEST_POSTGRES_URL") else {
-        println!("SKIPPED json_rows_come_back_as_sent_postgres: HMS_TEST_POSTGRES_URL is not set");
+    let Some(url) = support::postgres_url("json_rows_come_back_as_sent_postgres") else {
         return;
     };
     round_trip(&url).await;

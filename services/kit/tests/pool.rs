@@ -2,13 +2,16 @@
 //! know of: a request dropped between sending BEGIN and the transaction taking charge leaves
 //! the server in a transaction with the driver's count at zero.
 
+mod support;
+
 use hms_kit::db::{Db, Open};
 use sqlx::{Executor, Row};
 
 #[tokio::test]
 async fn a_transaction_begun_behind_the_drivers_back_is_never_reused_postgres() {
-    let Ok(url) = std::env::var("HMS_TEST_POSTGRES_URL") else {
-        println!("SKIPPED a_transaction_begun_behind_the_drivers_back_is_never_reused_postgres: HMS_TEST_POSTGRES_URL is not set");
+    let Some(url) = support::postgres_url(
+        "a_transaction_begun_behind_the_drivers_back_is_never_reused_postgres",
+    ) else {
         return;
     };
     let how = Open {
@@ -41,7 +44,7 @@ async fn a_transaction_begun_behind_the_drivers_back_is_never_reused_postgres() 
 #[tokio::test]
 async fn sqlite_connections_are_set_up_with_their_page_caches() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/setup.db", dir.path().display());
+    let url = support::sqlite_url(dir.path(), "setup.db");
     let db = Db::open(&url, Open::default()).await.unwrap();
     let pragma = |name: &'static str| format!("PRAGMA {name}");
     for (pool, cache) in [(db.writer(), -512i64), (db.pool(), -256)] {

@@ -3,6 +3,8 @@
 //! do, and the refusal is answered by the mapping of the statement refused (on SQLite the
 //! script went as one multi-statement query, so this is what its fallback has to find out).
 
+mod support;
+
 use hms_kit::db::{violation, Bind, Db, Open, Script, Tx, Violation};
 use hms_kit::Error;
 use sqlx::Row;
@@ -88,13 +90,14 @@ async fn all_or_nothing(url: &str) {
 #[tokio::test]
 async fn a_refused_script_leaves_nothing_and_says_which_statement_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    all_or_nothing(&format!("sqlite://{}/script.db", dir.path().display())).await;
+    all_or_nothing(&support::sqlite_url(dir.path(), "script.db")).await;
 }
 
 #[tokio::test]
 async fn a_refused_script_leaves_nothing_and_says_which_statement_postgres() {
-    let Ok(url) = std::env::var("HMS_TEST_POSTGRES_URL") else {
-        println!("SKIPPED a_refused_script_leaves_nothing_and_says_which_statement_postgres: HMS_TEST_POSTGRES_URL is not set");
+    let Some(url) =
+        support::postgres_url("a_refused_script_leaves_nothing_and_says_which_statement_postgres")
+    else {
         return;
     };
     all_or_nothing(&url).await;
