@@ -327,6 +327,68 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn bookings_committed_together_keep_their_own_answers_events_and_keys(b: Backend) {
+        // Bookings arriving together are committed in groups: each must still get its own
+        // answer, event (with its request's correlation id) and stored answer, and a group
+        // holding a refused one must not lose the others.
+        let app = clinic(&b, |_| {}).await;
+        let p = patients(&app, 48, 22).await;
+        let d = doctors(&app, 5, "Cardiology").await;
+        let slots = day_slots("2026-12-01");
+        // 40 distinct bookings (doctor i % 5 at its (i / 5)-th slot: 8 a doctor, the daily
+        // cap), then 8 by other patients for the slots of the first 8.
+        let bodies: Vec<NewAppointment> = (0..48).map(|i| {
+            let j = if i < 40 { i } else { i - 40 };
+            booking(p[i], d[j % 5], "Cardiology", slots[j / 5])
+        }).collect();
+        let send = |i: usize| app.req(Role::Reception, Method::POST, Service::Appointment, "/v1/appointments")
+            .header("idempotency-key", format!("group-{i}"))
+            .header("x-correlation-id", format!("desk-{i}"))
+            .json(&bodies[i]);
+        let answers = futures::future::join_all((0..48).map(|i| {
+            let req = send(i);
+            async move {
+                let r = req.send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            }
+        })).await;
+        let mut statuses = BTreeMap::new();
+        for (status, body) in &answers {
+            *statuses.entry((*status, body["code"].as_str().unwrap_or("").to_string())).or_insert(0) += 1;
+        }
+        assert_eq!(statuses, BTreeMap::from([((201, String::new()), 40), ((409, "slot_taken".to_string()), 8)]), "{answers:?}");
+        for j in 0..8 {
+            assert_eq!((answers[j].0 == 201) as u8 + (answers[40 + j].0 == 201) as u8, 1, "one of each colliding pair");
+        }
+        let db = app.db(Service::Appointment).pool().clone();
+        for (i, (status, body)) in answers.iter().enumerate().filter(|(_, (s, _))| *s == 201) {
+            let id = body["appointment_id"].as_i64().unwrap();
+            assert_eq!(body["patient_id"], p[i], "each request answered with its own booking");
+            let events: Vec<(String, String)> = sqlx::query(
+                "SELECT event_type, correlation_id FROM outbox WHERE aggregate_type = 'appointment' AND aggregate_id = $1",
+            ).bind(id.to_string()).fetch_all(&db).await.unwrap().iter()
+                .map(|r| (r.get("event_type"), r.get("correlation_id"))).collect();
+            assert_eq!(events, vec![("appointment.booked".to_string(), format!("desk-{i}"))]);
+            // Its key replays it.
+            let again = send(i).send().await.unwrap();
+            assert_eq!((again.status().as_u16(), again.headers()["idempotent-replayed"].to_str().unwrap()), (201, "true"));
+            assert_eq!(&again.json::<Value>().await.unwrap(), body);
+            assert_eq!(*status, 201);
+        }
+        assert_eq!(scheduled_rows(&app).await, 40);
+        for &doctor in &d {
+            let load = hms_appointment::store::day_load(&db, doctor, "2026-12-01".parse().unwrap()).await.unwrap();
+            assert_eq!(load, 8, "each day counted once per booking");
+        }
+        // And the events go out: the doctor service learns of every booked slot.
+        let desk = app.client(Role::Reception);
+        eventually(15, "the doctor service to learn of the grouped bookings", || async {
+            let v = desk.doctor_availability(d[0], "2026-12-01".parse().unwrap()).await.ok()?;
+            (v.slots.len() == 10).then_some(())
+        }).await;
+        app.stop().await;
+    }
+
     async fn the_daily_cap_holds_under_parallel_bookings(b: Backend) {
         let mut app = clinic(&b, |_| {}).await;
         let p = patients(&app, 20, 5).await;

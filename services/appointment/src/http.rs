@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use hms_client::contract::{
     AppointmentAnd, AppointmentEvent, AppointmentFacts, AppointmentStatus, Cancelled, Completed,
     DoctorEvent, FeeDecision as ContractFee, NoShow, PatientEvent, Rescheduled,
@@ -15,8 +16,10 @@ use hms_client::contract::{
 use hms_client::models::{Appointment, AppointmentQuery, NewAppointment, Page, Reschedule};
 use hms_client::ErrorBody;
 use hms_kit::auth::{AccessTable, Caller, Role};
+use hms_kit::db::backend_of;
 use hms_kit::extract::{with_etag, IfMatch, Json, Path, Query};
-use hms_kit::idempotency::{self, Answer, Idempotent, Outcome};
+use hms_kit::group_commit::{Group, Turn};
+use hms_kit::idempotency::{self, Answer, Idempotent, Keyed, Outcome};
 use hms_kit::outbox::NewEvent;
 use hms_kit::pagination::PageRequest;
 use hms_kit::server::{ServiceCtx, ServiceRoutes};
@@ -26,7 +29,78 @@ use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-type Ctx = State<Arc<ServiceCtx>>;
+type Ctx = State<Arc<AppointmentCtx>>;
+
+/// The service's context, and the task that group-commits bookings.
+pub struct AppointmentCtx {
+    ctx: ServiceCtx,
+    bookings: Group<Asking, Appointment>,
+}
+
+impl std::ops::Deref for AppointmentCtx {
+    type Target = ServiceCtx;
+    fn deref(&self) -> &ServiceCtx {
+        &self.ctx
+    }
+}
+
+/// A booking that passed every rule outside the database, given to the group writer.
+struct Asking {
+    booking: Booking,
+    cap: i64,
+    now: DateTime<Utc>,
+    key: Option<Keyed>,
+    /// The request's, carried by its event.
+    correlation_id: String,
+}
+
+/// Bookings committed in groups (`kit::group_commit::Group`): the rows, claims and day counts
+/// of the whole group in one statement each, their events and stored answers likewise, one
+/// commit. If any is refused the group is undone and each books alone (the `book` route).
+fn bookings(ctx: &ServiceCtx) -> Group<Asking, Appointment> {
+    let outbox = ctx.outbox.clone();
+    Group::spawn(
+        ctx.db.clone(),
+        ctx.outbox.clone(),
+        Arc::new(move |tx, group: &[Asking]| {
+            let outbox = outbox.clone();
+            Box::pin(async move {
+                let backend = backend_of(tx);
+                let asked: Vec<store::Asked> = group
+                    .iter()
+                    .map(|g| store::Asked {
+                        booking: &g.booking,
+                        cap: g.cap,
+                        now: g.now,
+                    })
+                    .collect();
+                store::book_all(tx, &asked, |made, script| {
+                    let events = made
+                        .iter()
+                        .zip(group)
+                        .map(|(a, g)| {
+                            let booked = event(a, &AppointmentEvent::Booked(facts(a)?));
+                            Ok((booked, g.correlation_id.as_str()))
+                        })
+                        .collect::<Result<Vec<_>, Error>>()?;
+                    outbox.enqueue_all_in(script, backend, &events)?;
+                    let bodies = made
+                        .iter()
+                        .zip(group)
+                        .filter_map(|(a, g)| g.key.as_ref().map(|k| (k, a)))
+                        .map(|(k, a)| Ok((k, serde_json::to_string(a).map_err(Error::internal)?)))
+                        .collect::<Result<Vec<_>, Error>>()?;
+                    let answers: Vec<_> = bodies
+                        .iter()
+                        .map(|(k, body)| (*k, StatusCode::CREATED, body.as_str()))
+                        .collect();
+                    idempotency::store_all_in(script, backend, &answers, group[0].now)
+                })
+                .await
+            })
+        }),
+    )
+}
 
 const DESK: &[Role] = &[Role::Reception, Role::Admin];
 const READERS: &[Role] = &[
@@ -51,7 +125,10 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(import))
         .routes(routes!(receive_event))
         .routes(routes!(receive_events))
-        .with_state(Arc::new(ctx.clone()));
+        .with_state(Arc::new(AppointmentCtx {
+            ctx: ctx.clone(),
+            bookings: bookings(ctx),
+        }));
     let access = AccessTable::new(&[
         (Method::POST, "/v1/appointments/import/ids", &[Role::Admin]),
         (Method::POST, "/v1/appointments", DESK),
@@ -172,6 +249,18 @@ async fn book(
         slot,
         fee: schedule.doctor.consultation_fee,
     };
+    let asking = Asking {
+        booking,
+        cap: rules.daily_cap,
+        now,
+        key: idem.request().map(|r| r.keyed()),
+        correlation_id: hms_kit::correlation::current_id(),
+    };
+    // Committed with whatever else is being booked; or, if that group was refused, alone.
+    let booking = match ctx.bookings.submit(asking).await? {
+        Turn::Committed(a) => return Ok(booked(&a)),
+        Turn::Alone(asking) => asking.booking,
+    };
     let answer = idem
         .run(&ctx.outbox, now, |mut tx| async {
             let a = store::book(&mut tx, &booking, rules.daily_cap, now, |a, script| {
@@ -183,26 +272,29 @@ async fn book(
             Ok((tx, Outcome::Done(StatusCode::CREATED, a)))
         })
         .await?;
-    let a = match answer {
-        Answer::Fresh(_, a) => a,
-        Answer::Replay(stored) => return Ok(stored.into_response()),
-    };
+    match answer {
+        Answer::Fresh(_, a) => Ok(booked(&a)),
+        Answer::Replay(stored) => Ok(stored.into_response()),
+    }
+}
+
+fn booked(a: &Appointment) -> Response {
     metrics::counter!("appointments_created_total", "service" => "appointment").increment(1);
     tracing::info!(
         appointment_id = a.appointment_id, patient_id = a.patient_id, doctor_id = a.doctor_id,
         slot_start = %a.slot_start, "appointment booked"
     );
-    Ok(created(&a))
+    created(a)
 }
 
 hms_kit::event_routes!(
-    ServiceCtx,
+    AppointmentCtx,
     prepare_event,
     /// Patient and doctor events: keep what booking needs to know of them (`known`).
 );
 
 async fn prepare_event(
-    _ctx: Arc<ServiceCtx>,
+    _ctx: Arc<AppointmentCtx>,
     caller: Caller,
     ev: hms_client::models::Event,
 ) -> Result<hms_kit::inbox::Effect, Error> {
@@ -629,7 +721,7 @@ async fn import(
 }
 
 hms_kit::legacy_ids_route!(
-    ServiceCtx,
+    AppointmentCtx,
     "/v1/appointments/import/ids",
     "appointments",
     "appointments",

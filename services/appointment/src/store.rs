@@ -6,7 +6,9 @@ use crate::domain::{FeeDecision, SlotChoice, Status};
 use chrono::{DateTime, NaiveDate, Utc};
 use hms_client::models::{Appointment, AppointmentQuery};
 use hms_client::Money;
-use hms_kit::db::{violation, Bind, Script, Select, Tx, Violation};
+use hms_kit::db::{
+    backend_of, json_rows, json_rows_param, violation, Bind, Script, Select, Tx, Violation,
+};
 use hms_kit::pagination::PageRequest;
 use hms_kit::time::{date_to_db, from_db, to_db};
 use hms_kit::Error;
@@ -191,6 +193,122 @@ pub async fn book(
     also(&a, &mut script)?;
     script.run(tx).await?;
     Ok(a)
+}
+
+/// A booking of a group: the booking, the daily cap in force and when it was asked.
+#[derive(Debug, Clone)]
+pub struct Asked<'a> {
+    pub booking: &'a Booking,
+    pub cap: i64,
+    pub now: DateTime<Utc>,
+}
+
+/// Books a group together ([`hms_kit::group_commit::Group`]): the same rows and constraints as
+/// [`book`] — the appointment rows, both slot claims of each, each doctor's day counted
+/// under its CHECK — in one statement each, whatever the group's size. Any refusal fails the
+/// whole (the caller rolls it back and books each alone, where the refusal is judged and
+/// named). `also` adds the caller's writes of the group (events, stored answers).
+pub async fn book_all(
+    tx: &mut Tx,
+    asked: &[Asked<'_>],
+    also: impl FnOnce(&[Appointment], &mut Script) -> Result<(), Error>,
+) -> Result<Vec<Appointment>, Error> {
+    let backend = backend_of(tx);
+    let rows: Vec<_> = asked
+        .iter()
+        .map(|a| {
+            let b = a.booking;
+            (
+                b.patient_id,
+                b.doctor_id,
+                b.department.as_str(),
+                to_db(b.slot.start),
+                to_db(b.slot.end),
+                date_to_db(b.slot.day),
+                b.fee.0,
+                to_db(a.now),
+            )
+        })
+        .collect();
+    let inserted = sqlx::query(&format!(
+        "INSERT INTO appointments (patient_id, doctor_id, department, slot_start, slot_end, clinic_day, \
+         status, reschedule_count, version, consultation_fee, created_at, updated_at) \
+         SELECT CAST(j.value ->> 0 AS BIGINT), CAST(j.value ->> 1 AS BIGINT), j.value ->> 2, \
+         j.value ->> 3, j.value ->> 4, j.value ->> 5, 'SCHEDULED', 0, 1, CAST(j.value ->> 6 AS BIGINT), \
+         j.value ->> 7, j.value ->> 7 FROM {} ORDER BY j.key RETURNING {COLUMNS}",
+        json_rows(backend, "$1")
+    ))
+    .bind(json_rows_param(&rows)?)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut made = inserted
+        .iter()
+        .map(appointment)
+        .collect::<Result<Vec<_>, _>>()?;
+    made.sort_by_key(|a| a.appointment_id);
+    // RETURNING promises no order: each booking takes the first row made of it (two equal
+    // bookings are interchangeable, and their claims refuse the second anyway).
+    let mut taken = vec![false; made.len()];
+    let mut booked = Vec::with_capacity(asked.len());
+    for a in asked {
+        let b = a.booking;
+        let i = (0..made.len())
+            .find(|&i| {
+                !taken[i]
+                    && made[i].patient_id == b.patient_id
+                    && made[i].doctor_id == b.doctor_id
+                    && made[i].slot_start == b.slot.start
+            })
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("a booked row is missing")))?;
+        taken[i] = true;
+        booked.push(made[i].clone());
+    }
+    let mut doctors = Vec::with_capacity(asked.len());
+    let mut patients = Vec::with_capacity(asked.len());
+    let mut days = Vec::with_capacity(asked.len());
+    for (a, row) in asked.iter().zip(&booked) {
+        let b = a.booking;
+        let start = to_db(b.slot.start);
+        let day = date_to_db(b.slot.day);
+        doctors.push((b.doctor_id, start.clone(), day.clone(), row.appointment_id));
+        patients.push((b.patient_id, start, row.appointment_id));
+        days.push((b.doctor_id, day, a.cap));
+    }
+    let mut script = Script::new();
+    script
+        .push(
+            &format!(
+                "INSERT INTO doctor_slot_claims (doctor_id, slot_start, clinic_day, appointment_id) \
+                 SELECT CAST(j.value ->> 0 AS BIGINT), j.value ->> 1, j.value ->> 2, \
+                 CAST(j.value ->> 3 AS BIGINT) FROM {}",
+                json_rows(backend, "?")
+            ),
+            [Bind::Text(json_rows_param(&doctors)?)],
+        )
+        .push(
+            &format!(
+                "INSERT INTO patient_slot_claims (patient_id, slot_start, appointment_id) \
+                 SELECT CAST(j.value ->> 0 AS BIGINT), j.value ->> 1, CAST(j.value ->> 2 AS BIGINT) FROM {}",
+                json_rows(backend, "?")
+            ),
+            [Bind::Text(json_rows_param(&patients)?)],
+        )
+        // A day's count moves by its bookings in the group at once, under the same CHECK;
+        // the days in one order, so that two groups (two instances) never wait on each other's
+        // day rows in opposite orders.
+        .push(
+            &format!(
+                "INSERT INTO doctor_day_load (doctor_id, day, booked, cap) \
+                 SELECT CAST(j.value ->> 0 AS BIGINT), j.value ->> 1, COUNT(*), MIN(CAST(j.value ->> 2 AS BIGINT)) \
+                 FROM {} WHERE true GROUP BY j.value ->> 0, j.value ->> 1 ORDER BY 1, 2 \
+                 ON CONFLICT (doctor_id, day) DO UPDATE SET booked = doctor_day_load.booked + excluded.booked, cap = excluded.cap",
+                json_rows(backend, "?")
+            ),
+            [Bind::Text(json_rows_param(&days)?)],
+        );
+    also(&booked, &mut script)?;
+    script.run(tx).await?;
+    Ok(booked)
 }
 
 pub async fn get<'e, E: Executor<'e, Database = Any>>(

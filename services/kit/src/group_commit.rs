@@ -1,13 +1,19 @@
-//! Group commit for work that must be durable before a request answers — the audit rows of
-//! patient reads, and the reads themselves. Many requests' work is done by one task in one
+//! Group commit for work that must be durable before a request answers.
+//!
+//! [`Batcher`]: the audit rows of patient reads, and the reads themselves. Many requests' work is done by one task in one
 //! transaction and committed together, and each request is answered only once that
 //! transaction has committed: the same guarantee as a transaction per request, for one commit
 //! (one turn of SQLite's writer, one round trip per statement for the whole batch) instead of
 //! one per request. A failed batch fails every request in it, so nothing is answered
 //! unrecorded.
+//!
+//! [`Group`]: writes that a rule can refuse (bookings). A group is done in one transaction;
+//! if it is refused, it is undone whole and each request does its own write alone.
 
 use crate::clock::Clock;
 use crate::db::{Db, Tx};
+use crate::error::Error;
+use crate::outbox::Outbox;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -127,4 +133,140 @@ async fn commit<Q, A>(
     }
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok(answers)
+}
+
+/// The most items in one [`Group`] transaction.
+const MAX_GROUP: usize = 128;
+
+/// Does a group's items in the transaction given (without committing it): one answer per item,
+/// in their order. An `Err` means some item was refused or a statement failed; nothing of the
+/// group is kept and each item is handed back to be done alone ([`Turn::Alone`]).
+pub type Together<Q, A> =
+    Arc<dyn for<'t> Fn(&'t mut Tx, &'t [Q]) -> BoxFuture<'t, Result<Vec<A>, Error>> + Send + Sync>;
+
+/// What became of an item given to a [`Group`].
+#[derive(Debug)]
+pub enum Turn<Q, A> {
+    /// Committed with the rest of its group; this is its answer.
+    Committed(A),
+    /// Its group was refused, so nothing of it was kept: the item is handed back to be done
+    /// in a transaction of its own, where a refusal that is its own is judged and answered.
+    Alone(Q),
+}
+
+struct Entry<Q, A> {
+    item: Q,
+    done: oneshot::Sender<Result<Turn<Q, A>, Error>>,
+}
+
+/// Group commit for writes that can be refused — bookings, whose slot claims and day count the
+/// database may refuse. Whatever is waiting when the task is free goes in one transaction (a
+/// handful of statements for the whole group, a single commit), so a database with one writer
+/// serves a group in about the time it served one. Each item stays all-or-nothing: if the
+/// group is refused, it is rolled back whole and every item is done alone, as it would have
+/// been without the group, and so judged by the same statements and constraints.
+pub struct Group<Q, A> {
+    queue: mpsc::UnboundedSender<Entry<Q, A>>,
+}
+
+impl<Q, A> Clone for Group<Q, A> {
+    fn clone(&self) -> Self {
+        Group {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<Q, A> std::fmt::Debug for Group<Q, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Group")
+    }
+}
+
+impl<Q: Send + Sync + 'static, A: Send + 'static> Group<Q, A> {
+    /// Starts the task (on the current runtime); groups commit through `outbox`, which wakes
+    /// its relays for the events they wrote.
+    pub fn spawn(db: Db, outbox: Outbox, together: Together<Q, A>) -> Self {
+        let (queue, mut rx) = mpsc::unbounded_channel::<Entry<Q, A>>();
+        tokio::spawn(async move {
+            let service = db.service();
+            while let Some(first) = rx.recv().await {
+                let mut entries = vec![first];
+                while entries.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(e) => entries.push(e),
+                        Err(_) => break,
+                    }
+                }
+                metrics::histogram!("group_commit_batch_rows", "service" => service)
+                    .record(entries.len() as f64);
+                let (items, waiters): (Vec<Q>, Vec<_>) =
+                    entries.into_iter().map(|e| (e.item, e.done)).unzip();
+                // A request that went away meanwhile needs no answer.
+                match in_one(&db, &outbox, &together, &items).await {
+                    Ok(answers) => {
+                        for (w, a) in waiters.into_iter().zip(answers) {
+                            let _ = w.send(Ok(Turn::Committed(a)));
+                        }
+                    }
+                    Err(Failed::Refused) => {
+                        metrics::counter!("group_commit_refused_total", "service" => service)
+                            .increment(1);
+                        for (w, q) in waiters.into_iter().zip(items) {
+                            let _ = w.send(Ok(Turn::Alone(q)));
+                        }
+                    }
+                    // Not known to be undone (a commit whose answer was lost may have
+                    // committed): said as it is, never done again here.
+                    Err(Failed::Commit(e)) => {
+                        for w in waiters {
+                            let _ = w.send(Err(copy(&e)));
+                        }
+                    }
+                }
+            }
+        });
+        Group { queue }
+    }
+
+    /// Gives `item` to the next group; returns its answer once that group has committed, or
+    /// the item itself if the group was refused.
+    pub async fn submit(&self, item: Q) -> Result<Turn<Q, A>, Error> {
+        let (done, answer) = oneshot::channel();
+        let stopped = || Error::internal(anyhow::anyhow!("the group writer has stopped"));
+        self.queue
+            .send(Entry { item, done })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+enum Failed {
+    /// Rolled back: nothing of the group was kept.
+    Refused,
+    Commit(Error),
+}
+
+async fn in_one<Q, A>(
+    db: &Db,
+    outbox: &Outbox,
+    together: &Together<Q, A>,
+    items: &[Q],
+) -> Result<Vec<A>, Failed> {
+    let mut tx = db.begin().await.map_err(|_| Failed::Refused)?;
+    let answers = match together(&mut tx, items).await {
+        Ok(answers) if answers.len() == items.len() => answers,
+        // Dropping the transaction rolls it back.
+        _ => return Err(Failed::Refused),
+    };
+    outbox.commit(tx).await.map_err(Failed::Commit)?;
+    Ok(answers)
+}
+
+/// The same error for each of a group's requests.
+fn copy(e: &Error) -> Error {
+    let mut c = Error::new(e.status, e.code, e.message.clone());
+    c.details = e.details.clone();
+    c.retry_after = e.retry_after;
+    c
 }

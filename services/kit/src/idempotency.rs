@@ -7,7 +7,7 @@
 //! (PostgreSQL: at most 5 s, then 409 `idempotency_key_in_progress`; SQLite: on the write lock)
 //! and then replays what the first one committed; if the first rolled back, it does the work.
 
-use crate::db::{Backend, Db, Tx};
+use crate::db::{json_rows, json_rows_param, Backend, Bind, Db, Script, Tx};
 use crate::error::Error;
 use crate::outbox::Outbox;
 use crate::time::to_db;
@@ -57,6 +57,65 @@ pub struct Request<'a> {
     pub operation: &'a str,
     pub subject: &'a str,
     pub fingerprint: String,
+}
+
+impl Request<'_> {
+    /// The request's key and identity, owned, to travel with a write done elsewhere (a group).
+    pub fn keyed(&self) -> Keyed {
+        Keyed {
+            key: self.key.to_string(),
+            operation: self.operation.to_string(),
+            subject: self.subject.to_string(),
+            fingerprint: self.fingerprint.clone(),
+        }
+    }
+}
+
+/// An owned [`Request`].
+#[derive(Debug, Clone)]
+pub struct Keyed {
+    pub key: String,
+    pub operation: String,
+    pub subject: String,
+    pub fingerprint: String,
+}
+
+/// The answers of fresh requests stored under their keys, as one statement of `script` (the
+/// write of a group; see `group_commit::Group`). A key already there — a retry racing its
+/// first request — refuses the statement, and so the group: each request then claims its key
+/// alone ([`Idempotent::run`]) and the retry replays.
+pub fn store_all_in(
+    script: &mut Script,
+    backend: Backend,
+    answers: &[(&Keyed, StatusCode, &str)],
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    if answers.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = answers
+        .iter()
+        .map(|(k, status, body)| {
+            (
+                k.key.as_str(),
+                k.operation.as_str(),
+                k.subject.as_str(),
+                k.fingerprint.as_str(),
+                status.as_u16(),
+                *body,
+            )
+        })
+        .collect();
+    script.push(
+        &format!(
+            "INSERT INTO idempotency_keys (key, operation, subject, request_hash, status_code, \
+             response_body, created_at) SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, \
+             j.value ->> 3, CAST(j.value ->> 4 AS BIGINT), j.value ->> 5, ? FROM {}",
+            json_rows(backend, "?")
+        ),
+        [Bind::Text(to_db(now)), Bind::Text(json_rows_param(&rows)?)],
+    );
+    Ok(())
 }
 
 /// A response stored under a key.

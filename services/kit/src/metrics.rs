@@ -85,7 +85,11 @@ fn describe() {
     );
     describe_histogram!(
         "group_commit_batch_rows",
-        "Rows committed together by a group-commit writer (audit rows of reads)."
+        "Rows (audit rows of reads) or requests (bookings) committed together by a group-commit writer."
+    );
+    describe_counter!(
+        "group_commit_refused_total",
+        "Groups of writes rolled back because one was refused; each of their requests was then done alone."
     );
 }
 

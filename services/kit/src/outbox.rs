@@ -143,6 +143,63 @@ impl Outbox {
         event_id
     }
 
+    /// Many events (each with the correlation id of the request that made it) and all their
+    /// deliveries as two statements of `script`, whatever their number (a group's events; see
+    /// `group_commit::Group`).
+    pub fn enqueue_all_in(
+        &self,
+        script: &mut Script,
+        backend: Backend,
+        events: &[(NewEvent<'_>, &str)],
+    ) -> Result<Vec<Uuid>, Error> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = to_db(self.clock.now());
+        let due = to_db(Utc::now());
+        let mut ids = Vec::with_capacity(events.len());
+        let mut rows = Vec::with_capacity(events.len());
+        let mut deliveries = Vec::with_capacity(events.len() * self.subscribers.len());
+        for (ev, correlation_id) in events {
+            let event_id = correlation::new_uuid();
+            let id = event_id.to_string();
+            for sub in self.subscribers.iter() {
+                deliveries.push((id.clone(), sub.as_str()));
+            }
+            rows.push((
+                id,
+                ev.aggregate_type,
+                ev.aggregate_id.as_str(),
+                ev.aggregate_seq,
+                ev.event_type,
+                ev.payload.to_string(),
+                *correlation_id,
+            ));
+            ids.push(event_id);
+        }
+        script.push(
+            &format!(
+                "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_seq, \
+                 event_type, payload, correlation_id, occurred_at) \
+                 SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, CAST(j.value ->> 3 AS BIGINT), \
+                 j.value ->> 4, j.value ->> 5, j.value ->> 6, ? FROM {} ORDER BY j.key",
+                json_rows(backend, "?")
+            ),
+            [Bind::Text(now), Bind::Text(json_rows_param(&rows)?)],
+        );
+        if !deliveries.is_empty() {
+            script.push(
+                &format!(
+                    "INSERT INTO outbox_delivery (event_id, subscriber, state, attempts, next_attempt_at) \
+                     SELECT j.value ->> 0, j.value ->> 1, 'pending', 0, ? FROM {}",
+                    json_rows(backend, "?")
+                ),
+                [Bind::Text(due), Bind::Text(json_rows_param(&deliveries)?)],
+            );
+        }
+        Ok(ids)
+    }
+
     /// Commits `tx` and wakes the relay so its events go out at once.
     pub async fn commit(&self, tx: Tx) -> Result<(), Error> {
         if crate::dry_run::active() {

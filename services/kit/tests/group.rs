@@ -1,0 +1,123 @@
+//! A `group_commit::Group` commits the writes waiting together in one transaction, and a
+//! refused group keeps nothing: each of its items comes back to be done alone, where only its
+//! own refusal refuses it. Both backends, the database judging (a primary key).
+
+mod support;
+
+use hms_kit::clock::Clock;
+use hms_kit::db::{Bind, Db, Open, Script};
+use hms_kit::group_commit::{Group, Together, Turn};
+use hms_kit::outbox::Outbox;
+use hms_kit::Service;
+use sqlx::Row;
+use std::sync::{Arc, Mutex};
+
+async fn groups(url: &str, table: &'static str) {
+    let db = Db::open(
+        url,
+        Open {
+            service: "group-test",
+            max_connections: 4,
+            ..Open::default()
+        },
+    )
+    .await
+    .unwrap();
+    for ddl in [
+        format!("DROP TABLE IF EXISTS {table}"),
+        format!("CREATE TABLE {table} (k BIGINT PRIMARY KEY)"),
+    ] {
+        sqlx::query(&ddl).execute(db.writer()).await.unwrap();
+    }
+    let insert = format!("INSERT INTO {table} (k) VALUES (?)");
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let seen = sizes.clone();
+    let sql = insert.clone();
+    let together: Together<i64, i64> = Arc::new(move |tx, items: &[i64]| {
+        let (seen, sql) = (seen.clone(), sql.clone());
+        Box::pin(async move {
+            seen.lock().unwrap().push(items.len());
+            let mut script = Script::new();
+            for &k in items {
+                script.push(&sql, [Bind::Int(k)]);
+            }
+            script.run(tx).await?;
+            Ok(items.iter().map(|k| k * 10).collect())
+        })
+    });
+    let group = Group::spawn(
+        db.clone(),
+        Outbox::new(Service::Appointment, Vec::new(), Clock::system()),
+        together,
+    );
+
+    // 64 writes at once; keys 0–7 asked twice, so the groups holding a second one are refused.
+    let items: Vec<i64> = (0..56).chain(0..8).collect();
+    let turns = futures::future::join_all(items.iter().map(|&k| {
+        let group = group.clone();
+        async move { (k, group.submit(k).await.unwrap()) }
+    }))
+    .await;
+    let (mut done, mut refused) = (0, 0);
+    for (k, turn) in turns {
+        match turn {
+            Turn::Committed(answer) => {
+                assert_eq!(answer, k * 10, "each item gets its own answer");
+                done += 1;
+            }
+            // Done alone, as a route does: its own transaction.
+            Turn::Alone(item) => {
+                assert_eq!(item, k);
+                let mut tx = db.begin().await.unwrap();
+                match sqlx::query(&insert.replace('?', "$1"))
+                    .bind(item)
+                    .execute(&mut *tx)
+                    .await
+                {
+                    Ok(_) => {
+                        tx.commit().await.unwrap();
+                        done += 1;
+                    }
+                    Err(_) => refused += 1,
+                }
+            }
+        }
+    }
+    // Had a refused group kept any of its rows, that item's write alone would be refused too.
+    assert_eq!((done, refused), (56, 8));
+    let row = sqlx::query(&format!(
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT k) AS d FROM {table}"
+    ))
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    let (n, d): (i64, i64) = (row.try_get("n").unwrap(), row.try_get("d").unwrap());
+    assert_eq!((n, d), (56, 56));
+    let sizes = sizes.lock().unwrap().clone();
+    assert_eq!(sizes.iter().sum::<usize>(), 64, "every item rode one group");
+    assert!(
+        sizes.iter().any(|&n| n > 1),
+        "writes waiting together commit together: {sizes:?}"
+    );
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(db.writer())
+        .await
+        .unwrap();
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_commits_together_and_a_refused_one_keeps_nothing_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    groups(&support::sqlite_url(dir.path(), "group.db"), "group_t").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_commits_together_and_a_refused_one_keeps_nothing_postgres() {
+    let Some(url) =
+        support::postgres_url("a_group_commits_together_and_a_refused_one_keeps_nothing_postgres")
+    else {
+        return;
+    };
+    groups(&url, "kit_group_test").await;
+}
