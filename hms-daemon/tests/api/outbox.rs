@@ -177,6 +177,34 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn a_later_event_held_back_goes_out_once_the_earlier_is_delivered(b: Backend) {
+        // A relay whose round was not full waits for the next commit, except when it delivered
+        // an event whose aggregate has a later one waiting (held back while the earlier was in
+        // flight): then it goes again at once. The poll is a minute away, and nothing commits
+        // after the update, so nothing else would send it.
+        let port = closed_port();
+        let app = TestApp::spawn_with(&b, &[&hms_patient::SERVICE], hms_kit::clock::Clock::system(), |c| {
+            c.outbox_poll_ms = 60_000;
+            c.service_mut("patient").subscribers = Some(vec!["testsub".into()]);
+            c.service_mut("testsub").url = Some(format!("http://127.0.0.1:{port}"));
+        }).await;
+        // Each delivery takes 300 ms, so the update commits while the creation is in flight.
+        let slow = std::time::Duration::from_millis(300);
+        let sub = Subscriber::start_slow(&app, &fresh_database(&b, app.dir.path(), "testsub").await, port, &[Service::Patient], slow).await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let desk = app.client(Role::Reception);
+        let p = desk.create_patient(&new_patient("Held Back", 5000)).await.unwrap();
+        let u = hms_client::models::PatientUpdate { phone: Some("+91 98765 43210".into()), ..Default::default() };
+        desk.update_patient(p.patient_id, &u, None).await.unwrap();
+        let got = eventually(20, "both events of the patient", || async {
+            let r = sub.received().await;
+            (r.len() >= 2).then_some(r)
+        }).await;
+        let kinds: Vec<&str> = got.iter().map(|(kind, _)| kind.as_str()).collect();
+        assert_eq!(kinds, ["patient.registered", "patient.updated"], "each once, in order");
+        app.stop().await;
+    }
+
     async fn a_subscriber_without_batches_is_sent_events_one_by_one(b: Backend) {
         // A subscriber of an older release (no batch route) during a rolling update.
         let port = closed_port();

@@ -219,6 +219,14 @@ impl Outbox {
     }
 }
 
+/// What a relay's round did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Round {
+    pub claimed: usize,
+    /// Deliveries may be due that the round did not take (see [`Relay::round`]).
+    pub more: bool,
+}
+
 /// Counts of deliveries not yet done, for `/metrics` and operators.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct OutboxStats {
@@ -451,11 +459,11 @@ impl Relay {
             if *shutdown.borrow() {
                 return;
             }
-            let worked = match self.round().await {
-                Ok(n) => n,
+            let more = match self.round().await {
+                Ok(round) => round.more,
                 Err(e) => {
                     tracing::warn!(service = self.service.name(), error = %e, "outbox round failed");
-                    0
+                    false
                 }
             };
             // The gauges at most every STATS_EVERY (the count reads the whole delivery table),
@@ -464,7 +472,9 @@ impl Relay {
                 stale = self.publish_stats().await;
                 published = std::time::Instant::now();
             }
-            if worked > 0 {
+            // Otherwise every delivery due when the round claimed was taken, and a commit
+            // since has left a permit: the wait below ends at once for it.
+            if more {
                 continue;
             }
             let poll = if stale {
@@ -510,8 +520,7 @@ impl Relay {
     }
 
     /// One round: claim due deliveries, deliver them concurrently, record the outcomes.
-    /// Returns how many were claimed.
-    pub async fn round(&self) -> Result<usize, sqlx::Error> {
+    pub async fn round(&self) -> Result<Round, sqlx::Error> {
         let now = Utc::now();
         let lease_until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
         // The lease predicate is repeated in the outer WHERE, checked against the row as locked
@@ -521,10 +530,17 @@ impl Relay {
             let rows: Vec<(&str,)> = subs.iter().map(|s| (s.as_str(),)).collect();
             json_rows_param(&rows)
         };
+        // SQLite: `+` keeps the outer predicates off the due index, so the rows picked are
+        // found by primary key (scanning the due index read every pending delivery of every
+        // subscriber: half of a claim's time with a backlog).
+        let off_index = match backend {
+            Backend::Sqlite => "+",
+            Backend::Postgres => "",
+        };
         let claimed = sqlx::query(&format!(
             "UPDATE outbox_delivery SET lease_until = $1, attempts = attempts + 1 \
-             WHERE state = 'pending' AND next_attempt_at <= $2 \
-               AND (lease_until IS NULL OR lease_until < $2) \
+             WHERE {off_index}state = 'pending' AND {off_index}next_attempt_at <= $2 \
+               AND ({off_index}lease_until IS NULL OR {off_index}lease_until < $2) \
                AND (event_id, subscriber) IN ( \
                  SELECT d.event_id, d.subscriber FROM outbox_delivery d \
                  JOIN outbox o ON o.event_id = d.event_id \
@@ -560,7 +576,10 @@ impl Relay {
         .fetch_all(self.db.writer())
         .await?;
         if claimed.is_empty() {
-            return Ok(0);
+            return Ok(Round {
+                claimed: 0,
+                more: false,
+            });
         }
         let claimed: Vec<Claimed> = claimed
             .into_iter()
@@ -621,7 +640,44 @@ impl Relay {
                 }
             }
         }
-        Ok(n)
+        // A full round may have left due deliveries behind; so may one that delivered an
+        // event whose aggregate has a later one waiting (held back until now). If asking
+        // fails, go again: a claim is the judge.
+        let more = n >= usize::try_from(self.settings.batch).unwrap_or(usize::MAX)
+            || self.held_back(&delivered, &events).await.unwrap_or(true);
+        Ok(Round { claimed: n, more })
+    }
+
+    /// Whether a later event of an aggregate just delivered waits for one of this relay's
+    /// subscribers.
+    async fn held_back(
+        &self,
+        delivered: &[(Claimed, Outcome)],
+        events: &HashMap<String, Event>,
+    ) -> Result<bool, sqlx::Error> {
+        let aggregates: std::collections::BTreeSet<(&str, &str)> = delivered
+            .iter()
+            .filter_map(|(c, _)| events.get(&c.event_id))
+            .map(|e| (e.aggregate_type.as_str(), e.aggregate_id.as_str()))
+            .collect();
+        if aggregates.is_empty() {
+            return Ok(false);
+        }
+        let aggregates: Vec<(&str, &str)> = aggregates.into_iter().collect();
+        let subscribers: Vec<(&str,)> = self.serves.iter().map(|s| (s.as_str(),)).collect();
+        let backend = self.db.backend();
+        let waiting: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT 1 FROM outbox o JOIN outbox_delivery d ON d.event_id = o.event_id \
+             WHERE (o.aggregate_type, o.aggregate_id) IN (SELECT j.value ->> 0, j.value ->> 1 FROM {}) \
+               AND d.state = 'pending' AND d.subscriber IN (SELECT j.value ->> 0 FROM {}) LIMIT 1",
+            json_rows(backend, "$1"),
+            json_rows(backend, "$2")
+        ))
+        .bind(json_rows_param(&aggregates)?)
+        .bind(json_rows_param(&subscribers)?)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(waiting.is_some())
     }
 
     /// Marks `delivered` (one round's) delivered, in one statement.

@@ -25,6 +25,8 @@ struct SubState {
     db: Db,
     outbox: Outbox,
     sources: Vec<Service>,
+    /// How long each request waits before it is applied (a slow subscriber).
+    delay: std::time::Duration,
 }
 
 /// Records the event in `received`, with when it was processed (a table's own order is not
@@ -56,6 +58,7 @@ async fn receive(
     caller: Caller,
     Json(ev): Json<Event>,
 ) -> Result<Json<EventAck>, hms_kit::Error> {
+    tokio::time::sleep(s.delay).await;
     let effect = prepare(&s, &caller, &ev)?;
     let ack = hms_kit::inbox::receive(&s.db, &s.outbox, &ev, chrono::Utc::now(), effect).await?;
     Ok(Json(ack))
@@ -66,6 +69,7 @@ async fn receive_batch(
     caller: Caller,
     Json(batch): Json<EventBatch>,
 ) -> Result<Json<BatchAck>, hms_kit::Error> {
+    tokio::time::sleep(s.delay).await;
     let ack =
         hms_kit::inbox::receive_batch(&s.db, &s.outbox, batch.events, chrono::Utc::now(), |ev| {
             std::future::ready(prepare(&s, &caller, &ev))
@@ -77,7 +81,18 @@ async fn receive_batch(
 impl Subscriber {
     /// Serves `POST /v1/events` and `POST /v1/events/batch` on `port`, taking events from `sources`.
     pub async fn start(app: &TestApp, db_url: &str, port: u16, sources: &[Service]) -> Subscriber {
-        Self::serve(app, db_url, port, sources, true).await
+        Self::serve(app, db_url, port, sources, true, std::time::Duration::ZERO).await
+    }
+
+    /// As [`Subscriber::start`], taking `delay` over every request it is sent.
+    pub async fn start_slow(
+        app: &TestApp,
+        db_url: &str,
+        port: u16,
+        sources: &[Service],
+        delay: std::time::Duration,
+    ) -> Subscriber {
+        Self::serve(app, db_url, port, sources, true, delay).await
     }
 
     /// As [`Subscriber::start`], without `POST /v1/events/batch`: a subscriber of a release
@@ -88,7 +103,7 @@ impl Subscriber {
         port: u16,
         sources: &[Service],
     ) -> Subscriber {
-        Self::serve(app, db_url, port, sources, false).await
+        Self::serve(app, db_url, port, sources, false, std::time::Duration::ZERO).await
     }
 
     async fn serve(
@@ -97,6 +112,7 @@ impl Subscriber {
         port: u16,
         sources: &[Service],
         batches: bool,
+        delay: std::time::Duration,
     ) -> Subscriber {
         let db = Db::connect(db_url).await.unwrap();
         db.migrate(sqlx::migrate::Migrator::DEFAULT).await.unwrap();
@@ -122,6 +138,7 @@ impl Subscriber {
             db: db.clone(),
             outbox: Outbox::new(Service::Notification, vec![], app.clock.clone()),
             sources: sources.to_vec(),
+            delay,
         };
         let mut router = axum::Router::new().route("/v1/events", post(receive));
         if batches {
