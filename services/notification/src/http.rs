@@ -11,6 +11,7 @@ use hms_client::contract::{
 use hms_client::models::*;
 use hms_client::ErrorBody;
 use hms_kit::auth::{AccessTable, Caller, Role};
+use hms_kit::db::Script;
 use hms_kit::extract::{Json, Query};
 use hms_kit::inbox::decode;
 use hms_kit::pagination::PageRequest;
@@ -162,14 +163,16 @@ async fn prepare_event(
                 Box::pin(async move {
                     // Only a newer event changes anything: a late or repeated one is a no-op.
                     if store::apply_appointment(tx, &state).await? {
-                        store::cancel_reminders(tx, state.appointment_id).await?;
+                        let mut script = Script::new();
+                        store::cancel_reminders(&mut script, state.appointment_id);
                         if scheduled {
-                            store::schedule_reminders(tx, &state, &offsets, now).await?;
+                            store::schedule_reminders(&mut script, &state, &offsets, now);
                         }
                         if let Some(m) = message {
-                            record_for(tx, &patient, &source_id, &event_type, &m, metadata, now)
-                                .await?;
+                            let (source, kind) = (&source_id, &event_type);
+                            record_for(&mut script, &patient, source, kind, &m, metadata, now);
                         }
+                        script.run(tx).await?;
                     }
                     Ok(())
                 })
@@ -199,8 +202,10 @@ async fn prepare_event(
             hms_kit::inbox::effect(move |tx| {
                 Box::pin(async move {
                     if let Some((patient, m)) = news {
-                        record_for(tx, &patient, &source_id, &event_type, &m, metadata, now)
-                            .await?;
+                        let mut script = Script::new();
+                        let (source, kind) = (&source_id, &event_type);
+                        record_for(&mut script, &patient, source, kind, &m, metadata, now);
+                        script.run(tx).await?;
                     }
                     Ok(())
                 })

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use hms_client::models::{Notification, NotificationQuery, Reminder, ReminderQuery};
-use hms_kit::db::{Bind, Db, Select, Tx};
+use hms_kit::db::{Bind, Db, Script, Select, Tx};
 use hms_kit::pagination::PageRequest;
 use hms_kit::time::{from_db, to_db};
 use hms_kit::Error;
@@ -92,45 +92,45 @@ pub async fn apply_appointment(tx: &mut Tx, s: &AppointmentState) -> Result<bool
     Ok(n == 1)
 }
 
-/// Cancels an appointment's reminders that have not gone out.
-pub async fn cancel_reminders(tx: &mut Tx, appointment_id: i64) -> Result<u64, Error> {
-    Ok(sqlx::query("UPDATE reminders SET status = 'cancelled' WHERE appointment_id = $1 AND status = 'scheduled'")
-        .bind(appointment_id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected())
+/// Cancels an appointment's reminders that have not gone out (a statement of `script`: an
+/// event's writes reach the database together, see [`Script`]).
+pub fn cancel_reminders(script: &mut Script, appointment_id: i64) {
+    script.push(
+        "UPDATE reminders SET status = 'cancelled' WHERE appointment_id = ? AND status = 'scheduled'",
+        [Bind::Int(appointment_id)],
+    );
 }
 
-/// Schedules the reminders of an appointment (those not already due).
-pub async fn schedule_reminders(
-    tx: &mut Tx,
+/// Schedules the reminders of an appointment (those not already due), as statements of
+/// `script`.
+pub fn schedule_reminders(
+    script: &mut Script,
     s: &AppointmentState,
     offsets: &[i64],
     now: DateTime<Utc>,
-) -> Result<(), Error> {
+) {
     for &offset in offsets {
         let due = s.slot_start - chrono::Duration::minutes(offset);
         if due <= now {
             continue;
         }
-        sqlx::query(
+        script.push(
             "INSERT INTO reminders (appointment_id, patient_id, doctor_id, slot_start, offset_minutes, due_at, \
-             appointment_seq, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'scheduled', $8) \
+             appointment_seq, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'scheduled', ?) \
              ON CONFLICT (appointment_id, slot_start, offset_minutes) DO UPDATE SET status = 'scheduled', \
              appointment_seq = excluded.appointment_seq WHERE reminders.status = 'cancelled'",
-        )
-        .bind(s.appointment_id)
-        .bind(s.patient_id)
-        .bind(s.doctor_id)
-        .bind(to_db(s.slot_start))
-        .bind(offset)
-        .bind(to_db(due))
-        .bind(s.seq)
-        .bind(to_db(now))
-        .execute(&mut **tx)
-        .await?;
+            [
+                Bind::Int(s.appointment_id),
+                Bind::Int(s.patient_id),
+                Bind::Int(s.doctor_id),
+                Bind::Text(to_db(s.slot_start)),
+                Bind::Int(offset),
+                Bind::Text(to_db(due)),
+                Bind::Int(s.seq),
+                Bind::Text(to_db(now)),
+            ],
+        );
     }
-    Ok(())
 }
 
 /// A message to record.
@@ -145,30 +145,25 @@ pub struct NewNotification<'a> {
     pub metadata: serde_json::Value,
 }
 
-/// Records a message to send; a second one for the same source and channel is ignored.
-pub async fn insert_notification(
-    tx: &mut Tx,
-    n: &NewNotification<'_>,
-    now: DateTime<Utc>,
-) -> Result<bool, Error> {
-    let rows = sqlx::query(
+/// Records a message to send, as a statement of `script`; a second one for the same source
+/// and channel is ignored.
+pub fn insert_notification(script: &mut Script, n: &NewNotification<'_>, now: DateTime<Utc>) {
+    script.push(
         "INSERT INTO notifications (source_id, event_type, channel, patient_id, recipient, message, metadata, \
-         status, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $9) \
+         status, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) \
          ON CONFLICT (source_id, channel) DO NOTHING",
-    )
-    .bind(n.source_id)
-    .bind(n.event_type)
-    .bind(n.channel)
-    .bind(n.patient_id)
-    .bind(n.recipient)
-    .bind(n.message)
-    .bind(n.metadata.to_string())
-    .bind(to_db(Utc::now()))
-    .bind(to_db(now))
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok(rows == 1)
+        [
+            Bind::Text(n.source_id.to_string()),
+            Bind::Text(n.event_type.to_string()),
+            Bind::Text(n.channel.to_string()),
+            n.patient_id.map_or(Bind::Null, Bind::Int),
+            Bind::Text(n.recipient.to_string()),
+            Bind::Text(n.message.to_string()),
+            Bind::Text(n.metadata.to_string()),
+            Bind::Text(to_db(Utc::now())),
+            Bind::Text(to_db(now)),
+        ],
+    );
 }
 
 /// Reminders due by `now` that have not gone out.

@@ -11,6 +11,7 @@ use crate::providers::{Outgoing, Provider};
 use crate::store::{self, NewNotification};
 use futures::future::BoxFuture;
 use hms_client::models::{Doctor, Patient};
+use hms_kit::db::Script;
 use hms_kit::pii::{Email, Phone};
 use hms_kit::server::ServiceCtx;
 use hms_kit::Error;
@@ -45,16 +46,15 @@ pub async fn lookup(
 }
 
 /// Records `message` for every channel of `patient`, keyed by `source_id`.
-pub async fn record_for(
-    tx: &mut hms_kit::db::Tx,
+pub fn record_for(
+    script: &mut Script,
     patient: &Patient,
     source_id: &str,
     event_type: &str,
     message: &str,
     metadata: serde_json::Value,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<usize, Error> {
-    let mut n = 0;
+) {
     for (channel, recipient) in channels(patient) {
         let new = NewNotification {
             source_id,
@@ -65,11 +65,8 @@ pub async fn record_for(
             message,
             metadata: metadata.clone(),
         };
-        if store::insert_notification(tx, &new, now).await? {
-            n += 1;
-        }
+        store::insert_notification(script, &new, now);
     }
-    Ok(n)
 }
 
 fn masked(channel: &str, recipient: &str) -> String {
@@ -136,8 +133,9 @@ pub async fn send_due_reminders(ctx: &ServiceCtx) -> Result<usize, Error> {
         let message = facts.reminder(r.reminder.offset_minutes);
         let mut tx = ctx.db.begin().await?;
         if store::mark_reminder_sent(&mut tx, r.reminder.reminder_id, now).await? {
+            let mut script = Script::new();
             record_for(
-                &mut tx,
+                &mut script,
                 &patient,
                 &format!("reminder:{}", r.reminder.reminder_id),
                 "appointment.reminder",
@@ -148,8 +146,8 @@ pub async fn send_due_reminders(ctx: &ServiceCtx) -> Result<usize, Error> {
                     "offset_minutes": r.reminder.offset_minutes,
                 }),
                 now,
-            )
-            .await?;
+            );
+            script.run(&mut tx).await?;
             tx.commit().await?;
             sent += 1;
             tracing::info!(
