@@ -205,6 +205,39 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn a_backlog_over_the_body_limit_goes_in_batches_that_fit(b: Backend) {
+        // One relay, a subscriber taking 300 ms a request and a 4 KB body limit on both sides:
+        // the first event is in flight while 39 more commit, and those 39 (about 20 KB) are
+        // one claim. They go as batches within the limit: none refused as too large, none
+        // sent one by one.
+        let port = closed_port();
+        let app = TestApp::spawn_with(&b, &[&hms_patient::SERVICE], hms_kit::clock::Clock::system(), |c| {
+            c.outbox_relays = 1;
+            c.max_body_bytes = 4096;
+            c.service_mut("patient").subscribers = Some(vec!["testsub".into()]);
+            c.service_mut("testsub").url = Some(format!("http://127.0.0.1:{port}"));
+        }).await;
+        let slow = std::time::Duration::from_millis(300);
+        let sub = Subscriber::start_slow(&app, &fresh_database(&b, app.dir.path(), "testsub").await, port, &[Service::Patient], slow).await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let desk = app.client(Role::Reception);
+        desk.create_patient(&new_patient("Backlog", 6000)).await.unwrap();
+        let made = futures::future::join_all((1..40).map(|i| {
+            let desk = desk.clone();
+            async move { desk.create_patient(&new_patient("Backlog", 6000 + i)).await }
+        })).await;
+        assert!(made.iter().all(|r| r.is_ok()));
+        let got = eventually(20, "every event at the subscriber", || async {
+            let r = sub.received().await;
+            (r.len() >= 40).then_some(r)
+        }).await;
+        assert_eq!(got.len(), 40, "each event once");
+        let (singles, batches) = sub.requests();
+        assert_eq!(singles, 0, "no event sent one by one");
+        assert!((3..40).contains(&batches), "the backlog went in a few batches that fit, not one each: {batches}");
+        app.stop().await;
+    }
+
     async fn a_subscriber_without_batches_is_sent_events_one_by_one(b: Backend) {
         // A subscriber of an older release (no batch route) during a rolling update.
         let port = closed_port();

@@ -20,7 +20,7 @@ use crate::time::{from_db, to_db};
 use crate::Service;
 use chrono::{DateTime, Utc};
 use hms_client::contract::Contract;
-use hms_client::models::{BatchAck, Event, EventBatch, EventOutcome};
+use hms_client::models::{BatchAck, Event, EventOutcome};
 use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -285,6 +285,42 @@ pub async fn requeue_parked(db: &Db, event_id: Option<&str>) -> Result<u64, sqlx
     Ok(q.execute(db.writer()).await?.rows_affected())
 }
 
+/// What a subscriber made of one batch.
+enum Posted {
+    /// One outcome per event, in the batch's order.
+    Answered(Vec<Outcome>),
+    /// 413: over its body limit.
+    TooLarge,
+    /// 404/405: it has no batch route.
+    NoBatchRoute,
+}
+
+/// `claimed` with each event's JSON, in batches whose request bodies stay within `limit`
+/// bytes (an event larger than that alone goes in a batch of its own, to be refused by name).
+fn fitted(
+    claimed: Vec<Claimed>,
+    events: &HashMap<String, Event>,
+    limit: usize,
+) -> Vec<Vec<(Claimed, Vec<u8>)>> {
+    // `{"events":[` and `]}` around the events, a comma between two.
+    const FRAME: usize = 13;
+    let mut parts: Vec<Vec<(Claimed, Vec<u8>)>> = Vec::new();
+    let mut size = FRAME;
+    for c in claimed {
+        let json = serde_json::to_vec(&events[&c.event_id]).unwrap_or_default();
+        let grows = json.len() + 1;
+        match parts.last_mut() {
+            Some(part) if size + grows <= limit => part.push((c, json)),
+            _ => {
+                size = FRAME;
+                parts.push(vec![(c, json)]);
+            }
+        }
+        size += grows;
+    }
+    parts
+}
+
 /// How often the housekeeping relay counts pending deliveries for the gauges.
 const STATS_EVERY: Duration = Duration::from_millis(250);
 
@@ -301,6 +337,9 @@ pub struct RelaySettings {
     pub lease: Duration,
     /// Deliveries claimed per round.
     pub batch: i64,
+    /// The largest request body a subscriber takes (`max_body_bytes`, the same setting on
+    /// every service): a round's events go in as many batches as fit.
+    pub max_body_bytes: usize,
 }
 
 impl Default for RelaySettings {
@@ -311,6 +350,7 @@ impl Default for RelaySettings {
             max_backoff: Duration::from_secs(300),
             lease: Duration::from_secs(30),
             batch: 128,
+            max_body_bytes: 65_536,
         }
     }
 }
@@ -749,10 +789,11 @@ impl Relay {
         )
     }
 
-    /// Delivers `claimed` (one subscriber's) in one `POST /v1/events/batch`, and reads each
-    /// event's outcome from the answer. A subscriber without the batch route (an older
-    /// release, during a rolling update), or one that finds the batch too large, is sent them
-    /// one by one.
+    /// Delivers `claimed` (one subscriber's) in `POST /v1/events/batch` requests — as few as
+    /// fit the subscriber's body limit — and reads each event's outcome from the answers. A
+    /// batch the subscriber still finds too large (a smaller limit there) is halved; a
+    /// subscriber without the batch route (an older release, during a rolling update) is sent
+    /// them one by one.
     async fn deliver_batch(
         &self,
         subscriber: String,
@@ -774,77 +815,89 @@ impl Relay {
             out.extend(claimed.into_iter().map(|c| (c, Outcome::Park(why.clone()))));
             return out;
         };
-        let batch = EventBatch {
-            events: claimed
-                .iter()
-                .map(|c| events[&c.event_id].clone())
-                .collect(),
-        };
+        let mut parts = fitted(claimed, events, self.settings.max_body_bytes);
+        while let Some(mut part) = parts.pop() {
+            match self.post_batch(base, &part).await {
+                Posted::Answered(outcomes) => {
+                    out.extend(part.into_iter().map(|(c, _)| c).zip(outcomes));
+                }
+                Posted::TooLarge if part.len() > 1 => {
+                    let half = part.split_off(part.len() / 2);
+                    parts.push(half);
+                    parts.push(part);
+                }
+                Posted::TooLarge | Posted::NoBatchRoute => {
+                    for (c, _) in part {
+                        let outcome = self.deliver(base, &events[&c.event_id]).await;
+                        out.push((c, outcome));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// One `POST /v1/events/batch` of `part` (its events' JSON already made).
+    async fn post_batch(&self, base: &str, part: &[(Claimed, Vec<u8>)]) -> Posted {
+        let mut body =
+            Vec::with_capacity(part.iter().map(|(_, e)| e.len() + 1).sum::<usize>() + 16);
+        body.extend_from_slice(b"{\"events\":[");
+        for (i, (_, ev)) in part.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(ev);
+        }
+        body.extend_from_slice(b"]}");
         let sent = self
             .http
             .post(format!("{base}/v1/events/batch"))
             .bearer_auth(self.token())
-            .json(&batch)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .send()
             .await;
+        let every = |outcome: Outcome| Posted::Answered(vec![outcome; part.len()]);
         let resp = match sent {
-            Err(e) => {
-                let why = unreachable(&e);
-                out.extend(
-                    claimed
-                        .into_iter()
-                        .map(|c| (c, Outcome::Retry(why.clone()))),
-                );
-                return out;
-            }
+            Err(e) => return every(Outcome::Retry(unreachable(&e))),
             Ok(resp) => resp,
         };
         let status = resp.status().as_u16();
-        // No batch route (an older release), or a batch larger than it takes: one by one.
-        if matches!(status, 404 | 405 | 413) {
-            for (c, ev) in claimed.into_iter().zip(batch.events) {
-                let outcome = self.deliver(base, &ev).await;
-                out.push((c, outcome));
-            }
-            return out;
+        match status {
+            404 | 405 => return Posted::NoBatchRoute,
+            413 => return Posted::TooLarge,
+            _ => {}
         }
         if !resp.status().is_success() {
             let body = resp.text().await.unwrap_or_default();
             let why = format!("answered {status}: {}", excerpt(&body));
-            out.extend(
-                claimed
-                    .into_iter()
-                    .map(|c| (c, judge(status, || why.clone()))),
-            );
-            return out;
+            return every(judge(status, || why));
         }
         let results: HashMap<Uuid, EventOutcome> = match resp.json::<BatchAck>().await {
             Ok(ack) => ack.results.into_iter().map(|r| (r.event_id, r)).collect(),
             Err(e) => {
                 let why = format!("answered {status} with a body that is not a batch answer: {e}");
-                out.extend(
-                    claimed
-                        .into_iter()
-                        .map(|c| (c, Outcome::Retry(why.clone()))),
-                );
-                return out;
+                return every(Outcome::Retry(why));
             }
         };
-        for (c, ev) in claimed.into_iter().zip(&batch.events) {
-            let outcome = match results.get(&ev.event_id) {
-                Some(r) => judge(r.status, || {
-                    let said = r
-                        .error
-                        .as_ref()
-                        .map(|e| format!("{}: {}", e.code, e.message))
-                        .unwrap_or_default();
-                    format!("answered {}: {}", r.status, excerpt(&said))
-                }),
-                None => Outcome::Retry("the batch answer left this event out".into()),
-            };
-            out.push((c, outcome));
-        }
-        out
+        Posted::Answered(
+            part.iter()
+                .map(|(c, _)| {
+                    let id: Option<Uuid> = c.event_id.parse().ok();
+                    match id.and_then(|id| results.get(&id)) {
+                        Some(r) => judge(r.status, || {
+                            let said = r
+                                .error
+                                .as_ref()
+                                .map(|e| format!("{}: {}", e.code, e.message))
+                                .unwrap_or_default();
+                            format!("answered {}: {}", r.status, excerpt(&said))
+                        }),
+                        None => Outcome::Retry("the batch answer left this event out".into()),
+                    }
+                })
+                .collect(),
+        )
     }
 
     /// Delivers one event to `POST {base}/v1/events`.

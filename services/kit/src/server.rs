@@ -180,6 +180,7 @@ pub async fn start(
             poll: Duration::from_millis(config.outbox_poll_ms),
             max_attempts: config.outbox_max_attempts,
             max_backoff: Duration::from_millis(config.outbox_max_backoff_ms),
+            max_body_bytes: config.max_body_bytes,
             ..RelaySettings::default()
         },
     );

@@ -12,10 +12,13 @@ use hms_kit::inbox::Effect;
 use hms_kit::outbox::Outbox;
 use hms_kit::Service;
 use sqlx::Row;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub struct Subscriber {
     pub db: Db,
+    singles: Arc<AtomicUsize>,
+    batches: Arc<AtomicUsize>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -27,6 +30,9 @@ struct SubState {
     sources: Vec<Service>,
     /// How long each request waits before it is applied (a slow subscriber).
     delay: std::time::Duration,
+    /// Requests received: events one by one, and batches.
+    singles: Arc<AtomicUsize>,
+    batches: Arc<AtomicUsize>,
 }
 
 /// Records the event in `received`, with when it was processed (a table's own order is not
@@ -58,6 +64,7 @@ async fn receive(
     caller: Caller,
     Json(ev): Json<Event>,
 ) -> Result<Json<EventAck>, hms_kit::Error> {
+    s.singles.fetch_add(1, Ordering::Relaxed);
     tokio::time::sleep(s.delay).await;
     let effect = prepare(&s, &caller, &ev)?;
     let ack = hms_kit::inbox::receive(&s.db, &s.outbox, &ev, chrono::Utc::now(), effect).await?;
@@ -69,6 +76,7 @@ async fn receive_batch(
     caller: Caller,
     Json(batch): Json<EventBatch>,
 ) -> Result<Json<BatchAck>, hms_kit::Error> {
+    s.batches.fetch_add(1, Ordering::Relaxed);
     tokio::time::sleep(s.delay).await;
     let ack =
         hms_kit::inbox::receive_batch(&s.db, &s.outbox, batch.events, chrono::Utc::now(), |ev| {
@@ -139,13 +147,20 @@ impl Subscriber {
             outbox: Outbox::new(Service::Notification, vec![], app.clock.clone()),
             sources: sources.to_vec(),
             delay,
+            singles: Arc::new(AtomicUsize::new(0)),
+            batches: Arc::new(AtomicUsize::new(0)),
         };
+        let (singles, batched) = (state.singles.clone(), state.batches.clone());
         let mut router = axum::Router::new().route("/v1/events", post(receive));
         if batches {
             router = router.route("/v1/events/batch", post(receive_batch));
         }
+        // The services' own body limit (`max_body_bytes`), as a real subscriber has.
         let router = router
             .with_state(state)
+            .layer(axum::extract::DefaultBodyLimit::max(
+                app.config.max_body_bytes,
+            ))
             .layer(axum::middleware::from_fn_with_state(
                 auth,
                 hms_kit::auth::middleware,
@@ -162,10 +177,24 @@ impl Subscriber {
                 .await
                 .unwrap();
         });
-        Subscriber { db, stop, task }
+        Subscriber {
+            db,
+            singles,
+            batches: batched,
+            stop,
+            task,
+        }
     }
 
     /// `(event_type, aggregate_id)` of every event processed, in arrival order.
+    /// How many requests it was sent: `(events one by one, batches)`.
+    pub fn requests(&self) -> (usize, usize) {
+        (
+            self.singles.load(Ordering::Relaxed),
+            self.batches.load(Ordering::Relaxed),
+        )
+    }
+
     pub async fn received(&self) -> Vec<(String, String)> {
         sqlx::query("SELECT event_type, aggregate_id FROM received ORDER BY received_at")
             .fetch_all(self.db.pool())
