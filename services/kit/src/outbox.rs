@@ -570,51 +570,60 @@ impl Relay {
             let rows: Vec<(&str,)> = subs.iter().map(|s| (s.as_str(),)).collect();
             json_rows_param(&rows)
         };
-        // SQLite: `+` keeps the outer predicates off the due index, so the rows picked are
-        // found by primary key (scanning the due index read every pending delivery of every
-        // subscriber: half of a claim's time with a backlog).
-        let off_index = match backend {
-            Backend::Sqlite => "+",
-            Backend::Postgres => "",
-        };
-        let claimed = sqlx::query(&format!(
-            "UPDATE outbox_delivery SET lease_until = $1, attempts = attempts + 1 \
-             WHERE {off_index}state = 'pending' AND {off_index}next_attempt_at <= $2 \
-               AND ({off_index}lease_until IS NULL OR {off_index}lease_until < $2) \
-               AND (event_id, subscriber) IN ( \
-                 SELECT d.event_id, d.subscriber FROM outbox_delivery d \
-                 JOIN outbox o ON o.event_id = d.event_id \
-                 WHERE d.state = 'pending' AND d.next_attempt_at <= $2 \
-                   AND (d.lease_until IS NULL OR d.lease_until < $2) \
-                   AND (d.subscriber IN (SELECT j.value ->> 0 FROM {served}) \
-                        OR ($5 = 1 AND d.subscriber NOT IN (SELECT j.value ->> 0 FROM {listed}))) \
-                   AND NOT EXISTS ( \
-                     SELECT 1 FROM outbox_delivery d2 JOIN outbox o2 ON o2.event_id = d2.event_id \
-                     WHERE d2.subscriber = d.subscriber AND d2.state = 'pending' \
-                       AND o2.aggregate_type = o.aggregate_type AND o2.aggregate_id = o.aggregate_id \
-                       AND (o2.aggregate_seq < o.aggregate_seq \
-                            OR (o2.aggregate_seq = o.aggregate_seq AND o2.occurred_at < o.occurred_at))) \
-                 ORDER BY d.next_attempt_at LIMIT $3{skip_locked}) \
-             RETURNING event_id, subscriber, attempts",
+        // The due deliveries of the subscribers served, oldest first, none whose aggregate has
+        // an earlier event pending for that subscriber.
+        let candidates = format!(
+            "SELECT d.event_id, d.subscriber FROM outbox_delivery d \
+             JOIN outbox o ON o.event_id = d.event_id \
+             WHERE d.state = 'pending' AND d.next_attempt_at <= $2 \
+               AND (d.lease_until IS NULL OR d.lease_until < $2) \
+               AND (d.subscriber IN (SELECT j.value ->> 0 FROM {served}) \
+                    OR ($5 = 1 AND d.subscriber NOT IN (SELECT j.value ->> 0 FROM {listed}))) \
+               AND NOT EXISTS ( \
+                 SELECT 1 FROM outbox_delivery d2 JOIN outbox o2 ON o2.event_id = d2.event_id \
+                 WHERE d2.subscriber = d.subscriber AND d2.state = 'pending' \
+                   AND o2.aggregate_type = o.aggregate_type AND o2.aggregate_id = o.aggregate_id \
+                   AND (o2.aggregate_seq < o.aggregate_seq \
+                        OR (o2.aggregate_seq = o.aggregate_seq AND o2.occurred_at < o.occurred_at))) \
+             ORDER BY d.next_attempt_at LIMIT $3",
             served = json_rows(backend, "$4"),
             listed = json_rows(backend, "$6"),
-            // PostgreSQL: a delivery another relay is claiming right now is passed over, not
-            // waited for. Relays waiting on each other's row locks (and the rows they record
-            // as delivered) deadlocked and took seconds per claim with two instances of a
-            // service on one database. SQLite has one writer: nothing to skip.
-            skip_locked = match backend {
-                Backend::Postgres => " FOR UPDATE OF d SKIP LOCKED",
-                Backend::Sqlite => "",
-            },
-        ))
-        .bind(to_db(lease_until))
-        .bind(to_db(now))
-        .bind(self.settings.batch)
-        .bind(names(&self.serves)?)
-        .bind(i64::from(self.housekeeping))
-        .bind(names(&self.listed)?)
-        .fetch_all(self.db.writer())
-        .await?;
+        );
+        let claim = match backend {
+            // A delivery another relay is claiming right now is passed over, not waited for
+            // (relays waiting on each other's row locks deadlocked with two instances on one
+            // database). The candidates are picked once, in a materialised CTE: as a subquery
+            // of `IN (…)`, PostgreSQL may run a `LIMIT … SKIP LOCKED` query again for each row
+            // it updates — one claim took 970 rows past its limit of 128 and ran for minutes,
+            // holding the rows that other relays were recording as delivered.
+            Backend::Postgres => format!(
+                "WITH picked AS MATERIALIZED ({candidates} FOR UPDATE OF d SKIP LOCKED) \
+                 UPDATE outbox_delivery AS u SET lease_until = $1, attempts = u.attempts + 1 \
+                 FROM picked WHERE u.event_id = picked.event_id AND u.subscriber = picked.subscriber \
+                   AND u.state = 'pending' AND u.next_attempt_at <= $2 \
+                   AND (u.lease_until IS NULL OR u.lease_until < $2) \
+                 RETURNING u.event_id, u.subscriber, u.attempts"
+            ),
+            // One writer: nothing to skip. `+` keeps the outer predicates off the due index,
+            // so the rows picked are found by primary key (scanning the due index read every
+            // pending delivery of every subscriber: half of a claim's time with a backlog).
+            Backend::Sqlite => format!(
+                "UPDATE outbox_delivery SET lease_until = $1, attempts = attempts + 1 \
+                 WHERE +state = 'pending' AND +next_attempt_at <= $2 \
+                   AND (+lease_until IS NULL OR +lease_until < $2) \
+                   AND (event_id, subscriber) IN ({candidates}) \
+                 RETURNING event_id, subscriber, attempts"
+            ),
+        };
+        let claimed = sqlx::query(&claim)
+            .bind(to_db(lease_until))
+            .bind(to_db(now))
+            .bind(self.settings.batch)
+            .bind(names(&self.serves)?)
+            .bind(i64::from(self.housekeeping))
+            .bind(names(&self.listed)?)
+            .fetch_all(self.db.writer())
+            .await?;
         if claimed.is_empty() {
             return Ok(Round {
                 claimed: 0,
