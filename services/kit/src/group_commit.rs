@@ -16,6 +16,8 @@ use crate::error::Error;
 use crate::outbox::Outbox;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -202,8 +204,14 @@ impl<Q: Send + Sync + 'static, A: Send + 'static> Group<Q, A> {
                     .record(entries.len() as f64);
                 let (items, waiters): (Vec<Q>, Vec<_>) =
                     entries.into_iter().map(|e| (e.item, e.done)).unzip();
-                // A request that went away meanwhile needs no answer.
-                match in_one(&db, &outbox, &together, &items).await {
+                // A request that went away meanwhile needs no answer. A group whose work
+                // panicked is undone like a refused one (its transaction is dropped), and the
+                // task goes on serving: every later booking depends on it.
+                let done = AssertUnwindSafe(in_one(&db, &outbox, &together, &items))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or(Err(Failed::Refused));
+                match done {
                     Ok(answers) => {
                         for (w, a) in waiters.into_iter().zip(answers) {
                             let _ = w.send(Ok(Turn::Committed(a)));
