@@ -295,19 +295,33 @@ enum Posted {
     NoBatchRoute,
 }
 
+/// One batch request's deliveries, each with its event's JSON.
+type Part = Vec<(Claimed, Vec<u8>)>;
+
 /// `claimed` with each event's JSON, in batches whose request bodies stay within `limit`
-/// bytes (an event larger than that alone goes in a batch of its own, to be refused by name).
+/// bytes (an event larger than that alone goes in a batch of its own, to be refused by name);
+/// and the deliveries of events whose JSON could not be made, parked with the reason.
 fn fitted(
     claimed: Vec<Claimed>,
     events: &HashMap<String, Event>,
     limit: usize,
-) -> Vec<Vec<(Claimed, Vec<u8>)>> {
+) -> (Vec<Part>, Vec<(Claimed, Outcome)>) {
     // `{"events":[` and `]}` around the events, a comma between two.
     const FRAME: usize = 13;
-    let mut parts: Vec<Vec<(Claimed, Vec<u8>)>> = Vec::new();
+    let mut parts: Vec<Part> = Vec::new();
+    let mut unsent = Vec::new();
     let mut size = FRAME;
     for c in claimed {
-        let json = serde_json::to_vec(&events[&c.event_id]).unwrap_or_default();
+        let json = match serde_json::to_vec(&events[&c.event_id]) {
+            Ok(json) => json,
+            Err(e) => {
+                unsent.push((
+                    c,
+                    Outcome::Park(format!("the event could not be encoded: {e}")),
+                ));
+                continue;
+            }
+        };
         let grows = json.len() + 1;
         match parts.last_mut() {
             Some(part) if size + grows <= limit => part.push((c, json)),
@@ -318,7 +332,7 @@ fn fitted(
         }
         size += grows;
     }
-    parts
+    (parts, unsent)
 }
 
 /// How often the housekeeping relay counts pending deliveries for the gauges.
@@ -824,7 +838,8 @@ impl Relay {
             out.extend(claimed.into_iter().map(|c| (c, Outcome::Park(why.clone()))));
             return out;
         };
-        let mut parts = fitted(claimed, events, self.settings.max_body_bytes);
+        let (mut parts, unsent) = fitted(claimed, events, self.settings.max_body_bytes);
+        out.extend(unsent);
         while let Some(mut part) = parts.pop() {
             match self.post_batch(base, &part).await {
                 Posted::Answered(outcomes) => {
