@@ -9,6 +9,15 @@ use sqlx::Row;
 
 /// The patient service, its events going to one subscriber (`testsub`) at `port`.
 async fn patient_service_with_subscriber_at(b: &Backend, port: u16) -> TestApp {
+    patient_service_tuned(b, port, |_| {}).await
+}
+
+/// The patient service, its events going to a subscriber at `port`, with `tweak` applied.
+async fn patient_service_tuned(
+    b: &Backend,
+    port: u16,
+    tweak: impl FnOnce(&mut hms_kit::config::Config),
+) -> TestApp {
     TestApp::spawn_with(
         b,
         &[&hms_patient::SERVICE],
@@ -16,9 +25,25 @@ async fn patient_service_with_subscriber_at(b: &Backend, port: u16) -> TestApp {
         |c| {
             c.service_mut("patient").subscribers = Some(vec!["testsub".into()]);
             c.service_mut("testsub").url = Some(format!("http://127.0.0.1:{port}"));
+            tweak(c);
         },
     )
     .await
+}
+
+/// [`patient_service_tuned`] with its subscriber taking 300 ms over every request, once the
+/// relays' first rounds (at start, before the subscriber listened) have passed.
+async fn patient_service_with_slow_subscriber(
+    b: &Backend,
+    tweak: impl FnOnce(&mut hms_kit::config::Config),
+) -> (TestApp, Subscriber) {
+    let port = closed_port();
+    let app = patient_service_tuned(b, port, tweak).await;
+    let db = fresh_database(b, app.dir.path(), "testsub").await;
+    let slow = std::time::Duration::from_millis(300);
+    let sub = Subscriber::start_slow(&app, &db, port, &[Service::Patient], slow).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    (app, sub)
 }
 
 both_backends! {
@@ -182,16 +207,8 @@ both_backends! {
         // an event whose aggregate has a later one waiting (held back while the earlier was in
         // flight): then it goes again at once. The poll is a minute away, and nothing commits
         // after the update, so nothing else would send it.
-        let port = closed_port();
-        let app = TestApp::spawn_with(&b, &[&hms_patient::SERVICE], hms_kit::clock::Clock::system(), |c| {
-            c.outbox_poll_ms = 60_000;
-            c.service_mut("patient").subscribers = Some(vec!["testsub".into()]);
-            c.service_mut("testsub").url = Some(format!("http://127.0.0.1:{port}"));
-        }).await;
         // Each delivery takes 300 ms, so the update commits while the creation is in flight.
-        let slow = std::time::Duration::from_millis(300);
-        let sub = Subscriber::start_slow(&app, &fresh_database(&b, app.dir.path(), "testsub").await, port, &[Service::Patient], slow).await;
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let (app, sub) = patient_service_with_slow_subscriber(&b, |c| c.outbox_poll_ms = 60_000).await;
         let desk = app.client(Role::Reception);
         let p = desk.create_patient(&new_patient("Held Back", 5000)).await.unwrap();
         let u = hms_client::models::PatientUpdate { phone: Some("+91 98765 43210".into()), ..Default::default() };
@@ -210,16 +227,10 @@ both_backends! {
         // the first event is in flight while 39 more commit, and those 39 (about 20 KB) are
         // one claim. They go as batches within the limit: none refused as too large, none
         // sent one by one.
-        let port = closed_port();
-        let app = TestApp::spawn_with(&b, &[&hms_patient::SERVICE], hms_kit::clock::Clock::system(), |c| {
+        let (app, sub) = patient_service_with_slow_subscriber(&b, |c| {
             c.outbox_relays = 1;
             c.max_body_bytes = 4096;
-            c.service_mut("patient").subscribers = Some(vec!["testsub".into()]);
-            c.service_mut("testsub").url = Some(format!("http://127.0.0.1:{port}"));
         }).await;
-        let slow = std::time::Duration::from_millis(300);
-        let sub = Subscriber::start_slow(&app, &fresh_database(&b, app.dir.path(), "testsub").await, port, &[Service::Patient], slow).await;
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let desk = app.client(Role::Reception);
         desk.create_patient(&new_patient("Backlog", 6000)).await.unwrap();
         let made = futures::future::join_all((1..40).map(|i| {

@@ -83,7 +83,7 @@ fn bookings(ctx: &ServiceCtx) -> Group<Asking, Appointment> {
                             Ok((booked, g.correlation_id.as_str()))
                         })
                         .collect::<Result<Vec<_>, Error>>()?;
-                    outbox.enqueue_all_in(script, backend, &events)?;
+                    outbox.enqueue_all_in(script, &events)?;
                     let bodies = made
                         .iter()
                         .zip(group)
@@ -265,7 +265,7 @@ async fn book(
         .run(&ctx.outbox, now, |mut tx| async {
             let a = store::book(&mut tx, &booking, rules.daily_cap, now, |a, script| {
                 let booked = event(a, &AppointmentEvent::Booked(facts(a)?));
-                ctx.outbox.enqueue_in(script, booked);
+                ctx.outbox.enqueue_in(script, booked)?;
                 Ok(())
             })
             .await?;

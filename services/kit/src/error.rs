@@ -121,6 +121,19 @@ impl Error {
         self
     }
 
+    /// The same answer again, for another request it also answers (each of a failed group
+    /// commit's requests); the source stays with the first.
+    pub fn again(&self) -> Error {
+        Error {
+            status: self.status,
+            code: self.code,
+            message: self.message.clone(),
+            details: self.details.clone(),
+            retry_after: self.retry_after,
+            source: None,
+        }
+    }
+
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self

@@ -32,50 +32,65 @@ pub type Work<Q, A> = Arc<
         + Sync,
 >;
 
-struct Job<Q, A> {
-    item: Q,
-    weight: usize,
-    done: oneshot::Sender<Result<A, String>>,
+/// The handle requests submit their work through (a [`Batcher`] or a [`Group`]); the writer's
+/// task ends when the last handle is dropped.
+pub struct Writer<J> {
+    queue: mpsc::UnboundedSender<J>,
 }
 
-/// The handle requests submit their work through; the task ends when the last handle is
-/// dropped.
-pub struct Batcher<Q, A> {
-    queue: mpsc::UnboundedSender<Job<Q, A>>,
-}
-
-impl<Q, A> Clone for Batcher<Q, A> {
+impl<J> Clone for Writer<J> {
     fn clone(&self) -> Self {
-        Batcher {
+        Writer {
             queue: self.queue.clone(),
         }
     }
 }
 
-impl<Q, A> std::fmt::Debug for Batcher<Q, A> {
+impl<J> std::fmt::Debug for Writer<J> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Batcher")
+        f.write_str("group_commit::Writer")
     }
 }
 
-impl<Q: Send + Sync + 'static, A: Send + 'static> Batcher<Q, A> {
+/// The next transaction's work: the first to arrive, then whatever else is waiting until
+/// `weigh` says it holds `max`; with its weight. `None` once every handle is gone.
+async fn take_waiting<J>(
+    rx: &mut mpsc::UnboundedReceiver<J>,
+    max: usize,
+    weigh: impl Fn(&J) -> usize,
+) -> Option<(Vec<J>, usize)> {
+    let first = rx.recv().await?;
+    let mut weight = weigh(&first);
+    let mut jobs = vec![first];
+    while weight < max {
+        match rx.try_recv() {
+            Ok(job) => {
+                weight += weigh(&job);
+                jobs.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    Some((jobs, weight))
+}
+
+/// A request's work for a [`Batcher`].
+pub struct Job<Q, A> {
+    item: Q,
+    weight: usize,
+    done: oneshot::Sender<Result<A, String>>,
+}
+
+/// Writes whose batch succeeds or fails whole (audit rows of reads).
+pub type Batcher<Q, A> = Writer<Job<Q, A>>;
+
+impl<Q: Send + Sync + 'static, A: Send + 'static> Writer<Job<Q, A>> {
     /// Starts the task (on the current runtime).
     pub fn spawn(db: Db, clock: Clock, work: Work<Q, A>) -> Self {
         let (queue, mut rx) = mpsc::unbounded_channel::<Job<Q, A>>();
         tokio::spawn(async move {
             let service = db.service();
-            while let Some(first) = rx.recv().await {
-                let mut weight = first.weight;
-                let mut jobs = vec![first];
-                while weight < MAX_WEIGHT {
-                    match rx.try_recv() {
-                        Ok(job) => {
-                            weight += job.weight;
-                            jobs.push(job);
-                        }
-                        Err(_) => break,
-                    }
-                }
+            while let Some((jobs, weight)) = take_waiting(&mut rx, MAX_WEIGHT, |j| j.weight).await {
                 let (items, waiters): (Vec<Q>, Vec<_>) =
                     jobs.into_iter().map(|j| (j.item, j.done)).unzip();
                 let result = commit(&db, &clock, &work, &items).await;
@@ -96,7 +111,7 @@ impl<Q: Send + Sync + 'static, A: Send + 'static> Batcher<Q, A> {
                 }
             }
         });
-        Batcher { queue }
+        Writer { queue }
     }
 
     /// Submits `item` (writing `weight` rows); returns its answer once the batch it rode in
@@ -156,7 +171,8 @@ pub enum Turn<Q, A> {
     Alone(Q),
 }
 
-struct Entry<Q, A> {
+/// A request's write for a [`Group`].
+pub struct Entry<Q, A> {
     item: Q,
     done: oneshot::Sender<Result<Turn<Q, A>, Error>>,
 }
@@ -167,39 +183,16 @@ struct Entry<Q, A> {
 /// serves a group in about the time it served one. Each item stays all-or-nothing: if the
 /// group is refused, it is rolled back whole and every item is done alone, as it would have
 /// been without the group, and so judged by the same statements and constraints.
-pub struct Group<Q, A> {
-    queue: mpsc::UnboundedSender<Entry<Q, A>>,
-}
+pub type Group<Q, A> = Writer<Entry<Q, A>>;
 
-impl<Q, A> Clone for Group<Q, A> {
-    fn clone(&self) -> Self {
-        Group {
-            queue: self.queue.clone(),
-        }
-    }
-}
-
-impl<Q, A> std::fmt::Debug for Group<Q, A> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Group")
-    }
-}
-
-impl<Q: Send + Sync + 'static, A: Send + 'static> Group<Q, A> {
+impl<Q: Send + Sync + 'static, A: Send + 'static> Writer<Entry<Q, A>> {
     /// Starts the task (on the current runtime); groups commit through `outbox`, which wakes
     /// its relays for the events they wrote.
     pub fn spawn(db: Db, outbox: Outbox, together: Together<Q, A>) -> Self {
         let (queue, mut rx) = mpsc::unbounded_channel::<Entry<Q, A>>();
         tokio::spawn(async move {
             let service = db.service();
-            while let Some(first) = rx.recv().await {
-                let mut entries = vec![first];
-                while entries.len() < MAX_GROUP {
-                    match rx.try_recv() {
-                        Ok(e) => entries.push(e),
-                        Err(_) => break,
-                    }
-                }
+            while let Some((entries, _)) = take_waiting(&mut rx, MAX_GROUP, |_| 1).await {
                 metrics::histogram!("group_commit_batch_rows", "service" => service)
                     .record(entries.len() as f64);
                 let (items, waiters): (Vec<Q>, Vec<_>) =
@@ -228,13 +221,13 @@ impl<Q: Send + Sync + 'static, A: Send + 'static> Group<Q, A> {
                     // committed): said as it is, never done again here.
                     Err(Failed::Commit(e)) => {
                         for w in waiters {
-                            let _ = w.send(Err(copy(&e)));
+                            let _ = w.send(Err(e.again()));
                         }
                     }
                 }
             }
         });
-        Group { queue }
+        Writer { queue }
     }
 
     /// Gives `item` to the next group; returns its answer once that group has committed, or
@@ -269,12 +262,4 @@ async fn in_one<Q, A>(
     };
     outbox.commit(tx).await.map_err(Failed::Commit)?;
     Ok(answers)
-}
-
-/// The same error for each of a group's requests.
-fn copy(e: &Error) -> Error {
-    let mut c = Error::new(e.status, e.code, e.message.clone());
-    c.details = e.details.clone();
-    c.retry_after = e.retry_after;
-    c
 }

@@ -63,6 +63,8 @@ impl NewEvent<'static> {
 #[derive(Debug, Clone)]
 pub struct Outbox {
     service: Service,
+    /// Of the service's database, which the statements it writes are for.
+    backend: Backend,
     subscribers: Arc<Vec<String>>,
     /// One per subscriber, in the order of `subscribers`: a commit wakes one waiting relay of
     /// each subscriber, or, if all of them are busy, leaves a permit so that the next one to
@@ -74,9 +76,10 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(service: Service, subscribers: Vec<String>, clock: Clock) -> Self {
+    pub fn new(service: Service, backend: Backend, subscribers: Vec<String>, clock: Clock) -> Self {
         Outbox {
             service,
+            backend,
             wake: Arc::new(
                 subscribers
                     .iter()
@@ -91,71 +94,34 @@ impl Outbox {
     /// Writes `ev` and its deliveries in `tx`. Nothing is sent until `tx` commits.
     pub async fn enqueue(&self, tx: &mut Tx, ev: NewEvent<'_>) -> Result<Uuid, Error> {
         let mut script = Script::new();
-        let event_id = self.enqueue_in(&mut script, ev);
+        let event_id = self.enqueue_in(&mut script, ev)?;
         script.run(tx).await?;
         Ok(event_id)
     }
 
     /// As [`Outbox::enqueue`], as statements of the caller's script (sent with its other
     /// writes: one hand-off to the database for all of them, see [`Script`]).
-    pub fn enqueue_in(&self, script: &mut Script, ev: NewEvent<'_>) -> Uuid {
-        let event_id = crate::correlation::new_uuid();
-        let id = event_id.to_string();
-        let now = to_db(self.clock.now());
-        script.push(
-            "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_seq, \
-             event_type, payload, correlation_id, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                Bind::Text(id.clone()),
-                Bind::Text(ev.aggregate_type.to_string()),
-                Bind::Text(ev.aggregate_id),
-                Bind::Int(ev.aggregate_seq),
-                Bind::Text(ev.event_type.to_string()),
-                Bind::Text(ev.payload.to_string()),
-                Bind::Text(correlation::current_id()),
-                Bind::Text(now),
-            ],
-        );
-        // Deliveries are scheduled by wall time: the relay runs on real time even when the
-        // business clock is set by a test.
-        let due = to_db(Utc::now());
-        // One statement for every subscriber's delivery.
-        if !self.subscribers.is_empty() {
-            let mut sql = String::from(
-                "INSERT INTO outbox_delivery (event_id, subscriber, state, attempts, next_attempt_at) VALUES ",
-            );
-            let mut binds = Vec::with_capacity(3 * self.subscribers.len());
-            for (i, sub) in self.subscribers.iter().enumerate() {
-                sql.push_str(if i == 0 {
-                    "(?, ?, 'pending', 0, ?)"
-                } else {
-                    ", (?, ?, 'pending', 0, ?)"
-                });
-                binds.extend([
-                    Bind::Text(id.clone()),
-                    Bind::Text(sub.clone()),
-                    Bind::Text(due.clone()),
-                ]);
-            }
-            script.push(&sql, binds);
-        }
-        tracing::debug!(event_type = ev.event_type, %event_id, "event written to outbox");
-        event_id
+    pub fn enqueue_in(&self, script: &mut Script, ev: NewEvent<'_>) -> Result<Uuid, Error> {
+        let correlation_id = correlation::current_id();
+        let ids = self.enqueue_all_in(script, &[(ev, correlation_id.as_str())])?;
+        Ok(ids[0])
     }
 
     /// Many events (each with the correlation id of the request that made it) and all their
-    /// deliveries as two statements of `script`, whatever their number (a group's events; see
-    /// `group_commit::Group`).
+    /// deliveries as two statements of `script`, whatever their number (one cached statement
+    /// each for a single event and for a group's; see `group_commit::Group`).
     pub fn enqueue_all_in(
         &self,
         script: &mut Script,
-        backend: Backend,
         events: &[(NewEvent<'_>, &str)],
     ) -> Result<Vec<Uuid>, Error> {
+        let backend = self.backend;
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let now = to_db(self.clock.now());
+        // Deliveries are scheduled by wall time: the relay runs on real time even when the
+        // business clock is set by a test.
         let due = to_db(Utc::now());
         let mut ids = Vec::with_capacity(events.len());
         let mut rows = Vec::with_capacity(events.len());
@@ -197,6 +163,9 @@ impl Outbox {
                 [Bind::Text(due), Bind::Text(json_rows_param(&deliveries)?)],
             );
         }
+        for ((ev, _), id) in events.iter().zip(&ids) {
+            tracing::debug!(event_type = ev.event_type, event_id = %id, "event written to outbox");
+        }
         Ok(ids)
     }
 
@@ -217,14 +186,6 @@ impl Outbox {
     pub fn service(&self) -> Service {
         self.service
     }
-}
-
-/// What a relay's round did.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Round {
-    pub claimed: usize,
-    /// Deliveries may be due that the round did not take (see [`Relay::round`]).
-    pub more: bool,
 }
 
 /// Counts of deliveries not yet done, for `/metrics` and operators.
@@ -514,7 +475,7 @@ impl Relay {
                 return;
             }
             let more = match self.round().await {
-                Ok(round) => round.more,
+                Ok(more) => more,
                 Err(e) => {
                     tracing::warn!(service = self.service.name(), error = %e, "outbox round failed");
                     false
@@ -574,7 +535,8 @@ impl Relay {
     }
 
     /// One round: claim due deliveries, deliver them concurrently, record the outcomes.
-    pub async fn round(&self) -> Result<Round, sqlx::Error> {
+    /// Returns whether deliveries may be due that the round did not take (see the end).
+    pub async fn round(&self) -> Result<bool, sqlx::Error> {
         let now = Utc::now();
         let lease_until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
         // The lease predicate is repeated in the outer WHERE, checked against the row as locked
@@ -639,10 +601,7 @@ impl Relay {
             .fetch_all(self.db.writer())
             .await?;
         if claimed.is_empty() {
-            return Ok(Round {
-                claimed: 0,
-                more: false,
-            });
+            return Ok(false);
         }
         let claimed: Vec<Claimed> = claimed
             .into_iter()
@@ -706,9 +665,10 @@ impl Relay {
         // A full round may have left due deliveries behind; so may one that delivered an
         // event whose aggregate has a later one waiting (held back until now). If asking
         // fails, go again: a claim is the judge.
-        let more = n >= usize::try_from(self.settings.batch).unwrap_or(usize::MAX)
-            || self.held_back(&delivered, &events).await.unwrap_or(true);
-        Ok(Round { claimed: n, more })
+        Ok(
+            n >= usize::try_from(self.settings.batch).unwrap_or(usize::MAX)
+                || self.held_back(&delivered, &events).await.unwrap_or(true),
+        )
     }
 
     /// Whether a later event of an aggregate just delivered waits for one of this relay's

@@ -128,7 +128,7 @@ pub async fn start(
         .map_err(|e| anyhow::anyhow!("{service}: migrations failed: {e}"))?;
 
     let subscribers = config.subscribers(service, def.subscribers);
-    let outbox = Outbox::new(service, subscribers.clone(), clock.clone());
+    let outbox = Outbox::new(service, db.backend(), subscribers.clone(), clock.clone());
     let downstream = Downstream::new(
         service,
         config.service_urls(),

@@ -5,7 +5,7 @@
 mod support;
 
 use hms_kit::clock::Clock;
-use hms_kit::db::{Bind, Db, Open, Script};
+use hms_kit::db::{Bind, Script};
 use hms_kit::group_commit::{Group, Together, Turn};
 use hms_kit::outbox::Outbox;
 use hms_kit::Service;
@@ -13,16 +13,7 @@ use sqlx::Row;
 use std::sync::{Arc, Mutex};
 
 async fn groups(url: &str, table: &'static str) {
-    let db = Db::open(
-        url,
-        Open {
-            service: "group-test",
-            max_connections: 4,
-            ..Open::default()
-        },
-    )
-    .await
-    .unwrap();
+    let db = support::open(url, "group-test").await;
     for ddl in [
         format!("DROP TABLE IF EXISTS {table}"),
         format!("CREATE TABLE {table} (k BIGINT PRIMARY KEY)"),
@@ -47,7 +38,12 @@ async fn groups(url: &str, table: &'static str) {
     });
     let group = Group::spawn(
         db.clone(),
-        Outbox::new(Service::Appointment, Vec::new(), Clock::system()),
+        Outbox::new(
+            Service::Appointment,
+            db.backend(),
+            Vec::new(),
+            Clock::system(),
+        ),
         together,
     );
 

@@ -4,20 +4,11 @@
 
 mod support;
 
-use hms_kit::db::{json_rows, json_rows_param, Db, Open};
+use hms_kit::db::{json_rows, json_rows_param};
 use sqlx::Row;
 
 async fn round_trip(url: &str) {
-    let db = Db::open(
-        url,
-        Open {
-            service: "json-rows-test",
-            max_connections: 2,
-            ..Open::default()
-        },
-    )
-    .await
-    .unwrap();
+    let db = support::open(url, "json-rows-test").await;
     let rows: Vec<(i64, &str)> = vec![
         (i64::MAX, "plain"),
         (i64::MIN, r#"quote " and \ backslash"#),

@@ -45,7 +45,7 @@ async fn a_transaction_begun_behind_the_drivers_back_is_never_reused_postgres() 
 async fn sqlite_connections_are_set_up_with_their_page_caches() {
     let dir = tempfile::tempdir().unwrap();
     let url = support::sqlite_url(dir.path(), "setup.db");
-    let db = Db::open(&url, Open::default()).await.unwrap();
+    let db = support::open(&url, "pool-test").await;
     let pragma = |name: &'static str| format!("PRAGMA {name}");
     for (pool, cache) in [(db.writer(), -512i64), (db.pool(), -256)] {
         let mut conn = pool.acquire().await.unwrap();

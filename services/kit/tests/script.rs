@@ -5,7 +5,7 @@
 
 mod support;
 
-use hms_kit::db::{violation, Bind, Db, Open, Script, Tx, Violation};
+use hms_kit::db::{violation, Bind, Script, Tx, Violation};
 use hms_kit::Error;
 use sqlx::Row;
 
@@ -32,16 +32,7 @@ fn insert(script: &mut Script, k: i64, v: &str) {
 }
 
 async fn all_or_nothing(url: &str) {
-    let db = Db::open(
-        url,
-        Open {
-            service: "script-test",
-            max_connections: 2,
-            ..Open::default()
-        },
-    )
-    .await
-    .unwrap();
+    let db = support::open(url, "script-test").await;
     let mut tx = db.begin().await.unwrap();
     sqlx::query(
         "CREATE TEMP TABLE script_t (k BIGINT PRIMARY KEY, v TEXT NOT NULL CHECK (v <> 'bad'))",

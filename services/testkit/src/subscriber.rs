@@ -144,7 +144,12 @@ impl Subscriber {
         });
         let state = SubState {
             db: db.clone(),
-            outbox: Outbox::new(Service::Notification, vec![], app.clock.clone()),
+            outbox: Outbox::new(
+                Service::Notification,
+                db.backend(),
+                vec![],
+                app.clock.clone(),
+            ),
             sources: sources.to_vec(),
             delay,
             singles: Arc::new(AtomicUsize::new(0)),

@@ -1,6 +1,7 @@
 //! What the kit's database tests share: a throw-away SQLite file, and the PostgreSQL server
 //! of `HMS_TEST_POSTGRES_URL` or a printed reason the test is skipped.
 
+use hms_kit::db::{Db, Open};
 use std::path::Path;
 
 /// A SQLite database `file` in `dir`.
@@ -16,4 +17,18 @@ pub fn postgres_url(test: &str) -> Option<String> {
         println!("SKIPPED {test}: HMS_TEST_POSTGRES_URL is not set");
     }
     url
+}
+
+/// Opens the database at `url` for a test named `service` (two connections on PostgreSQL).
+pub async fn open(url: &str, service: &'static str) -> Db {
+    Db::open(
+        url,
+        Open {
+            service,
+            max_connections: 2,
+            ..Open::default()
+        },
+    )
+    .await
+    .unwrap()
 }
