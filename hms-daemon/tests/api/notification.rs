@@ -7,7 +7,7 @@ use crate::support::subscriber::closed_port;
 use crate::support::*;
 use chrono::{DateTime, Duration, Utc};
 use hms_client::models::{
-    NewAppointment, Notification, NotificationQuery, ReminderQuery, Reschedule,
+    DoctorUpdate, NewAppointment, Notification, NotificationQuery, ReminderQuery, Reschedule,
 };
 use hms_client::HmsClient;
 use hms_kit::auth::Role;
@@ -128,6 +128,66 @@ both_backends! {
         assert!(cancelled[0].message.contains("No fee applies"), "{}", cancelled[0].message);
         eventually(10, "all reminders cancelled", || async { reminders(&desk, "scheduled").await.is_empty().then_some(()) }).await;
         assert_eq!(reminders(&desk, "cancelled").await.len(), 4);
+        app.stop().await;
+    }
+
+    async fn a_known_doctor_is_named_without_the_doctor_service_and_a_rename_follows(b: Backend) {
+        let (mut app, patient, doctor) = clinic(&b, |_| {}).await;
+        let desk = app.client(Role::Reception);
+        let a = desk.book_appointment(&booking(patient, doctor, tuesday_0900()), None).await.unwrap();
+        sent(&desk, "appointment.booked", 2).await;
+        // The doctor is known now: a notice needs no call to the doctor service (nor does the
+        // move, to a slot of a day the appointment service has kept).
+        app.stop_service(Service::Doctor).await;
+        let later = tuesday_0900() + Duration::hours(1);
+        desk.reschedule_appointment(a.appointment_id, &Reschedule { new_slot_start: later, new_slot_end: None }, None).await.unwrap();
+        let moved = sent(&desk, "appointment.rescheduled", 2).await;
+        assert!(moved[0].message.contains("with Dr. Aditya Iyer (Cardiology)"), "{}", moved[0].message);
+        app.start_service(&hms_doctor::SERVICE).await;
+        // A rename reaches the messages through the doctor service's event.
+        app.client(Role::Admin).update_doctor(doctor, &DoctorUpdate { name: Some("Dr. Aditya Rao".into()), ..Default::default() }).await.unwrap();
+        eventually(15, "the rename announced to notification", || async {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE source = 'doctor' AND event_type = 'doctor.updated'")
+                .fetch_one(app.db(Service::Notification).pool()).await.unwrap();
+            (n == 1).then_some(())
+        }).await;
+        desk.transition_appointment(a.appointment_id, "cancel", None).await.unwrap();
+        let cancelled = sent(&desk, "appointment.cancelled", 2).await;
+        assert!(cancelled[0].message.contains("with Dr. Aditya Rao on"), "{}", cancelled[0].message);
+        app.stop().await;
+    }
+
+    async fn a_backlog_of_messages_goes_out_round_after_round(b: Backend) {
+        // A poll of a minute: the backlog goes out in time only if a full round is followed
+        // by the next at once (one round a poll sent 32 messages a second before).
+        let (mut app, _, _) = clinic(&b, |c| c.outbox_poll_ms = 60_000).await;
+        let mut tx = app.db(Service::Notification).begin().await.unwrap();
+        let mut script = hms_kit::db::Script::new();
+        for i in 0..300 {
+            let new = hms_notification::store::NewNotification {
+                source_id: &format!("backlog:{i}"),
+                event_type: "appointment.booked",
+                channel: "SMS",
+                patient_id: None,
+                recipient: "9800000042",
+                message: "Your appointment is confirmed.",
+                metadata: serde_json::json!({}),
+            };
+            hms_notification::store::insert_notification(&mut script, &new, app.clock.now());
+        }
+        script.run(&mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        // A restart's first round finds them (the running one's next is a minute away).
+        app.stop_service(Service::Notification).await;
+        app.start_service(&hms_notification::SERVICE).await;
+        eventually(15, "all 300 messages sent", || async {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE status = 'sent'")
+                .fetch_one(app.db(Service::Notification).pool()).await.unwrap();
+            (n == 300).then_some(())
+        }).await;
+        let unsent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE status <> 'sent' OR sent_at IS NULL OR attempts <> 1")
+            .fetch_one(app.db(Service::Notification).pool()).await.unwrap();
+        assert_eq!(unsent, 0, "each message sent once, and marked so");
         app.stop().await;
     }
 

@@ -16,7 +16,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
     service: Service::Doctor,
     description: "Doctors, departments, fees, working hours, leave, and free slots.",
     // The appointment service keeps what booking needs to know of them.
-    subscribers: &[Service::Appointment],
+    subscribers: &[Service::Appointment, Service::Notification],
     migrations,
     routes: http::routes,
     background: None,

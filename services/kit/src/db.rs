@@ -533,12 +533,14 @@ pub fn violation(e: &sqlx::Error) -> Option<Violation> {
     }
 }
 
-/// A value bound into a [`Select`].
+/// A value bound into a [`Select`] or a [`Script`]. A NULL is typed: PostgreSQL refuses a text
+/// NULL for an integer column.
 #[derive(Debug, Clone)]
 pub enum Bind {
     Int(i64),
     Text(String),
-    Null,
+    /// An integer or NULL.
+    OptInt(Option<i64>),
 }
 
 /// A query with optional filters, numbered `$n` placeholders, bound in order.
@@ -593,7 +595,7 @@ impl Select {
             q = match b {
                 Bind::Int(i) => q.bind(*i),
                 Bind::Text(s) => q.bind(s.as_str()),
-                Bind::Null => q.bind(None::<String>),
+                Bind::OptInt(i) => q.bind(*i),
             };
         }
         q

@@ -1,12 +1,13 @@
 //! Notification routes: events in, alerts and reminders out to staff.
 
+use crate::doctors;
 use crate::messages::{self, AppointmentFacts};
 use crate::store::{self, AppointmentState};
-use crate::worker::{lookup, record_for};
+use crate::worker::{patient, patient_and_doctor, record_for};
 use axum::extract::State;
 use axum::http::Method;
 use hms_client::contract::{
-    AppointmentEvent, AppointmentStatus, BillEvent, FeeDecision, PaymentEvent,
+    AppointmentEvent, AppointmentStatus, BillEvent, DoctorEvent, FeeDecision, PaymentEvent,
 };
 use hms_client::models::*;
 use hms_client::ErrorBody;
@@ -24,6 +25,7 @@ enum Incoming {
     Appointment(AppointmentEvent),
     Bill(BillEvent),
     Payment(PaymentEvent),
+    Doctor(DoctorEvent),
 }
 
 fn incoming(ev: &Event) -> Result<Option<Incoming>, Error> {
@@ -31,6 +33,7 @@ fn incoming(ev: &Event) -> Result<Option<Incoming>, Error> {
         "appointment" => decode::<AppointmentEvent>(ev)?.map(Incoming::Appointment),
         "billing" => decode::<BillEvent>(ev)?.map(Incoming::Bill),
         "payment" => decode::<PaymentEvent>(ev)?.map(Incoming::Payment),
+        "doctor" => decode::<DoctorEvent>(ev)?.map(Incoming::Doctor),
         _ => None,
     })
 }
@@ -97,7 +100,8 @@ hms_kit::event_routes!(
     prepare_event,
     /// Events from the appointment, billing and payment services: each processed once (inbox),
     /// each turned into messages on the patient's channels; appointment events also schedule,
-    /// move or cancel reminders.
+    /// move or cancel reminders. The doctor service's events say which kept doctors' names are
+    /// out of date.
 );
 
 async fn prepare_event(
@@ -108,7 +112,12 @@ async fn prepare_event(
     hms_kit::inbox::authorise(
         &caller,
         &ev,
-        &[Service::Appointment, Service::Billing, Service::Payment],
+        &[
+            Service::Appointment,
+            Service::Billing,
+            Service::Payment,
+            Service::Doctor,
+        ],
     )?;
     // A repeat needs no lookups; the inbox then finds it processed.
     if hms_kit::inbox::seen(&ctx.db, &ev).await? {
@@ -133,8 +142,7 @@ async fn prepare_event(
                 seq: ev.aggregate_seq,
             };
             let scheduled = a.status == AppointmentStatus::Scheduled;
-            let (patient, doctor) = lookup(&ctx, a.patient_id, Some(a.doctor_id)).await?;
-            let doctor = doctor.expect("asked for the doctor");
+            let (patient, doctor) = patient_and_doctor(&ctx, a.patient_id, a.doctor_id).await?;
             let facts = AppointmentFacts {
                 appointment_id: a.appointment_id,
                 doctor: &doctor.name,
@@ -178,6 +186,11 @@ async fn prepare_event(
                 })
             })
         }
+        Some(Incoming::Doctor(
+            DoctorEvent::Registered(f) | DoctorEvent::Updated(f) | DoctorEvent::ScheduleChanged(f),
+        )) => hms_kit::inbox::effect(move |tx| {
+            Box::pin(async move { doctors::announced(tx, f.doctor_id, f.version).await })
+        }),
         other => {
             // Imported history is not news to anyone.
             let news = match other {
@@ -196,7 +209,7 @@ async fn prepare_event(
                 _ => None,
             };
             let news = match news {
-                Some((patient_id, m)) => Some((lookup(&ctx, patient_id, None).await?.0, m)),
+                Some((patient_id, m)) => Some((patient(&ctx, patient_id).await?, m)),
                 None => None,
             };
             hms_kit::inbox::effect(move |tx| {

@@ -2,9 +2,11 @@
 //! messages to patients (e-mail and SMS), schedules and sends appointment reminders, and shows
 //! staff what went out.
 //!
-//! `messages` writes the texts (pure), `store` the SQL, `providers` the ways out (record,
+//! `messages` writes the texts (pure), `store` the SQL, `doctors` what the messages say of
+//! doctors (kept from the doctor service), `providers` the ways out (record,
 //! SMTP, webhook), `worker` the reminder scheduler and the delivery loop, `http` the routes.
 
+pub mod doctors;
 pub mod http;
 pub mod messages;
 pub mod providers;

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use hms_client::models::{Notification, NotificationQuery, Reminder, ReminderQuery};
-use hms_kit::db::{Bind, Db, Script, Select, Tx};
+use hms_kit::db::{json_rows, json_rows_param, Bind, Db, Script, Select, Tx};
 use hms_kit::pagination::PageRequest;
 use hms_kit::time::{from_db, to_db};
 use hms_kit::Error;
@@ -156,7 +156,7 @@ pub fn insert_notification(script: &mut Script, n: &NewNotification<'_>, now: Da
             Bind::Text(n.source_id.to_string()),
             Bind::Text(n.event_type.to_string()),
             Bind::Text(n.channel.to_string()),
-            n.patient_id.map_or(Bind::Null, Bind::Int),
+            Bind::OptInt(n.patient_id),
             Bind::Text(n.recipient.to_string()),
             Bind::Text(n.message.to_string()),
             Bind::Text(n.metadata.to_string()),
@@ -238,12 +238,21 @@ pub async fn claim_pending(
         .map_err(Into::into)
 }
 
-pub async fn mark_sent(db: &Db, id: i64) -> Result<(), Error> {
-    sqlx::query("UPDATE notifications SET status = 'sent', sent_at = $1, lease_until = NULL, last_error = NULL WHERE notification_id = $2")
-        .bind(to_db(Utc::now()))
-        .bind(id)
-        .execute(db.writer())
-        .await?;
+/// Marks every message of `ids` sent, in one statement (a round's sends, however many).
+pub async fn mark_sent(db: &Db, ids: &[i64]) -> Result<(), Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(i64,)> = ids.iter().map(|&id| (id,)).collect();
+    sqlx::query(&format!(
+        "UPDATE notifications SET status = 'sent', sent_at = $1, lease_until = NULL, last_error = NULL \
+         WHERE notification_id IN (SELECT CAST(j.value ->> 0 AS BIGINT) FROM {})",
+        json_rows(db.backend(), "$2")
+    ))
+    .bind(to_db(Utc::now()))
+    .bind(json_rows_param(&rows)?)
+    .execute(db.writer())
+    .await?;
     Ok(())
 }
 
