@@ -109,6 +109,11 @@ struct Args {
     /// the same PostgreSQL database: clients are spread over it and the configured one.
     #[arg(long = "appointment-replica", value_name = "URL")]
     appointment_replicas: Vec<String>,
+    /// `workflow`: how many visits a client completes ahead of paying the first of them (the
+    /// cashier takes the patient before while the doctor completes the next); 0 waits for
+    /// each visit's bill before completing the next.
+    #[arg(long, default_value_t = 8)]
+    pay_behind: usize,
     /// `seed`: patients to make.
     #[arg(long, default_value_t = 10_000)]
     patients: usize,
