@@ -193,6 +193,53 @@ fn tally<T>(results: &[Result<T, ClientError>]) -> BTreeMap<String, usize> {
     out
 }
 
+/// Which event types `producer` wrote deliveries of to `subscriber`, sorted, once each.
+async fn delivered_types(app: &TestApp, producer: Service, subscriber: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT DISTINCT o.event_type FROM outbox_delivery d JOIN outbox o ON o.event_id = d.event_id WHERE d.subscriber = $1 ORDER BY o.event_type")
+        .bind(subscriber)
+        .fetch_all(app.db(producer).pool())
+        .await
+        .unwrap()
+}
+
+both_backends! {
+    async fn each_subscriber_is_sent_only_the_events_it_acts_on(b: Backend) {
+        let c = clinic(&b).await;
+        let moved = c.book(tue(0)).await;
+        let desk = c.app.client(Role::Reception);
+        desk.reschedule_appointment(moved, &hms_client::models::Reschedule { new_slot_start: tue(1), new_slot_end: None }, None).await.unwrap();
+        let a = c.book(tue(2)).await;
+        c.app.clock.set(tue(2) + Duration::minutes(20));
+        c.app.doctor_client(c.doctor).transition_appointment(a, "complete", None).await.unwrap();
+        let bill = c.bill(a, |_| true).await;
+        c.payment_knows(bill.bill_id).await;
+        c.app.client(Role::Billing).pay(&pay(bill.bill_id, &bill.balance.to_string()), "narrowed-1").await.unwrap();
+        c.bill(a, |b| b.status == "PAID").await;
+        let notified = |kind: &'static str| {
+            let desk = desk.clone();
+            move || { let desk = desk.clone(); async move {
+                let n = desk.list_notifications(&hms_client::models::NotificationQuery { event_type: Some(kind.into()), ..Default::default() }).await.ok()?;
+                (!n.items.is_empty()).then_some(())
+            }}
+        };
+        eventually(15, "the payment's message", notified("payment.captured")).await;
+        eventually(15, "the bill's message", notified("bill.created")).await;
+
+        // Billing acts on completions, late cancellations and no-shows: it is sent no booking
+        // and no move. The doctor's availability and the patient's messages follow every one.
+        assert_eq!(delivered_types(&c.app, Service::Appointment, "billing").await, ["appointment.completed"]);
+        for sub in ["doctor", "notification"] {
+            assert_eq!(delivered_types(&c.app, Service::Appointment, sub).await,
+                ["appointment.booked", "appointment.completed", "appointment.rescheduled"], "{sub}");
+        }
+        // The patient hears of a new bill, not of its later states; payment follows them all.
+        assert_eq!(delivered_types(&c.app, Service::Billing, "notification").await, ["bill.created"]);
+        assert_eq!(delivered_types(&c.app, Service::Billing, "payment").await, ["bill.created", "bill.paid"]);
+        assert_eq!(delivered_types(&c.app, Service::Payment, "notification").await, ["payment.captured"]);
+        c.app.stop().await;
+    }
+}
+
 both_backends! {
     async fn a_completed_appointment_is_billed_to_the_paisa(b: Backend) {
         let c = clinic(&b).await;

@@ -23,6 +23,15 @@ pub const SERVICE: ServiceDef = ServiceDef {
     // The doctor service keeps booked slots for availability; notification tells patients.
     // Billing subscribes when it is part of the build.
     subscribers: &[Service::Doctor, Service::Billing, Service::Notification],
+    narrowed: &[(
+        Service::Billing,
+        // A bill is made on completion, a fee on a late cancellation or a no-show.
+        &[
+            "appointment.completed",
+            "appointment.cancelled",
+            "appointment.no_show",
+        ],
+    )],
     migrations,
     routes: http::routes,
     background: None,

@@ -20,6 +20,11 @@ pub const SERVICE: ServiceDef = ServiceDef {
     description: "Bills: consultation, medicines and 5% tax on completion; cancellation and no-show fees; VOID; credit notes.",
     // Payment keeps the bills it may charge; notification tells the patient.
     subscribers: &[Service::Payment, Service::Notification],
+    narrowed: &[(
+        // The patient hears of a new bill; its later states follow from what they did.
+        Service::Notification,
+        &["bill.created"],
+    )],
     migrations,
     routes: http::routes,
     background: None,

@@ -17,6 +17,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
     description: "Doctors, departments, fees, working hours, leave, and free slots.",
     // The appointment service keeps what booking needs to know of them.
     subscribers: &[Service::Appointment, Service::Notification],
+    narrowed: &[],
     migrations,
     routes: http::routes,
     background: None,

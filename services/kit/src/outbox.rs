@@ -66,6 +66,9 @@ pub struct Outbox {
     /// Of the service's database, which the statements it writes are for.
     backend: Backend,
     subscribers: Arc<Vec<String>>,
+    /// Per subscriber, in the order of `subscribers`: the event types it takes, if not all
+    /// (`ServiceDef::narrowed`).
+    takes: Arc<Vec<Option<&'static [&'static str]>>>,
     /// One per subscriber, in the order of `subscribers`: a commit wakes one waiting relay of
     /// each subscriber, or, if all of them are busy, leaves a permit so that the next one to
     /// wait goes again at once (no commit is missed). Waking only one is deliberate: every
@@ -86,9 +89,31 @@ impl Outbox {
                     .map(|_| Arc::new(Notify::new()))
                     .collect(),
             ),
+            takes: Arc::new(vec![None; subscribers.len()]),
             subscribers: Arc::new(subscribers),
             clock,
         }
+    }
+
+    /// Narrows what the named subscribers take to the listed event types (the others' stays).
+    pub fn narrowed(mut self, narrowed: &'static [(Service, &'static [&'static str])]) -> Self {
+        self.takes = Arc::new(
+            self.subscribers
+                .iter()
+                .map(|sub| {
+                    narrowed
+                        .iter()
+                        .find(|(s, _)| s.name() == sub)
+                        .map(|(_, types)| *types)
+                })
+                .collect(),
+        );
+        self
+    }
+
+    /// Whether `subscriber` (its index in `subscribers`) takes events of `event_type`.
+    fn takes(&self, subscriber: usize, event_type: &str) -> bool {
+        self.takes[subscriber].is_none_or(|types| types.contains(&event_type))
     }
 
     /// Writes `ev` and its deliveries in `tx`. Nothing is sent until `tx` commits.
@@ -129,8 +154,10 @@ impl Outbox {
         for (ev, correlation_id) in events {
             let event_id = correlation::new_uuid();
             let id = event_id.to_string();
-            for sub in self.subscribers.iter() {
-                deliveries.push((id.clone(), sub.as_str()));
+            for (i, sub) in self.subscribers.iter().enumerate() {
+                if self.takes(i, ev.event_type) {
+                    deliveries.push((id.clone(), sub.as_str()));
+                }
             }
             rows.push((
                 id,

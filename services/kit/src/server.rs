@@ -43,6 +43,11 @@ pub struct ServiceDef {
     pub description: &'static str,
     /// Who consumes this service's events unless configured otherwise.
     pub subscribers: &'static [Service],
+    /// Subscribers that act on only some of this service's events, and on which types: their
+    /// deliveries are written for those alone (a delivery of an event its subscriber ignores
+    /// costs a round trip, a transaction and an inbox row for nothing). Every other subscriber
+    /// takes every event. Applies to a subscriber by name, configured or default.
+    pub narrowed: &'static [(Service, &'static [&'static str])],
     /// The service's own migrations for a backend (versions 100 and up).
     pub migrations: fn(Backend) -> Migrator,
     /// The service's API routes (state applied) and its access table.
@@ -128,7 +133,8 @@ pub async fn start(
         .map_err(|e| anyhow::anyhow!("{service}: migrations failed: {e}"))?;
 
     let subscribers = config.subscribers(service, def.subscribers);
-    let outbox = Outbox::new(service, db.backend(), subscribers.clone(), clock.clone());
+    let outbox = Outbox::new(service, db.backend(), subscribers.clone(), clock.clone())
+        .narrowed(def.narrowed);
     let downstream = Downstream::new(
         service,
         config.service_urls(),

@@ -22,6 +22,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
     service: Service::Notification,
     description: "Notifications (e-mail, SMS) for appointments, bills and payments; reminders; alerts for staff.",
     subscribers: &[],
+    narrowed: &[],
     migrations,
     routes: http::routes,
     background: Some(worker::run),

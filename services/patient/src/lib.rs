@@ -17,6 +17,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
     description: "Patients: registration, search, deactivation, and the audit trail of every read and change.",
     // The appointment service keeps what booking needs to know of them.
     subscribers: &[Service::Appointment],
+    narrowed: &[],
     migrations,
     routes: http::routes,
     background: None,

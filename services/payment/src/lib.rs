@@ -17,6 +17,10 @@ pub const SERVICE: ServiceDef = ServiceDef {
     description: "Payments (CASH, CARD, UPI) and refunds, with Idempotency-Key; never a double charge or an over-payment.",
     // Billing keeps paid and refunded; notification tells the patient.
     subscribers: &[Service::Billing, Service::Notification],
+    narrowed: &[(
+        Service::Notification,
+        &["payment.captured", "payment.refunded"],
+    )],
     migrations,
     routes: http::routes,
     background: None,

@@ -17,6 +17,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
     description: "Prescriptions (dosage morning-noon-night, quantity derived) and the formulary with unit prices.",
     // Billing prices prescriptions once it is part of the build.
     subscribers: &[Service::Billing],
+    narrowed: &[],
     migrations,
     routes: http::routes,
     background: None,
