@@ -93,7 +93,12 @@ impl<Q: Send + Sync + 'static, A: Send + 'static> Writer<Job<Q, A>> {
             while let Some((jobs, weight)) = take_waiting(&mut rx, MAX_WEIGHT, |j| j.weight).await {
                 let (items, waiters): (Vec<Q>, Vec<_>) =
                     jobs.into_iter().map(|j| (j.item, j.done)).unzip();
-                let result = commit(&db, &clock, &work, &items).await;
+                // Work that panicked is answered as a failed batch (its transaction dropped,
+                // so rolled back) and the task goes on: every later write depends on it.
+                let result = AssertUnwindSafe(commit(&db, &clock, &work, &items))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| Err("the batch's work failed unexpectedly".to_string()));
                 metrics::histogram!("group_commit_batch_rows", "service" => service)
                     .record(weight as f64);
                 // A request that went away meanwhile needs no answer.

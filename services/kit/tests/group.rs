@@ -1,12 +1,13 @@
 //! A `group_commit::Group` commits the writes waiting together in one transaction, and a
 //! refused group keeps nothing: each of its items comes back to be done alone, where only its
-//! own refusal refuses it. Both backends, the database judging (a primary key).
+//! own refusal refuses it. Both backends, the database judging (a primary key). A `Batcher`
+//! whose work panicked answers that batch with an error and goes on serving.
 
 mod support;
 
 use hms_kit::clock::Clock;
 use hms_kit::db::{Bind, Script};
-use hms_kit::group_commit::{Group, Together, Turn};
+use hms_kit::group_commit::{Batcher, Group, Together, Turn, Work};
 use hms_kit::outbox::Outbox;
 use hms_kit::Service;
 use sqlx::Row;
@@ -116,4 +117,41 @@ async fn a_group_commits_together_and_a_refused_one_keeps_nothing_postgres() {
         return;
     };
     groups(&url, "kit_group_test").await;
+}
+
+/// Every later patient read's audit row depends on a batcher's one task.
+#[tokio::test]
+async fn a_batch_whose_work_panicked_is_answered_and_the_next_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = support::open(
+        &support::sqlite_url(dir.path(), "batcher.db"),
+        "batcher-test",
+    )
+    .await;
+    sqlx::query("CREATE TABLE seen (k BIGINT PRIMARY KEY)")
+        .execute(db.writer())
+        .await
+        .unwrap();
+    let work: Work<i64, i64> = Arc::new(|tx, items: &[i64], _now| {
+        Box::pin(async move {
+            for &k in items {
+                assert_ne!(k, 13, "the work of item 13 panics");
+                sqlx::query("INSERT INTO seen (k) VALUES ($1)")
+                    .bind(k)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Ok(items.to_vec())
+        })
+    });
+    let batcher: Batcher<i64, i64> = Batcher::spawn(db.clone(), Clock::system(), work);
+    let refused = batcher.submit(13, 1).await;
+    assert!(refused.is_err(), "{refused:?}");
+    // The task survived: the next batch commits.
+    assert_eq!(batcher.submit(7, 1).await, Ok(7));
+    let kept: Vec<i64> = sqlx::query_scalar("SELECT k FROM seen ORDER BY k")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(kept, [7]);
 }
