@@ -229,8 +229,19 @@ impl Subscriber {
     }
 }
 
-/// A port nothing listens on (reserved, then released): a service that is down.
+/// A port nothing listens on: a service that is down. The port stays bound (not listening)
+/// for the rest of the test process, so a connection to it is refused and no service another
+/// test starts meanwhile is given it (a released port was, and a "down" service then answered
+/// 404 for records it did not have). A test may still listen on it itself later (a provider
+/// that comes back): both sockets allow address reuse, and only one listens.
 pub fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+    socket
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .expect("a free port");
+    let port = socket.local_addr().expect("its address").port();
+    // Held until the process ends.
+    std::mem::forget(socket);
+    port
 }
