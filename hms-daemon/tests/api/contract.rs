@@ -178,3 +178,41 @@ both_backends! {
         app.stop().await;
     }
 }
+
+/// A narrowed subscription names event types of its producer's contract: a misspelt or
+/// renamed type would silently send that subscriber nothing of it.
+#[test]
+fn narrowed_subscriptions_name_their_producers_event_types() {
+    use hms_client::contract::{
+        AppointmentEvent, BillEvent, Contract, DoctorEvent, PatientEvent, PaymentEvent,
+        PrescriptionEvent,
+    };
+    let producers: [(&hms_kit::server::ServiceDef, &[&str]); 6] = [
+        (&hms_patient::SERVICE, PatientEvent::EVENT_TYPES),
+        (&hms_doctor::SERVICE, DoctorEvent::EVENT_TYPES),
+        (&hms_appointment::SERVICE, AppointmentEvent::EVENT_TYPES),
+        (&hms_prescription::SERVICE, PrescriptionEvent::EVENT_TYPES),
+        (&hms_billing::SERVICE, BillEvent::EVENT_TYPES),
+        (&hms_payment::SERVICE, PaymentEvent::EVENT_TYPES),
+    ];
+    for (def, published) in producers {
+        for (subscriber, types) in def.narrowed {
+            assert!(
+                def.subscribers.contains(subscriber),
+                "{}: {subscriber} is narrowed but not a subscriber",
+                def.service
+            );
+            for t in *types {
+                assert!(
+                    published.contains(t),
+                    "{} → {subscriber}: {t} is not one of its events {published:?}",
+                    def.service
+                );
+            }
+        }
+    }
+    assert!(
+        hms_notification::SERVICE.narrowed.is_empty(),
+        "notification publishes nothing"
+    );
+}

@@ -110,15 +110,7 @@ pub async fn doctor_day(
 
 /// A doctor changed (now at `version`): days kept of older versions go.
 pub async fn doctor_changed(tx: &mut Tx, id: i64, version: i64) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO known_doctors (doctor_id, version) VALUES ($1, $2) \
-         ON CONFLICT (doctor_id) DO UPDATE SET version = excluded.version \
-         WHERE excluded.version > known_doctors.version",
-    )
-    .bind(id)
-    .bind(version)
-    .execute(&mut **tx)
-    .await?;
+    hms_kit::inbox::raise_version(tx, "known_doctors", "doctor_id", "version", id, version).await?;
     sqlx::query("DELETE FROM doctor_days WHERE doctor_id = $1 AND version < $2")
         .bind(id)
         .bind(version)

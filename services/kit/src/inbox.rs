@@ -128,6 +128,30 @@ async fn record(
     Ok(inserted == 1)
 }
 
+/// A consumer's read model hears that record `id` of its producer is at `version`: the row's
+/// `column` (keyed by `key` in `table`) rises to it and never falls, so a late or repeated
+/// event changes nothing. The row is made if it is not there (its other columns must allow
+/// that). Table and column names are the caller's constants, never input.
+pub async fn raise_version(
+    tx: &mut Tx,
+    table: &'static str,
+    key: &'static str,
+    column: &'static str,
+    id: i64,
+    version: i64,
+) -> Result<(), Error> {
+    sqlx::query(&format!(
+        "INSERT INTO {table} ({key}, {column}) VALUES ($1, $2) \
+         ON CONFLICT ({key}) DO UPDATE SET {column} = excluded.{column} \
+         WHERE excluded.{column} > {table}.{column}"
+    ))
+    .bind(id)
+    .bind(version)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Events per batch at most.
 pub const MAX_BATCH: usize = 512;
 

@@ -66,9 +66,8 @@ pub struct Outbox {
     /// Of the service's database, which the statements it writes are for.
     backend: Backend,
     subscribers: Arc<Vec<String>>,
-    /// Per subscriber, in the order of `subscribers`: the event types it takes, if not all
-    /// (`ServiceDef::narrowed`).
-    takes: Arc<Vec<Option<&'static [&'static str]>>>,
+    /// The subscribers that take only some event types, and which (`ServiceDef::narrowed`).
+    narrowed: &'static [(Service, &'static [&'static str])],
     /// One per subscriber, in the order of `subscribers`: a commit wakes one waiting relay of
     /// each subscriber, or, if all of them are busy, leaves a permit so that the next one to
     /// wait goes again at once (no commit is missed). Waking only one is deliberate: every
@@ -89,7 +88,7 @@ impl Outbox {
                     .map(|_| Arc::new(Notify::new()))
                     .collect(),
             ),
-            takes: Arc::new(vec![None; subscribers.len()]),
+            narrowed: &[],
             subscribers: Arc::new(subscribers),
             clock,
         }
@@ -97,23 +96,16 @@ impl Outbox {
 
     /// Narrows what the named subscribers take to the listed event types (the others' stays).
     pub fn narrowed(mut self, narrowed: &'static [(Service, &'static [&'static str])]) -> Self {
-        self.takes = Arc::new(
-            self.subscribers
-                .iter()
-                .map(|sub| {
-                    narrowed
-                        .iter()
-                        .find(|(s, _)| s.name() == sub)
-                        .map(|(_, types)| *types)
-                })
-                .collect(),
-        );
+        self.narrowed = narrowed;
         self
     }
 
-    /// Whether `subscriber` (its index in `subscribers`) takes events of `event_type`.
-    fn takes(&self, subscriber: usize, event_type: &str) -> bool {
-        self.takes[subscriber].is_none_or(|types| types.contains(&event_type))
+    /// Whether `subscriber` takes events of `event_type`.
+    fn takes(&self, subscriber: &str, event_type: &str) -> bool {
+        self.narrowed
+            .iter()
+            .find(|(s, _)| s.name() == subscriber)
+            .is_none_or(|(_, types)| types.contains(&event_type))
     }
 
     /// Writes `ev` and its deliveries in `tx`. Nothing is sent until `tx` commits.
@@ -154,8 +146,8 @@ impl Outbox {
         for (ev, correlation_id) in events {
             let event_id = correlation::new_uuid();
             let id = event_id.to_string();
-            for (i, sub) in self.subscribers.iter().enumerate() {
-                if self.takes(i, ev.event_type) {
+            for sub in self.subscribers.iter() {
+                if self.takes(sub, ev.event_type) {
                     deliveries.push((id.clone(), sub.as_str()));
                 }
             }

@@ -63,14 +63,5 @@ async fn keep<'e, E: Executor<'e, Database = Any>>(exec: E, d: &Doctor) -> Resul
 /// The doctor service announced doctor `id` at `version`: a kept copy of an older one is not
 /// used again.
 pub async fn announced(tx: &mut Tx, id: i64, version: i64) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO known_doctors (doctor_id, announced) VALUES ($1, $2) \
-         ON CONFLICT (doctor_id) DO UPDATE SET announced = excluded.announced \
-         WHERE excluded.announced > known_doctors.announced",
-    )
-    .bind(id)
-    .bind(version)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    hms_kit::inbox::raise_version(tx, "known_doctors", "doctor_id", "announced", id, version).await
 }
