@@ -137,6 +137,47 @@ both_backends! {
         assert!(logs().contains(&generated));
         app.stop().await;
     }
+
+    // Every line a request logs carries its fields as `span` (what the runbook tells operators
+    // to search by): the line the handler writes and the request's closing line alike.
+    async fn a_requests_log_lines_carry_its_correlation_id_route_and_caller(b: Backend) {
+        let app = TestApp::spawn(&b, &[&hms_patient::SERVICE]).await;
+        let cid = format!("log-shape-{}", uuid::Uuid::new_v4().simple());
+        let resp = app.req(Role::Reception, Method::POST, Service::Patient, "/v1/patients")
+            .header("x-correlation-id", &cid).header("content-type", "application/json")
+            .body(json!({"name": "Ilse Marrow", "phone": "5550001111", "dob": "1980-01-02"}).to_string())
+            .send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let lines: Vec<Value> = logs().lines()
+            .filter(|l| l.contains(&cid))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object ({e}): {l}")))
+            .collect();
+        let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
+        assert!(messages.contains(&"patient registered") && messages.contains(&"request completed"), "{messages:?}");
+        for l in &lines {
+            let span = &l["span"];
+            assert_eq!(span["correlation_id"], cid.as_str(), "{l}");
+            assert_eq!(span["route"], "/v1/patients", "{l}");
+            assert_eq!(span["method"], "POST", "{l}");
+            assert_eq!(span["service"], "patient", "{l}");
+            assert_eq!(span["subject"], "test-reception", "{l}");
+            assert_eq!(span["name"], "request", "{l}");
+            assert_eq!(span["trace_id"].as_str().map(str::len), Some(32), "{l}");
+            assert_eq!(l["level"], "INFO", "{l}");
+            assert!(l["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{l}");
+            assert!(l["target"].as_str().is_some_and(|t| t.starts_with("hms_")), "{l}");
+        }
+        let done = lines.iter().find(|l| l["message"] == "request completed").unwrap();
+        assert_eq!(done["status"], 201);
+        assert!(done["latency_ms"].is_f64(), "{done}");
+        // A line logged outside any request carries no request's fields.
+        tracing::info!(probe = %cid, "outside a request");
+        let outside = logs().lines().find(|l| l.contains("outside a request") && l.contains(&cid)).map(str::to_string).unwrap();
+        let outside: Value = serde_json::from_str(&outside).unwrap();
+        assert!(outside.get("span").is_none(), "{outside}");
+        assert_eq!(outside["probe"], cid.as_str());
+        app.stop().await;
+    }
 }
 
 /// `method path body` as `role`, to `service`: status and JSON body.

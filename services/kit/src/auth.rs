@@ -531,7 +531,7 @@ pub async fn middleware(
     if dry && caller.role != Role::Admin {
         return Error::forbidden("only an admin may ask for a dry run").into_response();
     }
-    tracing::Span::current().record("subject", caller.subject.as_str());
+    crate::log_line::record_subject(&caller.subject);
     req.extensions_mut().insert(caller);
     if !dry {
         return next.run(req).await;

@@ -87,7 +87,9 @@ const WRITER_CACHE_KIB: i64 = 512;
 const READER_CACHE_KIB: i64 = 256;
 
 /// Sets up a new SQLite connection (WAL, foreign keys, busy timeout, NORMAL sync, a page
-/// cache of `cache_kib`), once it is known that it can write `path`.
+/// cache of `cache_kib`), once it is known that it can write `path`. Temporary data stays in
+/// memory: a statement that inserts many rows at once (an audit batch, a day's slots) keeps
+/// a statement journal, which otherwise spills to a temporary file with a `write` per page.
 fn sqlite_setup(
     path: Option<PathBuf>,
     cache_kib: i64,
@@ -114,7 +116,7 @@ fn sqlite_setup(
                 format!(
                     "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
                      PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
-                     PRAGMA cache_size = -{cache_kib};"
+                     PRAGMA cache_size = -{cache_kib}; PRAGMA temp_store = MEMORY;"
                 )
                 .as_str(),
             )
@@ -295,7 +297,13 @@ impl Db {
             }
             _ => url.to_string(),
         };
+        // A pool asks a connection whether it is alive before handing it out. A server's
+        // connection can have been dropped meanwhile; an embedded SQLite connection cannot,
+        // and asking it is a message to its thread and one back, on every transaction and
+        // every read. (A SQLite connection made before a storage fault is retired by
+        // `before_acquire` below.)
         let mut opts = AnyPoolOptions::new()
+            .test_before_acquire(backend == Backend::Postgres)
             .acquire_timeout(Duration::from_secs(5))
             .max_connections(match backend {
                 Backend::Sqlite => SQLITE_READERS,

@@ -19,6 +19,7 @@ pub mod group_commit;
 pub mod idempotency;
 pub mod import;
 pub mod inbox;
+pub mod log_line;
 pub mod logging;
 pub mod metrics;
 pub mod money;

@@ -1,17 +1,17 @@
 //! JSON logs through `tracing`, and the per-request middleware that logs and measures.
 //!
-//! Every request runs in a span carrying its correlation id, trace id, method and route, so
-//! every line logged while serving it carries them too. Bodies, tokens and query strings are
+//! Every request is served with its correlation id, trace id, method, route and caller at
+//! hand ([`crate::log_line`]), so every line logged while serving it carries them too. Bodies, tokens and query strings are
 //! never logged; personal fields only ever appear through the masking types of [`crate::pii`].
 
 use crate::correlation::{self, RequestContext};
 use crate::error::Error;
+use crate::log_line::{self, JsonLine, PrettyLine, RequestFields};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::time::Instant;
-use tracing::Instrument;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
@@ -38,14 +38,9 @@ where
         .with_env_filter(filter(level))
         .with_writer(writer);
     let _ = if format == "pretty" {
-        builder.try_init()
+        builder.event_format(PrettyLine).try_init()
     } else {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init()
+        builder.event_format(JsonLine).try_init()
     };
 }
 
@@ -63,38 +58,35 @@ pub async fn observe(
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let method = req.method().clone();
-    let span = tracing::info_span!(
-        "request",
+    let fields = RequestFields::new(
         service,
-        correlation_id = %ctx.correlation_id,
-        trace_id = %ctx.trace_id,
-        method = %method,
-        route = %route,
-        subject = tracing::field::Empty,
+        ctx.correlation_id.clone(),
+        ctx.trace_id.clone(),
+        req.method().clone(),
+        route,
     );
     let started = Instant::now();
     let in_flight = crate::metrics::InFlight::enter(service);
     let correlation_id = ctx.correlation_id.clone();
-    let mut resp = correlation::scope(
-        ctx,
-        async move {
-            let resp = next.run(req).await;
-            standardise_error_body(resp)
-        }
-        .instrument(span.clone()),
-    )
-    .await;
-    let latency = started.elapsed();
-    let status = resp.status();
-    span.in_scope(|| {
+    let mut resp = log_line::scope(fields, async move {
+        let resp = correlation::scope(
+            ctx,
+            async move { standardise_error_body(next.run(req).await) },
+        )
+        .await;
+        let latency = started.elapsed();
+        let status = resp.status().as_u16();
         tracing::info!(
-            status = status.as_u16(),
+            status,
             latency_ms = latency.as_secs_f64() * 1000.0,
             "request completed"
         );
-    });
-    crate::metrics::record_request(service, method.as_str(), &route, status.as_u16(), latency);
+        log_line::with_request(|r| {
+            crate::metrics::record_request(service, r.method.as_str(), &r.route, status, latency)
+        });
+        resp
+    })
+    .await;
     drop(in_flight);
     if let Ok(v) = HeaderValue::from_str(&correlation_id) {
         resp.headers_mut().insert(correlation::HEADER, v);
