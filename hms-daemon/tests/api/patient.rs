@@ -165,6 +165,28 @@ both_backends! {
         app.stop().await;
     }
 
+    // Reads arriving together are committed as one batch: each read that found its patient
+    // leaves exactly one row, in that patient's trail; one that found none leaves nothing.
+    async fn reads_in_one_batch_are_each_audited_once_and_misses_not_at_all(b: Backend) {
+        let app = TestApp::spawn(&b, &[&hms_patient::SERVICE]).await;
+        let admin = app.client(Role::Admin);
+        let a = admin.create_patient(&new_patient("Batch Reader A", 610)).await.unwrap();
+        let c = admin.create_patient(&new_patient("Batch Reader C", 611)).await.unwrap();
+        let missing = c.patient_id + 1000;
+        let ids: Vec<i64> = (0..60).map(|i| match i % 3 { 0 => a.patient_id, 1 => c.patient_id, _ => missing }).collect();
+        let statuses = futures::future::join_all(ids.iter().map(|id| {
+            app.req(Role::Reception, Method::GET, Service::Patient, &format!("/v1/patients/{id}")).send()
+        })).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect::<Vec<_>>();
+        assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 40, "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|s| **s == 404).count(), 20, "{statuses:?}");
+        let pool = app.db(Service::Patient).pool();
+        let per_patient: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT patient_id, COUNT(*) FROM patient_audit WHERE action = 'read' GROUP BY patient_id ORDER BY patient_id")
+            .fetch_all(pool).await.unwrap();
+        assert_eq!(per_patient, vec![(a.patient_id, 20), (c.patient_id, 20)]);
+        app.stop().await;
+    }
+
     async fn no_audit_row_means_no_data(b: Backend) {
         let app = TestApp::spawn(&b, &[&hms_patient::SERVICE]).await;
         let p = app.client(Role::Admin).create_patient(&new_patient("Guarded Record", 500)).await.unwrap();

@@ -135,45 +135,39 @@ fn row<'a>(
 }
 
 /// The writer of disclosures, committed in groups (see `kit::group_commit`): the patients read
-/// by the batch's reads (one statement for all), and every audit row (one statement), in one
-/// transaction; each request is answered only once it has committed.
+/// by the batch's reads and every audit row (a read's only if it found its patient), in one
+/// transaction and, on SQLite, one query; each request is answered only once it has committed.
 fn disclosures(ctx: &ServiceCtx) -> Batcher<Disclosure, Option<Patient>> {
     Batcher::spawn(
         ctx.db.clone(),
         ctx.clock.clone(),
         Arc::new(|tx, batch: &[Disclosure], now| {
             Box::pin(async move {
-                let ids: Vec<i64> = batch
-                    .iter()
-                    .filter_map(|d| match d {
-                        Disclosure::Read(id, _) => Some(*id),
-                        Disclosure::Hits(_) => None,
-                    })
-                    .collect();
-                let found: HashMap<i64, Patient> = store::get_many(tx, &ids)
+                let mut ids: Vec<i64> = Vec::new();
+                let mut rows: Vec<(Audit, bool)> = Vec::new();
+                for d in batch {
+                    match d {
+                        Disclosure::Read(id, row) => {
+                            ids.push(*id);
+                            rows.push((row.as_audit(), true));
+                        }
+                        Disclosure::Hits(hits) => {
+                            rows.extend(hits.iter().map(|h| (h.as_audit(), false)));
+                        }
+                    }
+                }
+                let found: HashMap<i64, Patient> = store::read_audited(tx, &ids, &rows, now)
                     .await?
                     .into_iter()
                     .map(|p| (p.patient_id, p))
                     .collect();
-                let mut rows: Vec<Audit> = Vec::new();
-                let mut answers = Vec::with_capacity(batch.len());
-                for d in batch {
-                    match d {
-                        Disclosure::Read(id, row) => {
-                            let p = found.get(id).cloned();
-                            if p.is_some() {
-                                rows.push(row.as_audit());
-                            }
-                            answers.push(p);
-                        }
-                        Disclosure::Hits(hits) => {
-                            rows.extend(hits.iter().map(AuditRow::as_audit));
-                            answers.push(None);
-                        }
-                    }
-                }
-                store::audit(tx, &rows, now).await?;
-                Ok(answers)
+                Ok(batch
+                    .iter()
+                    .map(|d| match d {
+                        Disclosure::Read(id, _) => found.get(id).cloned(),
+                        Disclosure::Hits(_) => None,
+                    })
+                    .collect())
             })
         }),
     )

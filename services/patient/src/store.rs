@@ -99,26 +99,6 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     Ok(row.as_ref().map(patient).transpose()?)
 }
 
-/// The patients among `ids` that exist, in one statement.
-pub async fn get_many(tx: &mut Tx, ids: &[i64]) -> Result<Vec<Patient>, sqlx::Error> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let backend = backend_of(tx);
-    let ids: Vec<(i64,)> = ids.iter().map(|&id| (id,)).collect();
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM patients WHERE patient_id IN \
-         (SELECT CAST(j.value ->> 0 AS BIGINT) FROM {})",
-        json_rows(backend, "$1")
-    ))
-    .bind(json_rows_param(&ids)?)
-    .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(patient)
-    .collect()
-}
-
 /// One page of patients matching every given filter, in id order.
 pub async fn list<'e, E: Executor<'e, Database = Any>>(
     exec: E,
@@ -297,38 +277,113 @@ impl AuditRow {
     }
 }
 
-/// Appends audit rows (one statement for all of them).
+/// The statement inserting audit rows given as one JSON parameter (see `json_rows`), in
+/// the rows' order; `rows` is `$2` and `at` is `$1`. With `only_found`, a row whose eighth
+/// value is 1 is written only if its patient exists (a read is audited only if it found one).
+fn audit_insert(backend: Backend, only_found: bool) -> String {
+    let filter = if only_found {
+        " WHERE CAST(j.value ->> 7 AS BIGINT) = 0 OR EXISTS \
+         (SELECT 1 FROM patients p WHERE p.patient_id = CAST(j.value ->> 0 AS BIGINT))"
+    } else {
+        ""
+    };
+    format!(
+        "INSERT INTO patient_audit (at, patient_id, subject, role, action, route, outcome, correlation_id, detail) \
+         SELECT $1, CAST(j.value ->> 0 AS BIGINT), j.value ->> 1, j.value ->> 2, j.value ->> 3, \
+         j.value ->> 4, 'success', j.value ->> 5, j.value ->> 6 FROM {}{filter} ORDER BY j.key",
+        json_rows(backend, "$2")
+    )
+}
+
+type AuditParam<'a> = (
+    i64,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    i64,
+);
+
+fn audit_param<'a>(a: &'a Audit<'_>, only_if_found: bool) -> AuditParam<'a> {
+    (
+        a.patient_id,
+        a.subject,
+        a.role,
+        a.action,
+        a.route,
+        a.correlation_id,
+        a.detail.as_deref().unwrap_or_default(),
+        i64::from(only_if_found),
+    )
+}
+
+/// Writes `rows` to the audit trail, in their order, in one statement.
 pub async fn audit(tx: &mut Tx, rows: &[Audit<'_>], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
     }
     let backend = backend_of(tx);
-    // One parameter for any number of rows (see `json_rows`); inserted in the rows' order.
-    let rows: Vec<_> = rows
-        .iter()
-        .map(|a| {
-            (
-                a.patient_id,
-                a.subject,
-                a.role,
-                a.action,
-                a.route,
-                a.correlation_id,
-                a.detail.as_deref().unwrap_or_default(),
-            )
-        })
-        .collect();
-    sqlx::query(&format!(
-        "INSERT INTO patient_audit (at, patient_id, subject, role, action, route, outcome, correlation_id, detail) \
-         SELECT $1, CAST(j.value ->> 0 AS BIGINT), j.value ->> 1, j.value ->> 2, j.value ->> 3, \
-         j.value ->> 4, 'success', j.value ->> 5, j.value ->> 6 FROM {} ORDER BY j.key",
-        json_rows(backend, "$2")
-    ))
-    .bind(to_db(now))
-    .bind(json_rows_param(&rows)?)
-    .execute(&mut **tx)
-    .await?;
+    let rows: Vec<_> = rows.iter().map(|a| audit_param(a, false)).collect();
+    sqlx::query(&audit_insert(backend, false))
+        .bind(to_db(now))
+        .bind(json_rows_param(&rows)?)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
+}
+
+/// The patients among `ids` that exist, with `rows` written to the audit trail in their order
+/// (a row whose flag is true only if its patient exists): a batch of reads and search hits.
+/// On SQLite both statements go as one query, one hand-off to the connection's thread, which
+/// matters because every patient read waits for its batch's commit.
+pub async fn read_audited(
+    tx: &mut Tx,
+    ids: &[i64],
+    rows: &[(Audit<'_>, bool)],
+    now: DateTime<Utc>,
+) -> Result<Vec<Patient>, sqlx::Error> {
+    let backend = backend_of(tx);
+    let audit_rows: Vec<_> = rows
+        .iter()
+        .map(|(a, found)| audit_param(a, *found))
+        .collect();
+    let ids: Vec<(i64,)> = ids.iter().map(|&id| (id,)).collect();
+    let select = format!(
+        "SELECT {COLUMNS} FROM patients WHERE patient_id IN \
+         (SELECT CAST(j.value ->> 0 AS BIGINT) FROM {})",
+        json_rows(backend, "$3")
+    );
+    let insert = audit_insert(backend, true);
+    let (at, audit_json, ids_json) = (
+        to_db(now),
+        json_rows_param(&audit_rows)?,
+        json_rows_param(&ids)?,
+    );
+    let found = match backend {
+        Backend::Sqlite => {
+            sqlx::query(&format!("{insert}; {select}"))
+                .bind(at)
+                .bind(audit_json)
+                .bind(ids_json)
+                .fetch_all(&mut **tx)
+                .await?
+        }
+        Backend::Postgres => {
+            // One statement per message in PostgreSQL's protocol; `$3` becomes `$1` alone.
+            sqlx::query(&insert)
+                .bind(at)
+                .bind(audit_json)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(&select.replace("$3", "$1"))
+                .bind(ids_json)
+                .fetch_all(&mut **tx)
+                .await?
+        }
+    };
+    found.iter().map(patient).collect()
 }
 
 /// One page of a patient's audit trail, oldest first.
