@@ -8,7 +8,7 @@
 //! formatter parses that text back before writing it out again; with entering and leaving
 //! the span at every poll, that was about a tenth of the CPU a patient read costs. The JSON
 //! line's shape is the one operators search by (`span.correlation_id`, `span.route`,
-//! `span.subject`, see the runbook).
+//! `span.subject`, see the runbook); [`Line`] writes it.
 
 use axum::http::Method;
 use serde::ser::{SerializeMap, Serializer as _};
@@ -91,52 +91,17 @@ pub fn with_request<R>(f: impl FnOnce(&RequestFields) -> R) -> Option<R> {
     REQUEST.try_with(f).ok()
 }
 
-/// One JSON object per line: `timestamp`, `level`, the event's fields (`message` first),
-/// `target`, and `span` inside a request.
-pub struct JsonLine;
-
-impl<S, N> FormatEvent<S, N> for JsonLine
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'w> FormatFields<'w> + 'static,
-{
-    fn format_event(
-        &self,
-        _ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let mut timestamp = String::with_capacity(32);
-        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
-        // A record of the `log` crate (a library's) is named by its own level and target.
-        let normalized = event.normalized_metadata();
-        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
-        let mut line = Vec::with_capacity(512);
-        let mut ser = serde_json::Serializer::new(&mut line);
-        let written: Result<(), serde_json::Error> = (|| {
-            let mut map = ser.serialize_map(None)?;
-            map.serialize_entry("timestamp", &timestamp)?;
-            map.serialize_entry("level", meta.level().as_str())?;
-            let mut fields = tracing_serde::SerdeMapVisitor::new(map);
-            event.record(&mut fields);
-            let mut map = fields.take_serializer()?;
-            map.serialize_entry("target", meta.target())?;
-            if let Some(r) = with_request(|r| map.serialize_entry("span", r)) {
-                r?;
-            }
-            map.end()
-        })();
-        written.map_err(|_| fmt::Error)?;
-        // serde_json writes UTF-8 only.
-        writer.write_str(std::str::from_utf8(&line).map_err(|_| fmt::Error)?)?;
-        writeln!(writer)
-    }
+/// How a line is written: [`Line::Json`] (one JSON object per line: `timestamp`, `level`, the
+/// event's fields with `message` first, `target`, and `span` inside a request) or
+/// [`Line::Pretty`] (for a terminal: `timestamp LEVEL target: message fields`, then the
+/// request's fields).
+#[derive(Debug, Clone, Copy)]
+pub enum Line {
+    Json,
+    Pretty,
 }
 
-/// For a terminal: `timestamp LEVEL target: message fields`, then the request's fields.
-pub struct PrettyLine;
-
-impl<S, N> FormatEvent<S, N> for PrettyLine
+impl<S, N> FormatEvent<S, N> for Line
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'w> FormatFields<'w> + 'static,
@@ -147,23 +112,54 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
+        let mut timestamp = String::with_capacity(32);
+        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
+        // A record of the `log` crate (a library's) is named by its own level and target.
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
-        SystemTime.format_time(&mut writer)?;
-        write!(writer, " {:>5} {}: ", meta.level(), meta.target())?;
-        ctx.format_fields(writer.by_ref(), event)?;
-        if let Some(r) = with_request(|r| {
-            write!(
-                writer,
-                "  [{} {} {} correlation_id={}",
-                r.service, r.method, r.route, r.correlation_id
-            )?;
-            if let Some(subject) = r.subject.get() {
-                write!(writer, " subject={subject}")?;
+        match self {
+            Line::Json => {
+                let mut line = Vec::with_capacity(512);
+                let mut ser = serde_json::Serializer::new(&mut line);
+                let written: Result<(), serde_json::Error> = (|| {
+                    let mut map = ser.serialize_map(None)?;
+                    map.serialize_entry("timestamp", &timestamp)?;
+                    map.serialize_entry("level", meta.level().as_str())?;
+                    let mut fields = tracing_serde::SerdeMapVisitor::new(map);
+                    event.record(&mut fields);
+                    let mut map = fields.take_serializer()?;
+                    map.serialize_entry("target", meta.target())?;
+                    if let Some(r) = with_request(|r| map.serialize_entry("span", r)) {
+                        r?;
+                    }
+                    map.end()
+                })();
+                written.map_err(|_| fmt::Error)?;
+                // serde_json writes UTF-8 only.
+                writer.write_str(std::str::from_utf8(&line).map_err(|_| fmt::Error)?)?;
             }
-            write!(writer, "]")
-        }) {
-            r?;
+            Line::Pretty => {
+                write!(
+                    writer,
+                    "{timestamp} {:>5} {}: ",
+                    meta.level(),
+                    meta.target()
+                )?;
+                ctx.format_fields(writer.by_ref(), event)?;
+                if let Some(r) = with_request(|r| {
+                    write!(
+                        writer,
+                        "  [{} {} {} correlation_id={}",
+                        r.service, r.method, r.route, r.correlation_id
+                    )?;
+                    if let Some(subject) = r.subject.get() {
+                        write!(writer, " subject={subject}")?;
+                    }
+                    write!(writer, "]")
+                }) {
+                    r?;
+                }
+            }
         }
         writeln!(writer)
     }

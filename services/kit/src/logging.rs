@@ -1,12 +1,13 @@
 //! JSON logs through `tracing`, and the per-request middleware that logs and measures.
 //!
 //! Every request is served with its correlation id, trace id, method, route and caller at
-//! hand ([`crate::log_line`]), so every line logged while serving it carries them too. Bodies, tokens and query strings are
-//! never logged; personal fields only ever appear through the masking types of [`crate::pii`].
+//! hand ([`crate::log_line`]), so every line logged while serving it carries them too.
+//! Bodies, tokens and query strings are never logged; personal fields only ever appear
+//! through the masking types of [`crate::pii`].
 
 use crate::correlation::{self, RequestContext};
 use crate::error::Error;
-use crate::log_line::{self, JsonLine, PrettyLine, RequestFields};
+use crate::log_line::{self, Line, RequestFields};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
@@ -38,9 +39,9 @@ where
         .with_env_filter(filter(level))
         .with_writer(writer);
     let _ = if format == "pretty" {
-        builder.event_format(PrettyLine).try_init()
+        builder.event_format(Line::Pretty).try_init()
     } else {
-        builder.event_format(JsonLine).try_init()
+        builder.event_format(Line::Json).try_init()
     };
 }
 

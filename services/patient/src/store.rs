@@ -350,11 +350,14 @@ pub async fn read_audited(
         .map(|(a, found)| audit_param(a, *found))
         .collect();
     let ids: Vec<(i64,)> = ids.iter().map(|&id| (id,)).collect();
-    let select = format!(
-        "SELECT {COLUMNS} FROM patients WHERE patient_id IN \
-         (SELECT CAST(j.value ->> 0 AS BIGINT) FROM {})",
-        json_rows(backend, "$3")
-    );
+    // The reads' ids are the query's third parameter after the insert's two, or alone.
+    let select = |ids_param: &str| {
+        format!(
+            "SELECT {COLUMNS} FROM patients WHERE patient_id IN \
+             (SELECT CAST(j.value ->> 0 AS BIGINT) FROM {})",
+            json_rows(backend, ids_param)
+        )
+    };
     let insert = audit_insert(backend, true);
     let (at, audit_json, ids_json) = (
         to_db(now),
@@ -363,7 +366,7 @@ pub async fn read_audited(
     );
     let found = match backend {
         Backend::Sqlite => {
-            sqlx::query(&format!("{insert}; {select}"))
+            sqlx::query(&format!("{insert}; {}", select("$3")))
                 .bind(at)
                 .bind(audit_json)
                 .bind(ids_json)
@@ -371,13 +374,13 @@ pub async fn read_audited(
                 .await?
         }
         Backend::Postgres => {
-            // One statement per message in PostgreSQL's protocol; `$3` becomes `$1` alone.
+            // One statement per message in PostgreSQL's protocol.
             sqlx::query(&insert)
                 .bind(at)
                 .bind(audit_json)
                 .execute(&mut **tx)
                 .await?;
-            sqlx::query(&select.replace("$3", "$1"))
+            sqlx::query(&select("$1"))
                 .bind(ids_json)
                 .fetch_all(&mut **tx)
                 .await?
