@@ -191,6 +191,64 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn a_batch_of_confirmations_reads_its_patients_in_a_few_calls(b: Backend) {
+        // Appointment's relay does not deliver to notification here: the test delivers the
+        // confirmations itself, as one batch.
+        let (app, first, doctor) = clinic(&b, |c| {
+            c.service_mut("appointment").subscribers = Some(vec!["doctor".into()]);
+        }).await;
+        let (desk, admin) = (app.client(Role::Reception), app.client(Role::Admin));
+        let mut doctors = vec![doctor];
+        for name in ["Dr. Batch Two", "Dr. Batch Three"] {
+            doctors.push(admin.create_doctor(&new_doctor(name, "Cardiology", "Cardiologist")).await.unwrap().doctor_id);
+        }
+        let mut patients = vec![first];
+        for n in 0..23u8 {
+            let name = format!("Batch Patient {}", char::from(b'A' + n));
+            patients.push(desk.create_patient(&new_patient(&name, 700 + u32::from(n))).await.unwrap().patient_id);
+        }
+        for (i, p) in patients.iter().enumerate() {
+            let at = tuesday_0900() + Duration::minutes(30 * (i % 8) as i64);
+            desk.book_appointment(&booking(*p, doctors[i / 8], at), None).await.unwrap();
+        }
+        let events = outbox_events(app.db(Service::Appointment), "appointment", "appointment.booked").await;
+        assert_eq!(events.len(), 24);
+        let token = app.keys.issue(Role::Service, "service:appointment", None, chrono::Duration::minutes(5));
+        let ack: serde_json::Value = app.http.post(format!("{}/v1/events/batch", app.url(Service::Notification)))
+            .bearer_auth(&token).json(&serde_json::json!({ "events": events })).send().await.unwrap()
+            .json().await.unwrap();
+        let statuses: Vec<&serde_json::Value> = ack["results"].as_array().unwrap().iter().map(|r| &r["status"]).collect();
+        assert_eq!(statuses, vec![&serde_json::json!(200); 24], "{ack}");
+        let got = sent(&desk, "appointment.booked", 48).await;
+        let mut recipients: Vec<i64> = got.iter().filter(|n| n.channel == "SMS").filter_map(|n| n.patient_id).collect();
+        recipients.sort();
+        let mut expected = patients.clone();
+        expected.sort();
+        assert_eq!(recipients, expected, "every patient's confirmation, once");
+        // Each patient's contact details were read once, and recorded, in far fewer calls
+        // than events (a call's reads share its correlation id; a call per event made 24).
+        let reads: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT patient_id, correlation_id FROM patient_audit WHERE subject = 'service:notification' AND action = 'read'")
+            .fetch_all(app.db(Service::Patient).pool()).await.unwrap();
+        let mut read: Vec<i64> = reads.iter().map(|r| r.0).collect();
+        read.sort();
+        assert_eq!(read, expected, "each patient read once, and recorded");
+        let calls: std::collections::BTreeSet<&str> = reads.iter().map(|r| r.1.as_str()).collect();
+        let sizes: Vec<usize> = calls.iter().map(|c| reads.iter().filter(|r| r.1 == *c).count()).collect();
+        assert!(calls.len() <= 4, "24 patients in {} calls: {sizes:?}", calls.len());
+        // Delivered again, the batch is known processed (one inbox query for all of it) and
+        // reads nothing more.
+        let again: serde_json::Value = app.http.post(format!("{}/v1/events/batch", app.url(Service::Notification)))
+            .bearer_auth(&token).json(&serde_json::json!({ "events": events })).send().await.unwrap()
+            .json().await.unwrap();
+        assert!(again["results"].as_array().unwrap().iter().all(|r| r["status"] == 200 && r["duplicate"] == true), "{again}");
+        let reads_after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patient_audit WHERE subject = 'service:notification'")
+            .fetch_one(app.db(Service::Patient).pool()).await.unwrap();
+        assert_eq!(reads_after, 24, "a repeat reads no patient");
+        assert_eq!(notes(&desk, "appointment.booked").await.len(), 48);
+        app.stop().await;
+    }
+
     async fn a_redelivered_event_makes_no_second_message(b: Backend) {
         let (app, patient, doctor) = clinic(&b, |_| {}).await;
         let desk = app.client(Role::Reception);

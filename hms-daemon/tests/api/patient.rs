@@ -187,6 +187,42 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn a_lookup_by_ids_returns_those_found_in_order_each_audited_as_a_read(b: Backend) {
+        let app = TestApp::spawn(&b, &[&hms_patient::SERVICE]).await;
+        let admin = app.client(Role::Admin);
+        let a = admin.create_patient(&new_patient("Lookup Person A", 620)).await.unwrap();
+        let c = admin.create_patient(&new_patient("Lookup Person C", 621)).await.unwrap();
+        let missing = c.patient_id + 1000;
+        let service = app.client(Role::Service);
+        let found = service.get_patients(&[c.patient_id, missing, a.patient_id, c.patient_id]).await.unwrap();
+        assert_eq!(found, vec![c.clone(), a.clone()], "found ones, in the order first asked, each once");
+        let pool = app.db(Service::Patient).pool();
+        let audited: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT patient_id, action, route, subject FROM patient_audit WHERE action <> 'create' ORDER BY patient_id")
+            .fetch_all(pool).await.unwrap();
+        let subject = audited.first().map(|r| r.3.clone()).unwrap_or_default();
+        assert_eq!(audited, vec![
+            (a.patient_id, "read".into(), "/v1/patients".into(), subject.clone()),
+            (c.patient_id, "read".into(), "/v1/patients".into(), subject),
+        ], "each patient found audited once as a read; the miss not at all");
+
+        for (query, field) in [
+            ("ids=1,x", "ids"), ("ids=0", "ids"), ("ids=", "ids"), ("ids=-3", "ids"),
+            ("ids=1&name=lookup", "name"), ("ids=1&active=true", "active"), ("ids=1&limit=5", "limit"),
+        ] {
+            let resp = app.req(Role::Reception, Method::GET, Service::Patient, &format!("/v1/patients?{query}")).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{query}");
+            let v: Value = resp.json().await.unwrap();
+            assert_eq!(v["details"]["field"], field, "{query}: {v}");
+        }
+        let too_many = (1..=101).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        let resp = app.req(Role::Reception, Method::GET, Service::Patient, &format!("/v1/patients?ids={too_many}")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patient_audit WHERE action <> 'create'").fetch_one(pool).await.unwrap();
+        assert_eq!(after, 2, "a refused lookup reads and records nothing");
+        app.stop().await;
+    }
+
     async fn no_audit_row_means_no_data(b: Backend) {
         let app = TestApp::spawn(&b, &[&hms_patient::SERVICE]).await;
         let p = app.client(Role::Admin).create_patient(&new_patient("Guarded Record", 500)).await.unwrap();
@@ -201,7 +237,7 @@ both_backends! {
             sqlx::query("CREATE TRIGGER block_audit BEFORE INSERT ON patient_audit BEGIN SELECT RAISE(ABORT, 'blocked'); END")
                 .execute(pool).await.unwrap();
         }
-        for path in [format!("/v1/patients/{}", p.patient_id), "/v1/patients?name=guarded".to_string()] {
+        for path in [format!("/v1/patients/{}", p.patient_id), "/v1/patients?name=guarded".to_string(), format!("/v1/patients?ids={}", p.patient_id)] {
             let resp = app.req(Role::Reception, Method::GET, Service::Patient, &path).send().await.unwrap();
             assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
             let body = resp.text().await.unwrap();

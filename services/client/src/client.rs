@@ -217,6 +217,17 @@ impl HmsClient {
         self.get(Service::Patient, "/v1/patients", q).await
     }
 
+    /// The patients of `ids` that exist (`GET /v1/patients?ids=`, at most 100; each recorded
+    /// in their audit trail as a read), in the order asked.
+    pub async fn get_patients(&self, ids: &[i64]) -> Result<Vec<Patient>, ClientError> {
+        let ids = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let q = PatientQuery {
+            ids: Some(ids),
+            ..Default::default()
+        };
+        Ok(self.list_patients(&q).await?.items)
+    }
+
     /// `PATCH /v1/patients/{id}`; with `if_match`, refused unless the version still matches.
     pub async fn update_patient(
         &self,

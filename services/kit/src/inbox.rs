@@ -69,9 +69,38 @@ pub fn decode<E: Contract>(event: &Event) -> Result<Option<E>, Error> {
     })
 }
 
+/// An event's key in the inbox: its source and id.
+type Key = (String, String);
+
+fn key_of(ev: &Event) -> Key {
+    (ev.source.clone(), ev.event_id.to_string())
+}
+
+/// The events of the batch being prepared, and, once one of them asks, which were processed
+/// already: the batch's [`seen`] checks are one query, asked by the first and answered to all
+/// at once (so what each then asks of other services arrives there together too).
+struct BatchSeen {
+    keys: HashSet<Key>,
+    seen: tokio::sync::OnceCell<HashSet<Key>>,
+}
+
+tokio::task_local! {
+    static BATCH: std::sync::Arc<BatchSeen>;
+}
+
 /// Whether `event` was processed already (a cheap check before expensive preparation; the
-/// transaction in [`receive`] remains the judge).
+/// transaction in [`receive`] remains the judge). In a batch, one query answers every event.
 pub async fn seen(db: &Db, event: &Event) -> Result<bool, Error> {
+    let key = key_of(event);
+    if let Ok(batch) = BATCH.try_with(std::sync::Arc::clone) {
+        if batch.keys.contains(&key) {
+            let seen = batch
+                .seen
+                .get_or_try_init(|| seen_among(db, &batch.keys))
+                .await?;
+            return Ok(seen.contains(&key));
+        }
+    }
     let n: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE source = $1 AND event_id = $2")
             .bind(&event.source)
@@ -79,6 +108,25 @@ pub async fn seen(db: &Db, event: &Event) -> Result<bool, Error> {
             .fetch_one(db.pool())
             .await?;
     Ok(n > 0)
+}
+
+/// Which of `keys` the inbox holds.
+async fn seen_among(db: &Db, keys: &HashSet<Key>) -> Result<HashSet<Key>, Error> {
+    let rows: Vec<&Key> = keys.iter().collect();
+    let sql = format!(
+        "SELECT i.source, i.event_id FROM inbox i JOIN {} \
+         ON i.source = j.value ->> 0 AND i.event_id = j.value ->> 1",
+        json_rows(db.backend(), "$1")
+    );
+    let found = sqlx::query(&sql)
+        .bind(json_rows_param(&rows)?)
+        .fetch_all(db.pool())
+        .await?;
+    found
+        .iter()
+        .map(|r| Ok((r.try_get("source")?, r.try_get("event_id")?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
 }
 
 /// Processes `event` once: records its id and applies `effect` in one transaction (with
@@ -201,11 +249,18 @@ where
     }
     let scopes: Vec<RequestContext> = events.iter().map(scope_of).collect();
     let prepare_all = || {
-        futures::future::join_all(
-            events
-                .iter()
-                .zip(&scopes)
-                .map(|(ev, scope)| correlation::scope(scope.clone(), prepare(ev.clone()))),
+        let batch = std::sync::Arc::new(BatchSeen {
+            keys: events.iter().map(key_of).collect(),
+            seen: tokio::sync::OnceCell::new(),
+        });
+        BATCH.scope(
+            batch,
+            futures::future::join_all(
+                events
+                    .iter()
+                    .zip(&scopes)
+                    .map(|(ev, scope)| correlation::scope(scope.clone(), prepare(ev.clone()))),
+            ),
         )
     };
     let batch = Batch {

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod coalesce;
 pub mod config;
 pub mod correlation;
 pub mod db;

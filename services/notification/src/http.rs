@@ -1,9 +1,10 @@
 //! Notification routes: events in, alerts and reminders out to staff.
 
+use crate::contacts::Contacts;
 use crate::doctors;
 use crate::messages::{self, AppointmentFacts};
 use crate::store::{self, AppointmentState};
-use crate::worker::{patient, patient_and_doctor, record_for};
+use crate::worker::record_for;
 use axum::extract::State;
 use axum::http::Method;
 use hms_client::contract::{
@@ -40,7 +41,20 @@ fn incoming(ev: &Event) -> Result<Option<Incoming>, Error> {
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-type Ctx = State<Arc<ServiceCtx>>;
+type Ctx = State<Arc<NotificationCtx>>;
+
+/// The service's context, and its lookups of patients' contact details.
+pub struct NotificationCtx {
+    ctx: ServiceCtx,
+    contacts: Contacts,
+}
+
+impl std::ops::Deref for NotificationCtx {
+    type Target = ServiceCtx;
+    fn deref(&self) -> &ServiceCtx {
+        &self.ctx
+    }
+}
 
 pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
     let api = OpenApiRouter::new()
@@ -48,7 +62,10 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(list_reminders))
         .routes(routes!(receive_event))
         .routes(routes!(receive_events))
-        .with_state(Arc::new(ctx.clone()));
+        .with_state(Arc::new(NotificationCtx {
+            ctx: ctx.clone(),
+            contacts: Contacts::spawn(ctx.downstream.clone()),
+        }));
     let access = AccessTable::new(&[
         (
             Method::GET,
@@ -96,7 +113,7 @@ async fn list_reminders(
 }
 
 hms_kit::event_routes!(
-    ServiceCtx,
+    NotificationCtx,
     prepare_event,
     /// Events from the appointment, billing and payment services: each processed once (inbox),
     /// each turned into messages on the patient's channels; appointment events also schedule,
@@ -105,7 +122,7 @@ hms_kit::event_routes!(
 );
 
 async fn prepare_event(
-    ctx: Arc<ServiceCtx>,
+    ctx: Arc<NotificationCtx>,
     caller: Caller,
     ev: Event,
 ) -> Result<hms_kit::inbox::Effect, Error> {
@@ -142,7 +159,10 @@ async fn prepare_event(
                 seq: ev.aggregate_seq,
             };
             let scheduled = a.status == AppointmentStatus::Scheduled;
-            let (patient, doctor) = patient_and_doctor(&ctx, a.patient_id, a.doctor_id).await?;
+            let (patient, doctor) = tokio::try_join!(
+                ctx.contacts.patient(a.patient_id),
+                doctors::named(&ctx, a.doctor_id)
+            )?;
             let facts = AppointmentFacts {
                 appointment_id: a.appointment_id,
                 doctor: &doctor.name,
@@ -209,7 +229,7 @@ async fn prepare_event(
                 _ => None,
             };
             let news = match news {
-                Some((patient_id, m)) => Some((patient(&ctx, patient_id).await?, m)),
+                Some((patient_id, m)) => Some((ctx.contacts.patient(patient_id).await?, m)),
                 None => None,
             };
             hms_kit::inbox::effect(move |tx| {

@@ -3,9 +3,11 @@
 //! staff what went out.
 //!
 //! `messages` writes the texts (pure), `store` the SQL, `doctors` what the messages say of
-//! doctors (kept from the doctor service), `providers` the ways out (record,
+//! doctors (kept from the doctor service), `contacts` the patients' contact details (read
+//! from the patient service, many at once), `providers` the ways out (record,
 //! SMTP, webhook), `worker` the reminder scheduler and the delivery loop, `http` the routes.
 
+pub mod contacts;
 pub mod doctors;
 pub mod http;
 pub mod messages;

@@ -446,24 +446,40 @@ pub fn new_doctor(
 
 /// The first event of `event_type` in a producer's outbox, as its relay would deliver it.
 pub async fn outbox_event(db: &Db, source: &str, event_type: &str) -> hms_client::models::Event {
+    outbox_events(db, source, event_type)
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no {event_type} in the outbox"))
+}
+
+/// Every event of `event_type` in a producer's outbox, oldest first, as its relay would
+/// deliver them.
+pub async fn outbox_events(
+    db: &Db,
+    source: &str,
+    event_type: &str,
+) -> Vec<hms_client::models::Event> {
     use sqlx::Row;
-    let row = sqlx::query(
+    let rows = sqlx::query(
         "SELECT event_id, aggregate_type, aggregate_id, aggregate_seq, event_type, payload, correlation_id, occurred_at \
-         FROM outbox WHERE event_type = $1 ORDER BY occurred_at LIMIT 1",
+         FROM outbox WHERE event_type = $1 ORDER BY occurred_at, aggregate_id",
     )
     .bind(event_type)
-    .fetch_one(db.pool())
+    .fetch_all(db.pool())
     .await
     .unwrap();
-    hms_client::models::Event {
-        event_id: row.get::<String, _>("event_id").parse().unwrap(),
-        event_type: row.get("event_type"),
-        source: source.into(),
-        aggregate_type: row.get("aggregate_type"),
-        aggregate_id: row.get("aggregate_id"),
-        aggregate_seq: row.get("aggregate_seq"),
-        occurred_at: hms_kit::time::from_db(&row.get::<String, _>("occurred_at")).unwrap(),
-        correlation_id: row.get("correlation_id"),
-        payload: serde_json::from_str(&row.get::<String, _>("payload")).unwrap(),
-    }
+    rows.iter()
+        .map(|row| hms_client::models::Event {
+            event_id: row.get::<String, _>("event_id").parse().unwrap(),
+            event_type: row.get("event_type"),
+            source: source.into(),
+            aggregate_type: row.get("aggregate_type"),
+            aggregate_id: row.get("aggregate_id"),
+            aggregate_seq: row.get("aggregate_seq"),
+            occurred_at: hms_kit::time::from_db(&row.get::<String, _>("occurred_at")).unwrap(),
+            correlation_id: row.get("correlation_id"),
+            payload: serde_json::from_str(&row.get::<String, _>("payload")).unwrap(),
+        })
+        .collect()
 }

@@ -64,6 +64,12 @@ pub struct PatientUpdate {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PatientQuery {
+    /// These patients, by id (comma-separated, at most 100): each one found is returned, in
+    /// the order asked, and recorded in their audit trail as a read, as `GET /v1/patients/{id}`
+    /// would record it; ids not found are left out. One answer, without pages: not combined
+    /// with the other filters, a limit or a cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<String>,
     /// Part of the name, any case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
