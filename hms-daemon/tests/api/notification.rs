@@ -173,7 +173,7 @@ both_backends! {
                 message: "Your appointment is confirmed.",
                 metadata: serde_json::json!({}),
             };
-            hms_notification::store::insert_notification(&mut script, &new, app.clock.now());
+            hms_notification::store::insert_notification(&mut script, &new, hms_notification::store::When::Always, app.clock.now());
         }
         script.run(&mut tx).await.unwrap();
         tx.commit().await.unwrap();
@@ -246,6 +246,48 @@ both_backends! {
             .fetch_one(app.db(Service::Patient).pool()).await.unwrap();
         assert_eq!(reads_after, 24, "a repeat reads no patient");
         assert_eq!(notes(&desk, "appointment.booked").await.len(), 48);
+        app.stop().await;
+    }
+
+    async fn a_late_event_in_a_batch_changes_nothing_and_an_ordered_pair_applies_in_turn(b: Backend) {
+        let (app, patient, doctor) = clinic(&b, |c| {
+            c.service_mut("appointment").subscribers = Some(vec!["doctor".into()]);
+        }).await;
+        let desk = app.client(Role::Reception);
+        let at = |h: i64| tuesday_0900() + Duration::hours(h);
+        let mut ids = Vec::new();
+        for (from, to) in [(0, 1), (2, 3)] {
+            let a = desk.book_appointment(&booking(patient, doctor, at(from)), None).await.unwrap();
+            desk.reschedule_appointment(a.appointment_id, &Reschedule { new_slot_start: at(to), new_slot_end: None }, None).await.unwrap();
+            ids.push(a.appointment_id);
+        }
+        let appt = app.db(Service::Appointment);
+        let (booked, moved) = (outbox_events(appt, "appointment", "appointment.booked").await, outbox_events(appt, "appointment", "appointment.rescheduled").await);
+        let of = |evs: &[hms_client::models::Event], id: i64| evs.iter().find(|e| e.aggregate_id == id.to_string()).unwrap().clone();
+        // The first appointment's events arrive out of order; the second's in order.
+        let batch = vec![of(&moved, ids[0]), of(&booked, ids[0]), of(&booked, ids[1]), of(&moved, ids[1])];
+        let token = app.keys.issue(Role::Service, "service:appointment", None, chrono::Duration::minutes(5));
+        let ack: serde_json::Value = app.http.post(format!("{}/v1/events/batch", app.url(Service::Notification)))
+            .bearer_auth(&token).json(&serde_json::json!({ "events": batch })).send().await.unwrap()
+            .json().await.unwrap();
+        assert!(ack["results"].as_array().unwrap().iter().all(|r| r["status"] == 200 && r["duplicate"] == false), "{ack}");
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT metadata, event_type FROM notifications WHERE channel = 'SMS' ORDER BY notification_id")
+            .fetch_all(app.db(Service::Notification).pool()).await.unwrap();
+        let messages: Vec<(String, String)> = rows.into_iter()
+            .map(|(m, t)| (serde_json::from_str::<serde_json::Value>(&m).unwrap()["appointment_id"].to_string(), t))
+            .collect();
+        let (a, c) = (ids[0].to_string(), ids[1].to_string());
+        assert_eq!(messages, vec![
+            (a.clone(), "appointment.rescheduled".to_string()),
+            (c.clone(), "appointment.booked".to_string()),
+            (c.clone(), "appointment.rescheduled".to_string()),
+        ], "the late booking of the first makes no message");
+        let mut scheduled: Vec<(i64, DateTime<Utc>)> = reminders(&desk, "scheduled").await.iter().map(|r| (r.appointment_id, r.slot_start)).collect();
+        scheduled.sort();
+        assert_eq!(scheduled, vec![(ids[0], at(1)), (ids[0], at(1)), (ids[1], at(3)), (ids[1], at(3))], "reminders at the newest slots only");
+        let cancelled: Vec<(i64, DateTime<Utc>)> = reminders(&desk, "cancelled").await.iter().map(|r| (r.appointment_id, r.slot_start)).collect();
+        assert_eq!(cancelled, vec![(ids[1], at(2)), (ids[1], at(2))], "the in-order move cancels its old slot's; the late booking schedules none");
         app.stop().await;
     }
 

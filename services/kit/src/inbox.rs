@@ -3,7 +3,7 @@
 
 use crate::auth::{Caller, Role};
 use crate::correlation::{self, RequestContext};
-use crate::db::{backend_of, json_rows, json_rows_param, Db, Tx};
+use crate::db::{backend_of, json_rows, json_rows_param, Db, Script, Tx};
 use crate::error::Error;
 use crate::outbox::Outbox;
 use crate::time::to_db;
@@ -133,16 +133,13 @@ async fn seen_among(db: &Db, keys: &HashSet<Key>) -> Result<HashSet<Key>, Error>
 /// `BEGIN IMMEDIATE` on SQLite). A repeat delivery commits nothing and answers
 /// `{"duplicate": true}`; concurrent duplicates serialise on the inbox's primary key.
 /// Events the effect writes to `outbox` go out when the transaction commits.
-pub async fn receive<F>(
+pub async fn receive(
     db: &Db,
     outbox: &Outbox,
     event: &Event,
     now: chrono::DateTime<chrono::Utc>,
-    effect: F,
-) -> Result<EventAck, Error>
-where
-    F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<(), Error>>,
-{
+    effect: Effect,
+) -> Result<EventAck, Error> {
     let mut tx = db.begin().await?;
     let fresh = record(&mut tx, event, now).await?;
     if !fresh {
@@ -150,7 +147,7 @@ where
         tracing::info!(event_id = %event.event_id, event_type = %event.event_type, "duplicate event ignored");
         return Ok(EventAck { duplicate: true });
     }
-    effect(&mut tx).await?;
+    effect.apply(&mut tx).await?;
     outbox.commit(tx).await?;
     tracing::info!(event_id = %event.event_id, event_type = %event.event_type, "event processed");
     Ok(EventAck { duplicate: false })
@@ -205,19 +202,40 @@ pub const MAX_BATCH: usize = 512;
 
 /// What a consumer does for one event, in the transaction that records it — decided before
 /// that transaction begins (anything slow, such as asking another service, happens first).
-pub type Effect = Box<dyn for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<(), Error>> + Send>;
+pub enum Effect {
+    /// Work that reads what it writes, or decides as it goes.
+    Run(Box<dyn for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<(), Error>> + Send>),
+    /// Statements alone, decided in full beforehand (each may still be conditional in its SQL).
+    /// In a batch, the statements of consecutive events go to the database as one [`Script`]:
+    /// one hand-off for them all instead of one or more per event.
+    Statements(Script),
+}
+
+impl Effect {
+    async fn apply(self, tx: &mut Tx) -> Result<(), Error> {
+        match self {
+            Effect::Run(f) => f(tx).await,
+            Effect::Statements(script) => script.run(tx).await,
+        }
+    }
+}
 
 /// An [`Effect`] from a closure.
 pub fn effect<F>(f: F) -> Effect
 where
     F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<(), Error>> + Send + 'static,
 {
-    Box::new(f)
+    Effect::Run(Box::new(f))
+}
+
+/// An [`Effect`] that is `script`'s statements.
+pub fn statements(script: Script) -> Effect {
+    Effect::Statements(script)
 }
 
 /// The effect of an event a consumer records as seen and otherwise ignores.
 pub fn no_effect() -> Effect {
-    effect(|_| Box::pin(async { Ok(()) }))
+    Effect::Statements(Script::new())
 }
 
 /// Processes a batch of events (`POST /v1/events/batch`): each is prepared by `prepare` (all
@@ -331,6 +349,10 @@ impl Batch<'_> {
             .collect();
         let mut fresh = record_all(&mut tx, &ready, self.now).await?;
         let mut done = Vec::with_capacity(self.events.len());
+        // Statements of consecutive events, not yet sent: they go as one script, before the
+        // next event whose effect runs its own work (which may read what they write) and at
+        // the end.
+        let mut pending = Script::new();
         for ((ev, scope), prepared) in self.events.iter().zip(self.scopes).zip(prepared) {
             let effect = match prepared {
                 Err(e) => {
@@ -340,16 +362,30 @@ impl Batch<'_> {
                 Ok(effect) => effect,
             };
             // The first of two copies of an event in one batch is the one applied.
-            let new = fresh.remove(&(ev.source.clone(), ev.event_id.to_string()));
-            if new
-                && correlation::scope(scope.clone(), effect(&mut tx))
-                    .await
-                    .is_err()
-            {
+            let new = fresh.remove(&key_of(ev));
+            let applied = match effect {
+                _ if !new => Ok(()),
+                Effect::Statements(script) => {
+                    pending.append(script);
+                    Ok(())
+                }
+                run => {
+                    let flushed = std::mem::take(&mut pending).run(&mut tx).await;
+                    match flushed {
+                        Ok(()) => correlation::scope(scope.clone(), run.apply(&mut tx)).await,
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            if applied.is_err() {
                 tx.rollback().await?;
                 return Ok(None);
             }
             done.push(Ok(new));
+        }
+        if pending.run(&mut tx).await.is_err() {
+            tx.rollback().await?;
+            return Ok(None);
         }
         self.outbox.commit(tx).await?;
         Ok(Some(done))
@@ -431,7 +467,7 @@ async fn apply(
     let outcome = async {
         let fresh = record(tx, ev, now).await?;
         if fresh {
-            effect(tx).await?;
+            effect.apply(tx).await?;
         }
         Ok::<bool, Error>(fresh)
     }

@@ -8,10 +8,14 @@
 //! second), messages name the doctor as before the change.
 
 use hms_client::models::Doctor;
-use hms_kit::db::Tx;
+use hms_kit::coalesce::Coalescer;
+use hms_kit::db::{json_rows, json_rows_param, Tx};
+use hms_kit::inbox::MAX_BATCH;
 use hms_kit::server::ServiceCtx;
 use hms_kit::Error;
 use sqlx::{Any, Executor, Row};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A doctor as the messages name them.
 #[derive(Debug, Clone)]
@@ -22,24 +26,78 @@ pub struct Named {
 
 /// Doctor `id`'s name and department: kept, or read from the doctor service and kept.
 pub async fn named(ctx: &ServiceCtx, id: i64) -> Result<Named, Error> {
-    let kept = sqlx::query(
-        "SELECT name, department FROM known_doctors WHERE doctor_id = $1 AND version >= announced",
-    )
-    .bind(id)
-    .fetch_optional(ctx.db.pool())
-    .await?;
-    if let Some(r) = kept {
-        return Ok(Named {
+    named_many(ctx, vec![id])
+        .await?
+        .remove(&id)
+        .ok_or_else(|| Error::not_found(format!("doctor {id}")))
+}
+
+/// The doctors of `ids` that exist, by id: those kept in one query, the rest read from the
+/// doctor service and kept. A doctor the doctor service does not have is left out.
+pub async fn named_many(ctx: &ServiceCtx, ids: Vec<i64>) -> Result<HashMap<i64, Named>, Error> {
+    let sql = format!(
+        "SELECT doctor_id, name, department FROM known_doctors \
+         WHERE doctor_id IN (SELECT CAST(j.value ->> 0 AS BIGINT) FROM {}) AND version >= announced",
+        json_rows(ctx.db.backend(), "$1")
+    );
+    let rows: Vec<(i64,)> = ids.iter().map(|&id| (id,)).collect();
+    let mut found = HashMap::with_capacity(ids.len());
+    for r in sqlx::query(&sql)
+        .bind(json_rows_param(&rows)?)
+        .fetch_all(ctx.db.pool())
+        .await?
+    {
+        let named = Named {
             name: r.try_get("name")?,
             department: r.try_get("department")?,
-        });
+        };
+        found.insert(r.try_get::<i64, _>("doctor_id")?, named);
     }
-    let d = ctx.downstream.client().get_doctor(id).await?;
-    keep(ctx.db.writer(), &d).await?;
-    Ok(Named {
-        name: d.name,
-        department: d.department,
-    })
+    let unknown: Vec<i64> = ids
+        .into_iter()
+        .filter(|id| !found.contains_key(id))
+        .collect();
+    let client = ctx.downstream.client();
+    let read = futures::future::join_all(unknown.iter().map(|&id| client.get_doctor(id))).await;
+    for got in read {
+        let d = match got {
+            Ok(d) => d,
+            Err(hms_client::ClientError::Api { status: 404, .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        keep(ctx.db.writer(), &d).await?;
+        let named = Named {
+            name: d.name,
+            department: d.department,
+        };
+        found.insert(d.doctor_id, named);
+    }
+    Ok(found)
+}
+
+/// Names of doctors for the events of a delivered batch, asked for together (see
+/// `hms_kit::coalesce`): one query of the kept doctors for all of them.
+#[derive(Debug, Clone)]
+pub struct Names(Coalescer<i64, Named>);
+
+impl Names {
+    /// Starts the lookup task (on the current runtime).
+    pub fn spawn(ctx: ServiceCtx) -> Self {
+        Names(Coalescer::spawn(
+            MAX_BATCH,
+            2,
+            |id| Error::not_found(format!("doctor {id}")),
+            Arc::new(move |ids: Vec<i64>| {
+                let ctx = ctx.clone();
+                Box::pin(async move { named_many(&ctx, ids).await })
+            }),
+        ))
+    }
+
+    /// Doctor `id`'s name and department.
+    pub async fn named(&self, id: i64) -> Result<Named, Error> {
+        self.0.get(id).await
+    }
 }
 
 /// Keeps what `d` says, unless a copy of a newer version is kept already.

@@ -3,7 +3,7 @@
 use crate::contacts::Contacts;
 use crate::doctors;
 use crate::messages::{self, AppointmentFacts};
-use crate::store::{self, AppointmentState};
+use crate::store::{self, AppointmentState, When};
 use crate::worker::record_for;
 use axum::extract::State;
 use axum::http::Method;
@@ -43,10 +43,11 @@ use utoipa_axum::routes;
 
 type Ctx = State<Arc<NotificationCtx>>;
 
-/// The service's context, and its lookups of patients' contact details.
+/// The service's context, and its lookups of patients' contact details and doctors' names.
 pub struct NotificationCtx {
     ctx: ServiceCtx,
     contacts: Contacts,
+    doctors: doctors::Names,
 }
 
 impl std::ops::Deref for NotificationCtx {
@@ -65,6 +66,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .with_state(Arc::new(NotificationCtx {
             ctx: ctx.clone(),
             contacts: Contacts::spawn(ctx.downstream.clone()),
+            doctors: doctors::Names::spawn(ctx.clone()),
         }));
     let access = AccessTable::new(&[
         (
@@ -161,7 +163,7 @@ async fn prepare_event(
             let scheduled = a.status == AppointmentStatus::Scheduled;
             let (patient, doctor) = tokio::try_join!(
                 ctx.contacts.patient(a.patient_id),
-                doctors::named(&ctx, a.doctor_id)
+                ctx.doctors.named(a.doctor_id)
             )?;
             let facts = AppointmentFacts {
                 appointment_id: a.appointment_id,
@@ -187,24 +189,19 @@ async fn prepare_event(
             let offsets = ctx.config.reminder_offsets_minutes.clone();
             let metadata =
                 serde_json::json!({ "appointment_id": a.appointment_id, "doctor_id": a.doctor_id });
-            hms_kit::inbox::effect(move |tx| {
-                Box::pin(async move {
-                    // Only a newer event changes anything: a late or repeated one is a no-op.
-                    if store::apply_appointment(tx, &state).await? {
-                        let mut script = Script::new();
-                        store::cancel_reminders(&mut script, state.appointment_id);
-                        if scheduled {
-                            store::schedule_reminders(&mut script, &state, &offsets, now);
-                        }
-                        if let Some(m) = message {
-                            let (source, kind) = (&source_id, &event_type);
-                            record_for(&mut script, &patient, source, kind, &m, metadata, now);
-                        }
-                        script.run(tx).await?;
-                    }
-                    Ok(())
-                })
-            })
+            // Only a newer event changes anything: a late or repeated one is a no-op, decided
+            // in each statement (see `store::When`).
+            let mut script = Script::new();
+            store::record_appointment(&mut script, &state);
+            store::cancel_reminders(&mut script, &state);
+            if scheduled {
+                store::schedule_reminders(&mut script, &state, &offsets, now);
+            }
+            if let Some(m) = message {
+                let (source, kind, when) = (&source_id, &event_type, When::Newest(&state));
+                record_for(&mut script, &patient, source, kind, &m, metadata, when, now);
+            }
+            hms_kit::inbox::statements(script)
         }
         Some(Incoming::Doctor(
             DoctorEvent::Registered(f) | DoctorEvent::Updated(f) | DoctorEvent::ScheduleChanged(f),
@@ -232,17 +229,21 @@ async fn prepare_event(
                 Some((patient_id, m)) => Some((ctx.contacts.patient(patient_id).await?, m)),
                 None => None,
             };
-            hms_kit::inbox::effect(move |tx| {
-                Box::pin(async move {
-                    if let Some((patient, m)) = news {
-                        let mut script = Script::new();
-                        let (source, kind) = (&source_id, &event_type);
-                        record_for(&mut script, &patient, source, kind, &m, metadata, now);
-                        script.run(tx).await?;
-                    }
-                    Ok(())
-                })
-            })
+            let mut script = Script::new();
+            if let Some((patient, m)) = news {
+                let (source, kind) = (&source_id, &event_type);
+                record_for(
+                    &mut script,
+                    &patient,
+                    source,
+                    kind,
+                    &m,
+                    metadata,
+                    When::Always,
+                    now,
+                );
+            }
+            hms_kit::inbox::statements(script)
         }
     };
     Ok(effect)

@@ -72,63 +72,99 @@ pub struct AppointmentState {
     pub seq: i64,
 }
 
-/// Records an appointment's state if `s` is newer than what is known; true if it was.
-pub async fn apply_appointment(tx: &mut Tx, s: &AppointmentState) -> Result<bool, Error> {
-    let n = sqlx::query(
-        "INSERT INTO appointment_state (appointment_id, patient_id, doctor_id, slot_start, status, seq) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (appointment_id) DO UPDATE SET \
-         slot_start = excluded.slot_start, status = excluded.status, seq = excluded.seq \
-         WHERE appointment_state.seq < excluded.seq",
-    )
-    .bind(s.appointment_id)
-    .bind(s.patient_id)
-    .bind(s.doctor_id)
-    .bind(to_db(s.slot_start))
-    .bind(&s.status)
-    .bind(s.seq)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok(n == 1)
+/// When an event's statements take effect: always, or only if its appointment state is the
+/// newest recorded (its [`record_appointment`], earlier in the same script, took: a late or
+/// repeated event then changes nothing). Decided in each statement, so an event's effect is
+/// statements alone, sent with the rest of its batch's in one script.
+#[derive(Debug, Clone, Copy)]
+pub enum When<'a> {
+    Always,
+    Newest(&'a AppointmentState),
 }
 
-/// Cancels an appointment's reminders that have not gone out (a statement of `script`: an
-/// event's writes reach the database together, see [`Script`]).
-pub fn cancel_reminders(script: &mut Script, appointment_id: i64) {
+impl When<'_> {
+    fn sql(&self) -> &'static str {
+        match self {
+            When::Always => "true",
+            When::Newest(_) => {
+                "EXISTS (SELECT 1 FROM appointment_state WHERE appointment_id = ? AND seq = ?)"
+            }
+        }
+    }
+
+    fn binds(&self) -> Vec<Bind> {
+        match self {
+            When::Always => Vec::new(),
+            When::Newest(s) => vec![Bind::Int(s.appointment_id), Bind::Int(s.seq)],
+        }
+    }
+}
+
+/// Records an appointment's state if `s` is newer than what is known (a statement of
+/// `script`; the statements after it guarded by [`When::Newest`] follow whether it took).
+pub fn record_appointment(script: &mut Script, s: &AppointmentState) {
     script.push(
-        "UPDATE reminders SET status = 'cancelled' WHERE appointment_id = ? AND status = 'scheduled'",
-        [Bind::Int(appointment_id)],
+        "INSERT INTO appointment_state (appointment_id, patient_id, doctor_id, slot_start, status, seq) \
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (appointment_id) DO UPDATE SET \
+         slot_start = excluded.slot_start, status = excluded.status, seq = excluded.seq \
+         WHERE appointment_state.seq < excluded.seq",
+        [
+            Bind::Int(s.appointment_id),
+            Bind::Int(s.patient_id),
+            Bind::Int(s.doctor_id),
+            Bind::Text(to_db(s.slot_start)),
+            Bind::Text(s.status.clone()),
+            Bind::Int(s.seq),
+        ],
     );
 }
 
-/// Schedules the reminders of an appointment (those not already due), as statements of
-/// `script`.
+/// Cancels an appointment's reminders that have not gone out, if `s` is its newest state.
+pub fn cancel_reminders(script: &mut Script, s: &AppointmentState) {
+    let when = When::Newest(s);
+    script.push(
+        &format!(
+            "UPDATE reminders SET status = 'cancelled' \
+             WHERE appointment_id = ? AND status = 'scheduled' AND {}",
+            when.sql()
+        ),
+        std::iter::once(Bind::Int(s.appointment_id)).chain(when.binds()),
+    );
+}
+
+/// Schedules the reminders of an appointment (those not already due), if `s` is its newest
+/// state, as statements of `script`.
 pub fn schedule_reminders(
     script: &mut Script,
     s: &AppointmentState,
     offsets: &[i64],
     now: DateTime<Utc>,
 ) {
+    let when = When::Newest(s);
     for &offset in offsets {
         let due = s.slot_start - chrono::Duration::minutes(offset);
         if due <= now {
             continue;
         }
+        let values = [
+            Bind::Int(s.appointment_id),
+            Bind::Int(s.patient_id),
+            Bind::Int(s.doctor_id),
+            Bind::Text(to_db(s.slot_start)),
+            Bind::Int(offset),
+            Bind::Text(to_db(due)),
+            Bind::Int(s.seq),
+            Bind::Text(to_db(now)),
+        ];
         script.push(
-            "INSERT INTO reminders (appointment_id, patient_id, doctor_id, slot_start, offset_minutes, due_at, \
-             appointment_seq, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'scheduled', ?) \
-             ON CONFLICT (appointment_id, slot_start, offset_minutes) DO UPDATE SET status = 'scheduled', \
-             appointment_seq = excluded.appointment_seq WHERE reminders.status = 'cancelled'",
-            [
-                Bind::Int(s.appointment_id),
-                Bind::Int(s.patient_id),
-                Bind::Int(s.doctor_id),
-                Bind::Text(to_db(s.slot_start)),
-                Bind::Int(offset),
-                Bind::Text(to_db(due)),
-                Bind::Int(s.seq),
-                Bind::Text(to_db(now)),
-            ],
+            &format!(
+                "INSERT INTO reminders (appointment_id, patient_id, doctor_id, slot_start, offset_minutes, due_at, \
+                 appointment_seq, status, created_at) SELECT ?, ?, ?, ?, ?, ?, ?, 'scheduled', ? WHERE {} \
+                 ON CONFLICT (appointment_id, slot_start, offset_minutes) DO UPDATE SET status = 'scheduled', \
+                 appointment_seq = excluded.appointment_seq WHERE reminders.status = 'cancelled'",
+                when.sql()
+            ),
+            values.into_iter().chain(when.binds()),
         );
     }
 }
@@ -145,24 +181,33 @@ pub struct NewNotification<'a> {
     pub metadata: serde_json::Value,
 }
 
-/// Records a message to send, as a statement of `script`; a second one for the same source
-/// and channel is ignored.
-pub fn insert_notification(script: &mut Script, n: &NewNotification<'_>, now: DateTime<Utc>) {
+/// Records a message to send, as a statement of `script`, `when` it applies; a second one for
+/// the same source and channel is ignored.
+pub fn insert_notification(
+    script: &mut Script,
+    n: &NewNotification<'_>,
+    when: When<'_>,
+    now: DateTime<Utc>,
+) {
+    let values = [
+        Bind::Text(n.source_id.to_string()),
+        Bind::Text(n.event_type.to_string()),
+        Bind::Text(n.channel.to_string()),
+        Bind::OptInt(n.patient_id),
+        Bind::Text(n.recipient.to_string()),
+        Bind::Text(n.message.to_string()),
+        Bind::Text(n.metadata.to_string()),
+        Bind::Text(to_db(Utc::now())),
+        Bind::Text(to_db(now)),
+    ];
     script.push(
-        "INSERT INTO notifications (source_id, event_type, channel, patient_id, recipient, message, metadata, \
-         status, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) \
-         ON CONFLICT (source_id, channel) DO NOTHING",
-        [
-            Bind::Text(n.source_id.to_string()),
-            Bind::Text(n.event_type.to_string()),
-            Bind::Text(n.channel.to_string()),
-            Bind::OptInt(n.patient_id),
-            Bind::Text(n.recipient.to_string()),
-            Bind::Text(n.message.to_string()),
-            Bind::Text(n.metadata.to_string()),
-            Bind::Text(to_db(Utc::now())),
-            Bind::Text(to_db(now)),
-        ],
+        &format!(
+            "INSERT INTO notifications (source_id, event_type, channel, patient_id, recipient, message, metadata, \
+             status, attempts, next_attempt_at, created_at) SELECT ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ? WHERE {} \
+             ON CONFLICT (source_id, channel) DO NOTHING",
+            when.sql()
+        ),
+        values.into_iter().chain(when.binds()),
     );
 }
 

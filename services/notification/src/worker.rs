@@ -9,7 +9,7 @@
 use crate::doctors::{self, Named};
 use crate::messages::AppointmentFacts;
 use crate::providers::{Outgoing, Provider};
-use crate::store::{self, NewNotification};
+use crate::store::{self, NewNotification, When};
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use hms_client::models::Patient;
@@ -54,7 +54,8 @@ pub async fn patient_and_doctor(
     tokio::try_join!(patient(ctx, patient_id), doctors::named(ctx, doctor_id))
 }
 
-/// Records `message` for every channel of `patient`, keyed by `source_id`.
+/// Records `message` for every channel of `patient`, keyed by `source_id`, `when` it applies.
+#[allow(clippy::too_many_arguments)]
 pub fn record_for(
     script: &mut Script,
     patient: &Patient,
@@ -62,6 +63,7 @@ pub fn record_for(
     event_type: &str,
     message: &str,
     metadata: serde_json::Value,
+    when: When<'_>,
     now: chrono::DateTime<chrono::Utc>,
 ) {
     for (channel, recipient) in channels(patient) {
@@ -74,7 +76,7 @@ pub fn record_for(
             message,
             metadata: metadata.clone(),
         };
-        store::insert_notification(script, &new, now);
+        store::insert_notification(script, &new, when, now);
     }
 }
 
@@ -160,6 +162,7 @@ pub async fn send_due_reminders(ctx: &ServiceCtx) -> Result<usize, Error> {
                     "reminder_id": r.reminder.reminder_id,
                     "offset_minutes": r.reminder.offset_minutes,
                 }),
+                When::Always,
                 now,
             );
             script.run(&mut tx).await?;
