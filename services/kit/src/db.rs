@@ -665,12 +665,6 @@ impl Script {
         self
     }
 
-    /// Adds `other`'s statements after these.
-    pub fn append(&mut self, other: Script) -> &mut Self {
-        self.steps.extend(other.steps);
-        self
-    }
-
     /// How the statement added last answers a refusal.
     pub fn refusing(
         &mut self,
