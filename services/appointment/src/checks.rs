@@ -26,13 +26,14 @@ fn map(e: ClientError) -> Error {
 /// nothing is kept yet.
 pub async fn patient_and_doctor(
     ctx: &ServiceCtx,
+    kept: &crate::known::Kept,
     patient_id: i64,
     doctor_id: i64,
     date: NaiveDate,
 ) -> Result<DoctorSchedule, Error> {
     let (active, schedule) = tokio::join!(
-        crate::known::patient_active(ctx, patient_id),
-        crate::known::doctor_day(ctx, doctor_id, date)
+        crate::known::patient_active(ctx, kept, patient_id),
+        crate::known::doctor_day(ctx, kept, doctor_id, date)
     );
     if !active? {
         return Err(Error::rule(

@@ -31,10 +31,12 @@ use utoipa_axum::routes;
 
 type Ctx = State<Arc<AppointmentCtx>>;
 
-/// The service's context, and the task that group-commits bookings.
+/// The service's context, the task that group-commits bookings, and the reads of what is
+/// kept of patients and doctors.
 pub struct AppointmentCtx {
     ctx: ServiceCtx,
     bookings: Group<Asking, Appointment>,
+    kept: known::Kept,
 }
 
 impl std::ops::Deref for AppointmentCtx {
@@ -128,6 +130,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .with_state(Arc::new(AppointmentCtx {
             ctx: ctx.clone(),
             bookings: bookings(ctx),
+            kept: known::Kept::spawn(ctx.db.clone()),
         }));
     let access = AccessTable::new(&[
         (Method::POST, "/v1/appointments/import/ids", &[Role::Admin]),
@@ -240,7 +243,8 @@ async fn book(
     let rules = Rules::from_config(&ctx.config);
     let slot = rules.check_slot(new.slot_start, new.slot_end, now)?;
     let schedule =
-        checks::patient_and_doctor(&ctx, new.patient_id, new.doctor_id, slot.day).await?;
+        checks::patient_and_doctor(&ctx, &ctx.kept, new.patient_id, new.doctor_id, slot.day)
+            .await?;
     check_doctor(&schedule, &new.department, &slot)?;
     let booking = Booking {
         patient_id: new.patient_id,
@@ -589,8 +593,14 @@ async fn reschedule(
         return Err(domain::invalid_transition(status, Action::Reschedule));
     }
     let slot = rules.check_slot(to.new_slot_start, to.new_slot_end, now)?;
-    let schedule =
-        checks::patient_and_doctor(&ctx, current.patient_id, current.doctor_id, slot.day).await?;
+    let schedule = checks::patient_and_doctor(
+        &ctx,
+        &ctx.kept,
+        current.patient_id,
+        current.doctor_id,
+        slot.day,
+    )
+    .await?;
     check_doctor(&schedule, &current.department, &slot)?;
 
     let mut tx = ctx.db.begin().await?;

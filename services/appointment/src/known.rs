@@ -17,21 +17,126 @@
 use crate::checks;
 use chrono::NaiveDate;
 use hms_client::models::DoctorSchedule;
-use hms_kit::db::Tx;
+use hms_kit::coalesce::Coalescer;
+use hms_kit::db::{json_rows, json_rows_param, Db, Tx};
 use hms_kit::server::ServiceCtx;
 use hms_kit::time::date_to_db;
 use hms_kit::Error;
-use sqlx::{Any, Executor};
+use sqlx::{Any, Executor, Row};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The read models as bookings read them: the bookings that arrive together read what is
+/// kept of their patients in one query and of their doctors' days in another (see
+/// `hms_kit::coalesce`), instead of two queries each — every query a hand-off to a database
+/// connection's thread, and a booking's two were most of those it made before its group commit.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    patients: Coalescer<i64, Option<bool>>,
+    days: Coalescer<(i64, NaiveDate), Option<String>>,
+}
+
+/// Keys read in one query at most.
+const PER_QUERY: usize = 256;
+/// Queries of each model at once (the service's reader connections).
+const QUERIES_AT_ONCE: usize = 2;
+
+impl Kept {
+    /// Starts the lookup tasks (on the current runtime).
+    pub fn spawn(db: Db) -> Self {
+        let (pdb, ddb) = (db.clone(), db);
+        Kept {
+            patients: Coalescer::spawn(
+                PER_QUERY,
+                QUERIES_AT_ONCE,
+                lost,
+                Arc::new(move |ids: Vec<i64>| {
+                    let db = pdb.clone();
+                    Box::pin(async move { kept_patients(&db, ids).await })
+                }),
+            ),
+            days: Coalescer::spawn(
+                PER_QUERY,
+                QUERIES_AT_ONCE,
+                lost,
+                Arc::new(move |keys: Vec<(i64, NaiveDate)>| {
+                    let db = ddb.clone();
+                    Box::pin(async move { kept_days(&db, keys).await })
+                }),
+            ),
+        }
+    }
+}
+
+/// Every key asked is answered (`None`: nothing kept), so a key missing is a fault.
+fn lost<K>(_: &K) -> Error {
+    Error::internal(anyhow::anyhow!("a kept-record lookup lost a key"))
+}
+
+async fn kept_patients(db: &Db, ids: Vec<i64>) -> Result<HashMap<i64, Option<bool>>, Error> {
+    let sql = format!(
+        "SELECT patient_id, active FROM known_patients \
+         WHERE patient_id IN (SELECT CAST(j.value ->> 0 AS BIGINT) FROM {})",
+        json_rows(db.backend(), "$1")
+    );
+    let rows: Vec<(i64,)> = ids.iter().map(|&id| (id,)).collect();
+    let found: HashMap<i64, bool> = sqlx::query(&sql)
+        .bind(json_rows_param(&rows)?)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("patient_id")?,
+                r.try_get::<i64, _>("active")? == 1,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(ids
+        .into_iter()
+        .map(|id| (id, found.get(&id).copied()))
+        .collect())
+}
+
+async fn kept_days(
+    db: &Db,
+    keys: Vec<(i64, NaiveDate)>,
+) -> Result<HashMap<(i64, NaiveDate), Option<String>>, Error> {
+    let sql = format!(
+        "SELECT d.doctor_id, d.day, d.schedule FROM doctor_days d \
+         JOIN {} ON d.doctor_id = CAST(j.value ->> 0 AS BIGINT) AND d.day = j.value ->> 1 \
+         LEFT JOIN known_doctors k ON k.doctor_id = d.doctor_id \
+         WHERE k.version IS NULL OR d.version >= k.version",
+        json_rows(db.backend(), "$1")
+    );
+    let rows: Vec<(i64, String)> = keys
+        .iter()
+        .map(|(id, day)| (*id, date_to_db(*day)))
+        .collect();
+    let mut found: HashMap<(i64, String), String> = HashMap::with_capacity(keys.len());
+    for r in sqlx::query(&sql)
+        .bind(json_rows_param(&rows)?)
+        .fetch_all(db.pool())
+        .await?
+    {
+        found.insert(
+            (r.try_get("doctor_id")?, r.try_get("day")?),
+            r.try_get("schedule")?,
+        );
+    }
+    Ok(keys
+        .into_iter()
+        .map(|(id, day)| {
+            let kept = found.remove(&(id, date_to_db(day)));
+            ((id, day), kept)
+        })
+        .collect())
+}
 
 /// Whether patient `id` is active: from the read model, or asked of the patient service once.
-pub async fn patient_active(ctx: &ServiceCtx, id: i64) -> Result<bool, Error> {
-    let kept: Option<i64> =
-        sqlx::query_scalar("SELECT active FROM known_patients WHERE patient_id = $1")
-            .bind(id)
-            .fetch_optional(ctx.db.pool())
-            .await?;
-    if let Some(active) = kept {
-        return Ok(active == 1);
+pub async fn patient_active(ctx: &ServiceCtx, kept: &Kept, id: i64) -> Result<bool, Error> {
+    if let Some(active) = kept.patients.get(id).await? {
+        return Ok(active);
     }
     let p = checks::fetch_patient(ctx, id).await?;
     remember_patient(ctx.db.writer(), p.patient_id, p.active, p.version).await?;
@@ -61,18 +166,11 @@ pub async fn remember_patient<'e, E: Executor<'e, Database = Any>>(
 /// Doctor `id`'s schedule on `date`: kept, or asked of the doctor service once and kept.
 pub async fn doctor_day(
     ctx: &ServiceCtx,
+    kept: &Kept,
     id: i64,
     date: NaiveDate,
 ) -> Result<DoctorSchedule, Error> {
-    let kept: Option<String> = sqlx::query_scalar(
-        "SELECT d.schedule FROM doctor_days d LEFT JOIN known_doctors k ON k.doctor_id = d.doctor_id \
-         WHERE d.doctor_id = $1 AND d.day = $2 AND (k.version IS NULL OR d.version >= k.version)",
-    )
-    .bind(id)
-    .bind(date_to_db(date))
-    .fetch_optional(ctx.db.pool())
-    .await?;
-    if let Some(json) = kept {
+    if let Some(json) = kept.days.get((id, date)).await? {
         match serde_json::from_str(&json) {
             Ok(schedule) => return Ok(schedule),
             // Written by another release in another shape: ask again.
