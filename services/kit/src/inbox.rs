@@ -200,11 +200,14 @@ pub async fn raise_version(
 /// Events per batch at most.
 pub const MAX_BATCH: usize = 512;
 
+/// An effect's work, given the transaction that records its event.
+pub type EffectFn = Box<dyn for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<(), Error>> + Send>;
+
 /// What a consumer does for one event, in the transaction that records it — decided before
 /// that transaction begins (anything slow, such as asking another service, happens first).
 pub enum Effect {
     /// Work that reads what it writes, or decides as it goes.
-    Run(Box<dyn for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<(), Error>> + Send>),
+    Run(EffectFn),
     /// Statements alone, decided in full beforehand (each may still be conditional in its SQL):
     /// one [`Script`], so one hand-off to the database on SQLite.
     ///

@@ -120,6 +120,57 @@ impl ValidUpdate {
     }
 }
 
+/// Patients named at once in `GET /v1/patients?ids=` at most.
+pub const MAX_IDS: usize = 100;
+
+/// The patients a lookup names (`ids`, comma-separated), each once, in the order first named.
+/// The lookup stands alone (one answer, no pages): with a search filter, a limit or a cursor
+/// beside it, which one the caller
+/// meant is not known, so it is refused rather than one of them ignored.
+pub fn lookup_ids(q: &PatientQuery) -> Result<Option<Vec<i64>>, Error> {
+    let Some(list) = q.ids.as_deref() else {
+        return Ok(None);
+    };
+    let others = [
+        ("name", q.name.is_some()),
+        ("phone", q.phone.is_some()),
+        ("email", q.email.is_some()),
+        ("active", q.active.is_some()),
+        ("limit", q.limit.is_some()),
+        ("cursor", q.cursor.is_some()),
+    ];
+    if let Some((field, _)) = others.iter().find(|(_, given)| *given) {
+        return Err(Error::validation(
+            field,
+            format!("{field} cannot be combined with ids (a lookup by id stands alone)"),
+        ));
+    }
+    let mut ids: Vec<i64> = Vec::new();
+    for part in list.split(',') {
+        let id = part
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| {
+                Error::validation(
+                    "ids",
+                    "ids must be patient ids (positive integers) separated by commas",
+                )
+            })?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+        if ids.len() > MAX_IDS {
+            return Err(Error::validation(
+                "ids",
+                format!("ids names at most {MAX_IDS} patients"),
+            ));
+        }
+    }
+    Ok(Some(ids))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,55 +230,4 @@ mod tests {
         assert!(matches!(u.email, Some(None)));
         assert_eq!(u.fields(), vec!["email"]);
     }
-}
-
-/// Patients named at once in `GET /v1/patients?ids=` at most.
-pub const MAX_IDS: usize = 100;
-
-/// The patients a lookup names (`ids`, comma-separated), each once, in the order first named.
-/// The lookup stands alone (one answer, no pages): with a search filter, a limit or a cursor
-/// beside it, which one the caller
-/// meant is not known, so it is refused rather than one of them ignored.
-pub fn lookup_ids(q: &PatientQuery) -> Result<Option<Vec<i64>>, Error> {
-    let Some(list) = q.ids.as_deref() else {
-        return Ok(None);
-    };
-    let others = [
-        ("name", q.name.is_some()),
-        ("phone", q.phone.is_some()),
-        ("email", q.email.is_some()),
-        ("active", q.active.is_some()),
-        ("limit", q.limit.is_some()),
-        ("cursor", q.cursor.is_some()),
-    ];
-    if let Some((field, _)) = others.iter().find(|(_, given)| *given) {
-        return Err(Error::validation(
-            field,
-            format!("{field} cannot be combined with ids (a lookup by id stands alone)"),
-        ));
-    }
-    let mut ids: Vec<i64> = Vec::new();
-    for part in list.split(',') {
-        let id = part
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| {
-                Error::validation(
-                    "ids",
-                    "ids must be patient ids (positive integers) separated by commas",
-                )
-            })?;
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-        if ids.len() > MAX_IDS {
-            return Err(Error::validation(
-                "ids",
-                format!("ids names at most {MAX_IDS} patients"),
-            ));
-        }
-    }
-    Ok(Some(ids))
 }
