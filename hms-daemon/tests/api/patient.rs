@@ -206,12 +206,14 @@ both_backends! {
             (c.patient_id, "read".into(), "/v1/patients".into(), subject),
         ], "each patient found audited once as a read; the miss not at all");
 
-        for (query, field) in [
-            ("ids=1,x", "ids"), ("ids=0", "ids"), ("ids=", "ids"), ("ids=-3", "ids"),
-            ("ids=1&name=lookup", "name"), ("ids=1&active=true", "active"), ("ids=1&limit=5", "limit"),
+        // What the schema's pattern refuses is 400; each field valid but the pair not, 422.
+        for (query, status, field) in [
+            ("ids=1,x", 400, "ids"), ("ids=0", 400, "ids"), ("ids=", 400, "ids"), ("ids=-3", 400, "ids"),
+            ("ids=01", 400, "ids"), ("ids=%2B5", 400, "ids"), ("ids=1,%202", 400, "ids"), ("ids=1,,2", 400, "ids"),
+            ("ids=1&name=lookup", 422, "name"), ("ids=1&active=true", 422, "active"), ("ids=1&limit=5", 422, "limit"),
         ] {
             let resp = app.req(Role::Reception, Method::GET, Service::Patient, &format!("/v1/patients?{query}")).send().await.unwrap();
-            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{query}");
+            assert_eq!(resp.status().as_u16(), status, "{query}");
             let v: Value = resp.json().await.unwrap();
             assert_eq!(v["details"]["field"], field, "{query}: {v}");
         }

@@ -79,6 +79,16 @@ pub fn phone_search() -> ObjectBuilder {
         .description(Some("Part of the phone number (digits)"))
 }
 
+/// Patient ids to look up (`GET /v1/patients?ids=`): 1 to 100 positive integers, separated
+/// by commas, nothing else.
+pub fn patient_ids() -> ObjectBuilder {
+    string(true)
+        .pattern(Some(r"^[1-9][0-9]{0,17}(,[1-9][0-9]{0,17}){0,99}$"))
+        .description(Some(
+            "Patients to look up by id: 1 to 100 positive integers separated by commas",
+        ))
+}
+
 /// Free text that must say something: not blank, at most 100 characters.
 pub fn text() -> ObjectBuilder {
     text_of(false)

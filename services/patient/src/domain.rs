@@ -123,14 +123,36 @@ impl ValidUpdate {
 /// Patients named at once in `GET /v1/patients?ids=` at most.
 pub const MAX_IDS: usize = 100;
 
-/// The patients a lookup names (`ids`, comma-separated), each once, in the order first named.
-/// The lookup stands alone (one answer, no pages): with a search filter, a limit or a cursor
-/// beside it, which one the caller
-/// meant is not known, so it is refused rather than one of them ignored.
+/// The patients a lookup names (`ids`: 1 to 100 positive integers, comma-separated, nothing
+/// else, as its schema states), each once, in the order first named. The lookup stands alone
+/// (one answer, no pages): with a search filter, a limit or a cursor beside it, which one the
+/// caller meant is not known, so it is refused (422: each field is valid, the pair is not)
+/// rather than one of them ignored.
 pub fn lookup_ids(q: &PatientQuery) -> Result<Option<Vec<i64>>, Error> {
     let Some(list) = q.ids.as_deref() else {
         return Ok(None);
     };
+    let malformed = || {
+        Error::validation(
+            "ids",
+            format!(
+                "ids must be 1 to {MAX_IDS} patient ids (positive integers) separated by commas"
+            ),
+        )
+    };
+    let mut ids: Vec<i64> = Vec::new();
+    for (n, part) in list.split(',').enumerate() {
+        let digits =
+            part.len() <= 18 && part.bytes().all(|b| b.is_ascii_digit()) && !part.starts_with('0');
+        let id = part
+            .parse::<i64>()
+            .ok()
+            .filter(|_| digits && n < MAX_IDS)
+            .ok_or_else(malformed)?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
     let others = [
         ("name", q.name.is_some()),
         ("phone", q.phone.is_some()),
@@ -140,33 +162,12 @@ pub fn lookup_ids(q: &PatientQuery) -> Result<Option<Vec<i64>>, Error> {
         ("cursor", q.cursor.is_some()),
     ];
     if let Some((field, _)) = others.iter().find(|(_, given)| *given) {
-        return Err(Error::validation(
-            field,
+        let mut e = Error::rule(
+            "lookup_stands_alone",
             format!("{field} cannot be combined with ids (a lookup by id stands alone)"),
-        ));
-    }
-    let mut ids: Vec<i64> = Vec::new();
-    for part in list.split(',') {
-        let id = part
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| {
-                Error::validation(
-                    "ids",
-                    "ids must be patient ids (positive integers) separated by commas",
-                )
-            })?;
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-        if ids.len() > MAX_IDS {
-            return Err(Error::validation(
-                "ids",
-                format!("ids names at most {MAX_IDS} patients"),
-            ));
-        }
+        );
+        e.details = Some(serde_json::json!({ "field": field }));
+        return Err(e);
     }
     Ok(Some(ids))
 }

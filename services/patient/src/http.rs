@@ -290,6 +290,8 @@ async fn create_patient(
     responses(
         (status = 200, description = "One page of patients", body = Page<Patient>),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, description = "lookup_stands_alone: ids with another filter, a limit or a cursor", body = ErrorBody),
+        (status = 503, description = "audit_unavailable: nothing is disclosed unaudited", body = ErrorBody),
     ))]
 async fn list_patients(
     State(ctx): Ctx,

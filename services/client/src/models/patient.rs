@@ -66,9 +66,10 @@ pub struct PatientUpdate {
 pub struct PatientQuery {
     /// These patients, by id (comma-separated, at most 100): each one found is returned, in
     /// the order asked, and recorded in their audit trail as a read, as `GET /v1/patients/{id}`
-    /// would record it; ids not found are left out. One answer, without pages: not combined
-    /// with the other filters, a limit or a cursor.
+    /// would record it; ids not found are left out. One answer, without pages: with another
+    /// filter, a limit or a cursor beside it the request is refused (422 `lookup_stands_alone`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(schema_with = crate::schema::patient_ids)]
     pub ids: Option<String>,
     /// Part of the name, any case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
