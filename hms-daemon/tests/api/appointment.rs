@@ -700,6 +700,51 @@ both_backends! {
         app.stop().await;
     }
 
+    async fn a_batch_of_booking_events_keeps_the_newest_of_each_appointment(b: Backend) {
+        // The doctor service hears of appointments only from the batch this test delivers.
+        let app = clinic(&b, |c| {
+            c.service_mut("appointment").subscribers = Some(vec!["notification".into()]);
+        }).await;
+        let desk = app.client(Role::Reception);
+        let ps = patients(&app, 3, 15).await;
+        let d = doctors(&app, 1, "Dermatology").await[0];
+        let at = |hm| ist("2026-12-01", hm);
+        let a = desk.book_appointment(&booking(ps[0], d, "Dermatology", at("11:00")), None).await.unwrap();
+        desk.transition_appointment(a.appointment_id, "cancel", None).await.unwrap();
+        let c = desk.book_appointment(&booking(ps[1], d, "Dermatology", at("12:00")), None).await.unwrap();
+        let e = desk.book_appointment(&booking(ps[2], d, "Dermatology", at("13:00")), None).await.unwrap();
+        desk.reschedule_appointment(e.appointment_id, &Reschedule { new_slot_start: at("14:00"), new_slot_end: None }, None).await.unwrap();
+        let db = app.db(Service::Appointment);
+        let mut all = Vec::new();
+        for t in ["appointment.booked", "appointment.cancelled", "appointment.rescheduled"] {
+            all.extend(outbox_events(db, "appointment", t).await);
+        }
+        let of = |id: i64, t: &str| all.iter().find(|ev| ev.aggregate_id == id.to_string() && ev.event_type == t).unwrap().clone();
+        // The first appointment's cancellation arrives before its booking; the others in order.
+        let batch = vec![
+            of(a.appointment_id, "appointment.cancelled"), of(a.appointment_id, "appointment.booked"),
+            of(c.appointment_id, "appointment.booked"),
+            of(e.appointment_id, "appointment.booked"), of(e.appointment_id, "appointment.rescheduled"),
+        ];
+        let token = app.keys.issue(Role::Service, "service:appointment", None, chrono::Duration::minutes(5));
+        let ack: serde_json::Value = app.http.post(format!("{}/v1/events/batch", app.url(Service::Doctor)))
+            .bearer_auth(&token).json(&serde_json::json!({ "events": batch })).send().await.unwrap()
+            .json().await.unwrap();
+        assert!(ack["results"].as_array().unwrap().iter().all(|r| r["status"] == 200 && r["duplicate"] == false), "{ack}");
+        let kept: Vec<(i64, String, i64)> = sqlx::query_as("SELECT appointment_id, slot_start, active FROM booked_slots ORDER BY appointment_id")
+            .fetch_all(app.db(Service::Doctor).pool()).await.unwrap();
+        let db_time = |hm| hms_kit::time::to_db(at(hm));
+        assert_eq!(kept, vec![
+            (a.appointment_id, db_time("11:00"), 0),
+            (c.appointment_id, db_time("12:00"), 1),
+            (e.appointment_id, db_time("14:00"), 1),
+        ], "each appointment as its newest event has it");
+        let free: Vec<DateTime<Utc>> = desk.doctor_availability(d, "2026-12-01".parse().unwrap()).await.unwrap().slots.iter().map(|s| s.slot_start).collect();
+        assert!(free.contains(&at("11:00")) && free.contains(&at("13:00")), "{free:?}");
+        assert!(!free.contains(&at("12:00")) && !free.contains(&at("14:00")), "{free:?}");
+        app.stop().await;
+    }
+
     async fn booking_succeeds_while_notification_is_down(b: Backend) {
         let port = closed_port();
         let app = clinic(&b, |c| {

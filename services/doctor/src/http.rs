@@ -433,12 +433,14 @@ async fn prepare_event(
     };
     let a = e.appointment().clone();
     let active = a.status == AppointmentStatus::Scheduled;
-    let seq = ev.aggregate_seq;
-    Ok(hms_kit::inbox::effect(move |tx| {
-        Box::pin(async move {
-            store::apply_booking(tx, a.appointment_id, a.doctor_id, a.slot_start, active, seq).await
-        })
-    }))
+    let row = store::booking_row(
+        a.appointment_id,
+        a.doctor_id,
+        a.slot_start,
+        active,
+        ev.aggregate_seq,
+    );
+    Ok(hms_kit::inbox::row(&store::BOOKINGS, row))
 }
 
 hms_kit::legacy_ids_route!(

@@ -4,7 +4,8 @@ use crate::domain::{Shift, ValidDoctor, ValidDoctorUpdate};
 use chrono::{DateTime, NaiveDate, Utc};
 use hms_client::models::{Doctor, DoctorQuery, Leave, NewLeave};
 use hms_client::Money;
-use hms_kit::db::{sync_id_sequence, violation, Backend, Bind, Select, Tx, Violation};
+use hms_kit::db::{json_rows, sync_id_sequence, violation, Backend, Bind, Select, Tx, Violation};
+use hms_kit::inbox::Rows;
 use hms_kit::pagination::PageRequest;
 use hms_kit::time::{date_from_db, date_to_db, from_db, to_db};
 use hms_kit::Error;
@@ -379,28 +380,52 @@ pub async fn booked_between<'e, E: Executor<'e, Database = Any>>(
     Ok(out)
 }
 
-/// Applies one appointment event to the booked-slot read model, if it is newer than what is
-/// stored (events may arrive out of order or twice).
-pub async fn apply_booking(
-    tx: &mut Tx,
+/// Applies appointment events to the booked-slot read model, each only if it is newer than
+/// what is stored (events may arrive out of order or twice): one row per event
+/// (`[appointment_id, doctor_id, slot_start, active, seq]`, see [`booking_row`]), the rows of a
+/// delivered batch in one statement.
+pub static BOOKINGS: Rows = Rows { sql: bookings_sql };
+
+fn bookings_sql(backend: Backend) -> String {
+    // SQLite applies the rows one after another, in their order; PostgreSQL cannot update a
+    // row twice in one statement, so it is given each appointment's newest row (the one that
+    // would win anyway).
+    let rows = match backend {
+        Backend::Sqlite => format!(
+            "SELECT CAST(j.value ->> 0 AS BIGINT) AS appointment_id, CAST(j.value ->> 1 AS BIGINT) AS doctor_id, \
+             j.value ->> 2 AS slot_start, CAST(j.value ->> 3 AS BIGINT) AS active, \
+             CAST(j.value ->> 4 AS BIGINT) AS seq FROM {} WHERE true ORDER BY j.key",
+            json_rows(backend, "$1")
+        ),
+        Backend::Postgres => format!(
+            "SELECT DISTINCT ON (CAST(j.value ->> 0 AS BIGINT)) CAST(j.value ->> 0 AS BIGINT) AS appointment_id, \
+             CAST(j.value ->> 1 AS BIGINT) AS doctor_id, j.value ->> 2 AS slot_start, \
+             CAST(j.value ->> 3 AS BIGINT) AS active, CAST(j.value ->> 4 AS BIGINT) AS seq FROM {} \
+             ORDER BY CAST(j.value ->> 0 AS BIGINT), CAST(j.value ->> 4 AS BIGINT) DESC",
+            json_rows(backend, "$1")
+        ),
+    };
+    format!(
+        "INSERT INTO booked_slots (appointment_id, doctor_id, slot_start, active, seq) {rows} \
+         ON CONFLICT (appointment_id) DO UPDATE SET doctor_id = excluded.doctor_id, \
+         slot_start = excluded.slot_start, active = excluded.active, seq = excluded.seq \
+         WHERE booked_slots.seq < excluded.seq"
+    )
+}
+
+/// One appointment event's row of [`BOOKINGS`].
+pub fn booking_row(
     appointment_id: i64,
     doctor_id: i64,
     slot_start: DateTime<Utc>,
     active: bool,
     seq: i64,
-) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO booked_slots (appointment_id, doctor_id, slot_start, active, seq) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (appointment_id) DO UPDATE SET doctor_id = excluded.doctor_id, \
-         slot_start = excluded.slot_start, active = excluded.active, seq = excluded.seq \
-         WHERE booked_slots.seq < excluded.seq",
-    )
-    .bind(appointment_id)
-    .bind(doctor_id)
-    .bind(to_db(slot_start))
-    .bind(i64::from(active))
-    .bind(seq)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+) -> serde_json::Value {
+    serde_json::json!([
+        appointment_id,
+        doctor_id,
+        to_db(slot_start),
+        i64::from(active),
+        seq
+    ])
 }

@@ -3,7 +3,7 @@
 
 use crate::auth::{Caller, Role};
 use crate::correlation::{self, RequestContext};
-use crate::db::{backend_of, json_rows, json_rows_param, Db, Script, Tx};
+use crate::db::{backend_of, json_rows, json_rows_param, Backend, Db, Script, Tx};
 use crate::error::Error;
 use crate::outbox::Outbox;
 use crate::time::to_db;
@@ -218,6 +218,33 @@ pub enum Effect {
     /// hand-offs saved: the book run's CPU per booking rose by a sixth. Each event's own
     /// script is of a few shapes, prepared once and kept.)
     Statements(Script),
+    /// One row of a statement that applies many ([`Rows`]): the rows of consecutive events of
+    /// a batch for the same statement go to the database as one statement — one hand-off and
+    /// one prepared text for them all, whatever their number.
+    Row(&'static Rows, serde_json::Value),
+}
+
+/// A statement applying rows given as one JSON array (parameter `$1`, read with
+/// [`json_rows`]), in their order; built for the backend it runs on. Rows of one statement in
+/// one batch may repeat a key (an appointment booked and cancelled): the statement must apply
+/// them as their order says (on PostgreSQL, where one statement cannot update a row twice, by
+/// keeping the row that would win).
+pub struct Rows {
+    pub sql: fn(Backend) -> String,
+}
+
+impl Rows {
+    async fn run(&self, tx: &mut Tx, rows: &[serde_json::Value]) -> Result<(), Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let json = serde_json::to_string(rows).map_err(Error::internal)?;
+        sqlx::query(&(self.sql)(backend_of(tx)))
+            .bind(json)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
 }
 
 impl Effect {
@@ -225,6 +252,23 @@ impl Effect {
         match self {
             Effect::Run(f) => f(tx).await,
             Effect::Statements(script) => script.run(tx).await,
+            Effect::Row(rows, row) => rows.run(tx, &[row]).await,
+        }
+    }
+}
+
+/// Rows of one [`Rows`] statement gathered from consecutive events, not yet sent.
+#[derive(Default)]
+struct Pending {
+    of: Option<&'static Rows>,
+    rows: Vec<serde_json::Value>,
+}
+
+impl Pending {
+    async fn flush(&mut self, tx: &mut Tx) -> Result<(), Error> {
+        match self.of.take() {
+            Some(of) => of.run(tx, &std::mem::take(&mut self.rows)).await,
+            None => Ok(()),
         }
     }
 }
@@ -240,6 +284,11 @@ where
 /// An [`Effect`] that is `script`'s statements.
 pub fn statements(script: Script) -> Effect {
     Effect::Statements(script)
+}
+
+/// An [`Effect`] that is one row of `rows`.
+pub fn row(rows: &'static Rows, row: serde_json::Value) -> Effect {
+    Effect::Row(rows, row)
 }
 
 /// The effect of an event a consumer records as seen and otherwise ignores.
@@ -358,6 +407,7 @@ impl Batch<'_> {
             .collect();
         let mut fresh = record_all(&mut tx, &ready, self.now).await?;
         let mut done = Vec::with_capacity(self.events.len());
+        let mut pending = Pending::default();
         for ((ev, scope), prepared) in self.events.iter().zip(self.scopes).zip(prepared) {
             let effect = match prepared {
                 Err(e) => {
@@ -368,15 +418,36 @@ impl Batch<'_> {
             };
             // The first of two copies of an event in one batch is the one applied.
             let new = fresh.remove(&key_of(ev));
-            if new
-                && correlation::scope(scope.clone(), effect.apply(&mut tx))
-                    .await
-                    .is_err()
-            {
+            let applied = match effect {
+                _ if !new => Ok(()),
+                Effect::Row(of, row) => {
+                    // Rows of another statement: those gathered go first.
+                    let other = pending.of.is_some_and(|p| !std::ptr::eq(p, of));
+                    let flushed = if other {
+                        pending.flush(&mut tx).await
+                    } else {
+                        Ok(())
+                    };
+                    flushed.map(|()| {
+                        pending.of = Some(of);
+                        pending.rows.push(row);
+                    })
+                }
+                // Anything else goes after the rows gathered before it, which it may read.
+                other => match pending.flush(&mut tx).await {
+                    Ok(()) => correlation::scope(scope.clone(), other.apply(&mut tx)).await,
+                    Err(e) => Err(e),
+                },
+            };
+            if applied.is_err() {
                 tx.rollback().await?;
                 return Ok(None);
             }
             done.push(Ok(new));
+        }
+        if pending.flush(&mut tx).await.is_err() {
+            tx.rollback().await?;
+            return Ok(None);
         }
         self.outbox.commit(tx).await?;
         Ok(Some(done))
