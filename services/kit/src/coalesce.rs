@@ -105,10 +105,13 @@ where
     /// The record of `key`, from the next call that asks for it.
     pub async fn get(&self, key: K) -> Result<V, Error> {
         let (done, answer) = oneshot::channel();
-        let stopped = || Error::internal(anyhow::anyhow!("the lookup task has stopped"));
-        self.queue.send((key, done)).map_err(|_| stopped())?;
-        // No answer: the call's task ended without one (it panicked).
-        answer.await.map_err(|_| stopped())?
+        self.queue
+            .send((key, done))
+            .map_err(|_| Error::internal(anyhow::anyhow!("the lookup task has stopped")))?;
+        // No answer: the call's task ended without one (its lookup panicked).
+        answer
+            .await
+            .map_err(|_| Error::internal(anyhow::anyhow!("the lookup failed unexpectedly")))?
     }
 }
 
