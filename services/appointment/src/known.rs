@@ -17,14 +17,13 @@
 use crate::checks;
 use chrono::NaiveDate;
 use hms_client::models::DoctorSchedule;
-use hms_kit::coalesce::Coalescer;
-use hms_kit::db::{json_rows, json_rows_param, Db, Tx};
+use hms_kit::coalesce::{fetch_with, Coalescer};
+use hms_kit::db::{ids_in, ids_param, json_rows, json_rows_param, Db, Tx};
 use hms_kit::server::ServiceCtx;
 use hms_kit::time::date_to_db;
 use hms_kit::Error;
 use sqlx::{Any, Executor, Row};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// The read models as bookings read them: the bookings that arrive together read what is
 /// kept of their patients in one query and of their doctors' days in another (see
@@ -44,26 +43,14 @@ const QUERIES_AT_ONCE: usize = 2;
 impl Kept {
     /// Starts the lookup tasks (on the current runtime).
     pub fn spawn(db: Db) -> Self {
-        let (pdb, ddb) = (db.clone(), db);
         Kept {
             patients: Coalescer::spawn(
                 PER_QUERY,
                 QUERIES_AT_ONCE,
                 lost,
-                Arc::new(move |ids: Vec<i64>| {
-                    let db = pdb.clone();
-                    Box::pin(async move { kept_patients(&db, ids).await })
-                }),
+                fetch_with(db.clone(), kept_patients),
             ),
-            days: Coalescer::spawn(
-                PER_QUERY,
-                QUERIES_AT_ONCE,
-                lost,
-                Arc::new(move |keys: Vec<(i64, NaiveDate)>| {
-                    let db = ddb.clone();
-                    Box::pin(async move { kept_days(&db, keys).await })
-                }),
-            ),
+            days: Coalescer::spawn(PER_QUERY, QUERIES_AT_ONCE, lost, fetch_with(db, kept_days)),
         }
     }
 }
@@ -73,15 +60,14 @@ fn lost<K>(_: &K) -> Error {
     Error::internal(anyhow::anyhow!("a kept-record lookup lost a key"))
 }
 
-async fn kept_patients(db: &Db, ids: Vec<i64>) -> Result<HashMap<i64, Option<bool>>, Error> {
+async fn kept_patients(db: Db, ids: Vec<i64>) -> Result<HashMap<i64, Option<bool>>, Error> {
     let sql = format!(
         "SELECT patient_id, active FROM known_patients \
-         WHERE patient_id IN (SELECT CAST(j.value ->> 0 AS BIGINT) FROM {})",
-        json_rows(db.backend(), "$1")
+         WHERE patient_id IN {}",
+        ids_in(db.backend(), "$1")
     );
-    let rows: Vec<(i64,)> = ids.iter().map(|&id| (id,)).collect();
     let found: HashMap<i64, bool> = sqlx::query(&sql)
-        .bind(json_rows_param(&rows)?)
+        .bind(ids_param(&ids)?)
         .fetch_all(db.pool())
         .await?
         .iter()
@@ -99,7 +85,7 @@ async fn kept_patients(db: &Db, ids: Vec<i64>) -> Result<HashMap<i64, Option<boo
 }
 
 async fn kept_days(
-    db: &Db,
+    db: Db,
     keys: Vec<(i64, NaiveDate)>,
 ) -> Result<HashMap<(i64, NaiveDate), Option<String>>, Error> {
     let sql = format!(

@@ -20,6 +20,16 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 pub type Fetch<K, V> =
     Arc<dyn Fn(Vec<K>) -> BoxFuture<'static, Result<HashMap<K, V>, Error>> + Send + Sync>;
 
+/// A [`Fetch`] from an async function of `state` (cloned into each call) and the keys.
+pub fn fetch_with<K, V, S, F, Fut>(state: S, f: F) -> Fetch<K, V>
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S, Vec<K>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<HashMap<K, V>, Error>> + Send + 'static,
+{
+    Arc::new(move |keys| Box::pin(f(state.clone(), keys)))
+}
+
 type Waiter<K, V> = (K, oneshot::Sender<Result<V, Error>>);
 
 /// The handle lookups go through; its task ends when the last handle is dropped.
@@ -55,6 +65,7 @@ where
         fetch: Fetch<K, V>,
     ) -> Self {
         let (queue, mut rx) = mpsc::unbounded_channel::<Waiter<K, V>>();
+        let max_keys = max_keys.max(1);
         let calls = Arc::new(Semaphore::new(in_flight.max(1)));
         tokio::spawn(async move {
             loop {
@@ -76,7 +87,7 @@ where
                 loop {
                     tokio::task::yield_now().await;
                     let mut more = false;
-                    while keys.len() < max_keys.max(1) {
+                    while keys.len() < max_keys {
                         let Ok((key, done)) = rx.try_recv() else {
                             break;
                         };
@@ -87,7 +98,7 @@ where
                         }
                         senders.push(done);
                     }
-                    if !more || keys.len() >= max_keys.max(1) {
+                    if !more || keys.len() >= max_keys {
                         break;
                     }
                 }

@@ -753,6 +753,21 @@ pub fn json_rows_param<T: serde::Serialize>(rows: &[T]) -> Result<String, sqlx::
     serde_json::to_string(rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
 
+/// A subquery of the ids bound at `param` as a JSON array of ids ([`ids_param`]), for
+/// `WHERE id IN {}`: one parameter and one cached statement, whatever the number of ids.
+pub fn ids_in(backend: Backend, param: &str) -> String {
+    format!(
+        "(SELECT CAST(j.value ->> 0 AS BIGINT) FROM {})",
+        json_rows(backend, param)
+    )
+}
+
+/// The parameter of an [`ids_in`] subquery.
+pub fn ids_param(ids: &[i64]) -> Result<String, sqlx::Error> {
+    let rows: Vec<(i64,)> = ids.iter().map(|&id| (id,)).collect();
+    json_rows_param(&rows)
+}
+
 /// A `LIKE` pattern matching `term` anywhere, case-insensitively (compare with `LOWER(col)`),
 /// with `%`, `_` and `\` in the term taken literally (`ESCAPE '\'`).
 pub fn contains_pattern(term: &str) -> String {

@@ -101,13 +101,8 @@ pub async fn seen(db: &Db, event: &Event) -> Result<bool, Error> {
             return Ok(seen.contains(&key));
         }
     }
-    let n: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE source = $1 AND event_id = $2")
-            .bind(&event.source)
-            .bind(event.event_id.to_string())
-            .fetch_one(db.pool())
-            .await?;
-    Ok(n > 0)
+    let one = HashSet::from([key]);
+    Ok(!seen_among(db, &one).await?.is_empty())
 }
 
 /// Which of `keys` the inbox holds.
@@ -122,8 +117,12 @@ async fn seen_among(db: &Db, keys: &HashSet<Key>) -> Result<HashSet<Key>, Error>
         .bind(json_rows_param(&rows)?)
         .fetch_all(db.pool())
         .await?;
-    found
-        .iter()
+    keys_in(&found)
+}
+
+/// The inbox keys (`source`, `event_id` columns) of `rows`.
+fn keys_in(rows: &[sqlx::any::AnyRow]) -> Result<HashSet<Key>, Error> {
+    rows.iter()
         .map(|r| Ok((r.try_get("source")?, r.try_get("event_id")?)))
         .collect::<Result<_, sqlx::Error>>()
         .map_err(Into::into)
@@ -476,7 +475,7 @@ async fn record_all(
     tx: &mut Tx,
     events: &[&Event],
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<HashSet<(String, String)>, Error> {
+) -> Result<HashSet<Key>, Error> {
     if events.is_empty() {
         return Ok(HashSet::new());
     }
@@ -501,11 +500,7 @@ async fn record_all(
         .bind(to_db(now))
         .fetch_all(&mut **tx)
         .await?;
-    inserted
-        .iter()
-        .map(|r| Ok((r.try_get("source")?, r.try_get("event_id")?)))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(Into::into)
+    keys_in(&inserted)
 }
 
 /// The request context an event is processed under: the batch request's, with the event's own

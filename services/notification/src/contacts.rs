@@ -6,11 +6,10 @@
 //! `GET /v1/patients?ids=` instead of a request each.
 
 use hms_client::models::Patient;
-use hms_kit::coalesce::Coalescer;
+use hms_kit::coalesce::{fetch_with, Coalescer};
 use hms_kit::correlation::{self, RequestContext};
 use hms_kit::downstream::Downstream;
 use hms_kit::Error;
-use std::sync::Arc;
 
 /// Patients asked for in one call at most (the patient service's limit for `ids`).
 const PER_CALL: usize = 100;
@@ -28,16 +27,12 @@ impl Contacts {
             PER_CALL,
             CALLS_AT_ONCE,
             |id| Error::not_found(format!("patient {id}")),
-            Arc::new(move |ids: Vec<i64>| {
-                let downstream = downstream.clone();
-                Box::pin(async move {
-                    // A call for many events belongs to none of them: it gets its own
-                    // correlation id (its audit rows name the notification service as reader).
-                    let ctx = RequestContext::background("notification");
-                    let found =
-                        correlation::scope(ctx, downstream.client().get_patients(&ids)).await?;
-                    Ok(found.into_iter().map(|p| (p.patient_id, p)).collect())
-                })
+            fetch_with(downstream, |downstream, ids| async move {
+                // A call for many events belongs to none of them: it gets its own
+                // correlation id (its audit rows name the notification service as reader).
+                let ctx = RequestContext::background("notification");
+                let found = correlation::scope(ctx, downstream.client().get_patients(&ids)).await?;
+                Ok(found.into_iter().map(|p| (p.patient_id, p)).collect())
             }),
         ))
     }

@@ -8,14 +8,13 @@
 //! second), messages name the doctor as before the change.
 
 use hms_client::models::Doctor;
-use hms_kit::coalesce::Coalescer;
-use hms_kit::db::{json_rows, json_rows_param, Tx};
+use hms_kit::coalesce::{fetch_with, Coalescer};
+use hms_kit::db::{ids_in, ids_param, Tx};
 use hms_kit::inbox::MAX_BATCH;
 use hms_kit::server::ServiceCtx;
 use hms_kit::Error;
 use sqlx::{Any, Executor, Row};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// A doctor as the messages name them.
 #[derive(Debug, Clone)]
@@ -29,7 +28,12 @@ pub async fn named(ctx: &ServiceCtx, id: i64) -> Result<Named, Error> {
     named_many(ctx, vec![id])
         .await?
         .remove(&id)
-        .ok_or_else(|| Error::not_found(format!("doctor {id}")))
+        .ok_or_else(|| unknown(&id))
+}
+
+/// The answer for a doctor the doctor service does not have.
+fn unknown(id: &i64) -> Error {
+    Error::not_found(format!("doctor {id}"))
 }
 
 /// The doctors of `ids` that exist, by id: those kept in one query, the rest read from the
@@ -37,13 +41,12 @@ pub async fn named(ctx: &ServiceCtx, id: i64) -> Result<Named, Error> {
 pub async fn named_many(ctx: &ServiceCtx, ids: Vec<i64>) -> Result<HashMap<i64, Named>, Error> {
     let sql = format!(
         "SELECT doctor_id, name, department FROM known_doctors \
-         WHERE doctor_id IN (SELECT CAST(j.value ->> 0 AS BIGINT) FROM {}) AND version >= announced",
-        json_rows(ctx.db.backend(), "$1")
+         WHERE doctor_id IN {} AND version >= announced",
+        ids_in(ctx.db.backend(), "$1")
     );
-    let rows: Vec<(i64,)> = ids.iter().map(|&id| (id,)).collect();
     let mut found = HashMap::with_capacity(ids.len());
     for r in sqlx::query(&sql)
-        .bind(json_rows_param(&rows)?)
+        .bind(ids_param(&ids)?)
         .fetch_all(ctx.db.pool())
         .await?
     {
@@ -86,11 +89,8 @@ impl Names {
         Names(Coalescer::spawn(
             MAX_BATCH,
             2,
-            |id| Error::not_found(format!("doctor {id}")),
-            Arc::new(move |ids: Vec<i64>| {
-                let ctx = ctx.clone();
-                Box::pin(async move { named_many(&ctx, ids).await })
-            }),
+            unknown,
+            fetch_with(ctx, |ctx, ids| async move { named_many(&ctx, ids).await }),
         ))
     }
 

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use hms_client::models::{Notification, NotificationQuery, Reminder, ReminderQuery};
-use hms_kit::db::{json_rows, json_rows_param, Bind, Db, Script, Select, Tx};
+use hms_kit::db::{ids_in, ids_param, Bind, Db, Script, Select, Tx};
 use hms_kit::pagination::PageRequest;
 use hms_kit::time::{from_db, to_db};
 use hms_kit::Error;
@@ -74,8 +74,8 @@ pub struct AppointmentState {
 
 /// When an event's statements take effect: always, or only if its appointment state is the
 /// newest recorded (its [`record_appointment`], earlier in the same script, took: a late or
-/// repeated event then changes nothing). Decided in each statement, so an event's effect is
-/// statements alone, sent with the rest of its batch's in one script.
+/// repeated event then changes nothing). Decided in each statement, by the database, so an
+/// event's effect is statements alone: one script, one hand-off.
 #[derive(Debug, Clone, Copy)]
 pub enum When<'a> {
     Always,
@@ -288,14 +288,13 @@ pub async fn mark_sent(db: &Db, ids: &[i64]) -> Result<(), Error> {
     if ids.is_empty() {
         return Ok(());
     }
-    let rows: Vec<(i64,)> = ids.iter().map(|&id| (id,)).collect();
     sqlx::query(&format!(
         "UPDATE notifications SET status = 'sent', sent_at = $1, lease_until = NULL, last_error = NULL \
-         WHERE notification_id IN (SELECT CAST(j.value ->> 0 AS BIGINT) FROM {})",
-        json_rows(db.backend(), "$2")
+         WHERE notification_id IN {}",
+        ids_in(db.backend(), "$2")
     ))
     .bind(to_db(Utc::now()))
-    .bind(json_rows_param(&rows)?)
+    .bind(ids_param(ids)?)
     .execute(db.writer())
     .await?;
     Ok(())

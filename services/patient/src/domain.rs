@@ -162,12 +162,11 @@ pub fn lookup_ids(q: &PatientQuery) -> Result<Option<Vec<i64>>, Error> {
         ("cursor", q.cursor.is_some()),
     ];
     if let Some((field, _)) = others.iter().find(|(_, given)| *given) {
-        let mut e = Error::rule(
+        return Err(Error::rule(
             "lookup_stands_alone",
             format!("{field} cannot be combined with ids (a lookup by id stands alone)"),
-        );
-        e.details = Some(serde_json::json!({ "field": field }));
-        return Err(e);
+        )
+        .with_details(serde_json::json!({ "field": field })));
     }
     Ok(Some(ids))
 }

@@ -4,8 +4,8 @@ use crate::domain::{ValidPatient, ValidUpdate};
 use chrono::{DateTime, Utc};
 use hms_client::models::{AuditEntry, Patient, PatientQuery};
 use hms_kit::db::{
-    backend_of, contains_pattern, json_rows, json_rows_param, sync_id_sequence, violation, Backend,
-    Bind, Select, Tx, Violation,
+    backend_of, contains_pattern, ids_in, ids_param, json_rows, json_rows_param, sync_id_sequence,
+    violation, Backend, Bind, Select, Tx, Violation,
 };
 use hms_kit::pagination::PageRequest;
 use hms_kit::time::{date_from_db, date_to_db, from_db, to_db};
@@ -349,21 +349,15 @@ pub async fn read_audited(
         .iter()
         .map(|(a, found)| audit_param(a, *found))
         .collect();
-    let ids: Vec<(i64,)> = ids.iter().map(|&id| (id,)).collect();
     // The reads' ids are the query's third parameter after the insert's two, or alone.
-    let select = |ids_param: &str| {
+    let select = |param: &str| {
         format!(
-            "SELECT {COLUMNS} FROM patients WHERE patient_id IN \
-             (SELECT CAST(j.value ->> 0 AS BIGINT) FROM {})",
-            json_rows(backend, ids_param)
+            "SELECT {COLUMNS} FROM patients WHERE patient_id IN {}",
+            ids_in(backend, param)
         )
     };
     let insert = audit_insert(backend, true);
-    let (at, audit_json, ids_json) = (
-        to_db(now),
-        json_rows_param(&audit_rows)?,
-        json_rows_param(&ids)?,
-    );
+    let (at, audit_json, ids_json) = (to_db(now), json_rows_param(&audit_rows)?, ids_param(ids)?);
     let found = match backend {
         Backend::Sqlite => {
             sqlx::query(&format!("{insert}; {}", select("$3")))
