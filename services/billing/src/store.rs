@@ -183,24 +183,22 @@ pub async fn recompute(tx: &mut Tx, bill_id: i64, now: DateTime<Utc>) -> Result<
     let status_before: String = before.try_get("status")?;
     let legacy_status: Option<String> = before.try_get("legacy_status")?;
     let sum = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(bill_id);
-    let subtotal =
-        sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_lines WHERE bill_id = $1")
-            .fetch_one(&mut **tx)
-            .await?;
-    let credits =
-        sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM adjustments WHERE bill_id = $1")
-            .fetch_one(&mut **tx)
-            .await?;
-    let paid = sum(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'capture'",
+    // The four sums in one statement: each was a statement (a turn of the connection's
+    // thread) of its own, and a bill is recomputed on creation and on every payment.
+    let sums = sqlx::query(
+        "SELECT \
+           (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_lines WHERE bill_id = $1) AS subtotal, \
+           (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM adjustments WHERE bill_id = $1) AS credits, \
+           (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'capture') AS paid, \
+           (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'refund') AS refunded",
     )
+    .bind(bill_id)
     .fetch_one(&mut **tx)
     .await?;
-    let refunded = sum(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'refund'",
-    )
-    .fetch_one(&mut **tx)
-    .await?;
+    let subtotal: i64 = sums.try_get("subtotal")?;
+    let credits: i64 = sums.try_get("credits")?;
+    let paid: i64 = sums.try_get("paid")?;
+    let refunded: i64 = sums.try_get("refunded")?;
     let (tax, total, paid, refunded, status) = match legacy_status.as_deref() {
         None => {
             let domain::Totals { tax, total, .. } = domain::with_tax(subtotal)?;
