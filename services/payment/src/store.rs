@@ -390,3 +390,62 @@ pub async fn import(
     hms_kit::db::sync_id_sequence(backend, tx, "payments", "payment_id").await?;
     Ok(Some(true))
 }
+
+/// A payment of a group ([`insert_payments`]).
+pub struct NewPayment<'a> {
+    pub bill: &'a Balance,
+    pub amount: i64,
+    pub method: &'a str,
+    pub key: &'a str,
+    pub hash: &'a str,
+    pub reference: String,
+}
+
+/// Inserts a group's payments in one statement (one parameter, one cached statement text
+/// whatever their number); the payments in the order given. A reference or key already taken
+/// refuses the statement, and so the group: each payment is then taken alone, where
+/// [`insert_payment`] draws another reference.
+pub async fn insert_payments(
+    tx: &mut Tx,
+    new: &[NewPayment<'_>],
+    now: DateTime<Utc>,
+) -> Result<Vec<Payment>, Error> {
+    let rows: Vec<_> = new
+        .iter()
+        .map(|p| {
+            (
+                p.bill.bill_id,
+                p.bill.patient_id,
+                p.amount,
+                p.method,
+                p.reference.as_str(),
+                p.key,
+                p.hash,
+            )
+        })
+        .collect();
+    let backend = hms_kit::db::backend_of(tx);
+    let inserted = sqlx::query(&format!(
+        "INSERT INTO payments (bill_id, patient_id, amount, method, reference, refunded, idempotency_key, request_hash, paid_at) \
+         SELECT CAST(j.value ->> 0 AS BIGINT), CAST(j.value ->> 1 AS BIGINT), CAST(j.value ->> 2 AS BIGINT), \
+         j.value ->> 3, j.value ->> 4, 0, j.value ->> 5, j.value ->> 6, $2 FROM {} ORDER BY j.key \
+         RETURNING {P}, idempotency_key",
+        hms_kit::db::json_rows(backend, "$1")
+    ))
+    .bind(hms_kit::db::json_rows_param(&rows).map_err(Error::internal)?)
+    .bind(to_db(now))
+    .fetch_all(&mut **tx)
+    .await?;
+    // RETURNING promises no order: each payment is found by its key (unique).
+    let mut by_key = std::collections::HashMap::with_capacity(inserted.len());
+    for r in &inserted {
+        by_key.insert(r.try_get::<String, _>("idempotency_key")?, payment(r)?);
+    }
+    new.iter()
+        .map(|p| {
+            by_key.remove(p.key).ok_or_else(|| {
+                Error::internal(anyhow::anyhow!("payment under key {} not returned", p.key))
+            })
+        })
+        .collect()
+}
