@@ -439,6 +439,73 @@ both_backends! {
         c.app.stop().await;
     }
 
+    // Payments on different bills are committed together (one group, one commit); each is
+    // still its own: its own payment and reference, its key's replay is its answer, and one
+    // refused in the crowd (an overpayment) is refused alone while the rest are kept.
+    async fn payments_on_many_bills_at_once_each_capture_their_own(b: Backend) {
+        let mut c = clinic(&b).await;
+        // All booked first (each at least two hours ahead), then each missed in turn.
+        let mut booked = Vec::new();
+        for h in 1..7 {
+            booked.push((tue(h), c.book(tue(h)).await));
+        }
+        let mut bills = Vec::new();
+        for (at, a) in booked {
+            c.app.clock.set(at + Duration::minutes(16));
+            c.app.client(Role::Reception).transition_appointment(a, "no-show", None).await.unwrap();
+            let bill = c.bill(a, |_| true).await;
+            c.payment_knows(bill.bill_id).await;
+            bills.push(bill);
+        }
+        let cashiers = c.cashiers(&b, Role::Billing).await;
+        let mut calls = Vec::new();
+        for (i, bill) in bills.iter().enumerate() {
+            for j in 0..3 {
+                // Each key sent twice at once, to different instances where there are two.
+                for r in 0..2 {
+                    calls.push((cashiers[(i + j + r) % cashiers.len()].clone(), bill.bill_id, "100.00", format!("spread-{i}-{j}")));
+                }
+            }
+        }
+        calls.push((cashiers[0].clone(), bills[0].bill_id, "600.00", "spread-too-much".to_string()));
+        let results = futures::future::join_all(calls.iter().map(|(cashier, bill, amount, key)| {
+            let body = pay(*bill, amount);
+            async move { (key.clone(), cashier.pay(&body, key).await) }
+        })).await;
+        let mut by_key: BTreeMap<String, std::collections::BTreeSet<i64>> = BTreeMap::new();
+        let mut references = std::collections::BTreeSet::new();
+        for (key, r) in &results {
+            if key == "spread-too-much" {
+                assert_eq!(r.as_ref().err().and_then(|e| e.code()), Some("overpayment"), "{r:?}");
+                continue;
+            }
+            let p = r.as_ref().unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert_eq!(p.amount, m("100.00"));
+            by_key.entry(key.clone()).or_default().insert(p.payment_id);
+            references.insert(p.reference.clone());
+        }
+        assert_eq!(by_key.len(), 18);
+        assert!(by_key.values().all(|ids| ids.len() == 1), "a key answered with two payments: {by_key:?}");
+        let ids: std::collections::BTreeSet<i64> = by_key.values().flatten().copied().collect();
+        assert_eq!(ids.len(), 18, "eighteen payments");
+        assert_eq!(references.len(), 18, "eighteen references");
+        let pool = c.app.db(Service::Payment).pool().clone();
+        for bill in &bills {
+            let (rows, captured): (i64, i64) = sqlx::query_as("SELECT COUNT(*), CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM payments WHERE bill_id = $1")
+                .bind(bill.bill_id).fetch_one(&pool).await.unwrap();
+            assert_eq!((rows, captured), (3, 30_000), "bill {}", bill.bill_id);
+            let left: i64 = sqlx::query_scalar("SELECT CAST(total - captured AS BIGINT) FROM bill_balance WHERE bill_id = $1")
+                .bind(bill.bill_id).fetch_one(&pool).await.unwrap();
+            assert_eq!(left, 22_500, "bill {}", bill.bill_id);
+            c.bill(bill.appointment_id, |b| b.paid == m("300.00")).await;
+        }
+        // One Captured event per payment, none for the refused one's capture.
+        let captured: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE event_type = 'payment.captured'")
+            .fetch_one(&pool).await.unwrap();
+        assert_eq!(captured, 18);
+        c.app.stop().await;
+    }
+
     async fn a_payment_while_billing_is_down_settles_when_it_returns(b: Backend) {
         let mut c = clinic(&b).await;
         let bill = c.no_show_bill(tue(1)).await;
