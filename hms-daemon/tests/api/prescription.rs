@@ -102,6 +102,39 @@ both_backends! {
         app.stop().await;
     }
 
+    // Prescriptions written at once are committed together; each is still its own row, its
+    // own answer and its own event.
+    async fn prescriptions_written_at_once_are_each_kept_with_their_event(b: Backend) {
+        let app = TestApp::spawn_with(&b, &ALL, Clock::manual("2026-11-30T00:00:00Z".parse().unwrap()), |_| {}).await;
+        let desk = app.client(Role::Reception);
+        let p = desk.create_patient(&new_patient("Rx Crowd", 3)).await.unwrap().patient_id;
+        let d = app.client(Role::Admin).create_doctor(&new_doctor("Dr. Rx Crowd", "Cardiology", "General")).await.unwrap().doctor_id;
+        let a = desk.book_appointment(&NewAppointment { patient_id: p, doctor_id: d, department: "Cardiology".into(), slot_start: tuesday_at(2), slot_end: None }, None).await.unwrap().appointment_id;
+        let dr = app.doctor_client(d);
+        let results = futures::future::join_all((1..=30).map(|days| {
+            let dr = dr.clone();
+            async move { (days, dr.create_prescription(&rx(a, p, "Paracetamol", "1-0-1", days)).await) }
+        })).await;
+        let mut ids = std::collections::BTreeSet::new();
+        for (days, r) in results {
+            let made = r.unwrap();
+            assert_eq!((made.days, made.quantity), (days, 2 * days), "each request answered with its own prescription");
+            ids.insert(made.prescription_id);
+        }
+        assert_eq!(ids.len(), 30);
+        let pool = app.db(Service::Prescription).pool();
+        let rows: Vec<(i64, i64)> = sqlx::query_as("SELECT prescription_id, quantity FROM prescriptions ORDER BY prescription_id").fetch_all(pool).await.unwrap();
+        assert_eq!(rows.len(), 30);
+        let payloads: Vec<String> = sqlx::query_scalar("SELECT payload FROM outbox WHERE event_type = 'prescription.created'").fetch_all(pool).await.unwrap();
+        let mut evented: Vec<(i64, i64)> = payloads.iter().map(|s| {
+            let v: serde_json::Value = serde_json::from_str(s).unwrap();
+            (v["prescription_id"].as_i64().unwrap(), v["quantity"].as_i64().unwrap())
+        }).collect();
+        evented.sort();
+        assert_eq!(evented, rows, "one event per prescription, of that prescription");
+        app.stop().await;
+    }
+
     async fn an_appointment_service_that_is_down_is_named(b: Backend) {
         let port = closed_port();
         let app = TestApp::spawn_with(&b, &[&hms_prescription::SERVICE], Clock::system(), |c| {
