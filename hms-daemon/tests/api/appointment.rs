@@ -516,6 +516,60 @@ both_backends! {
         app.stop().await;
     }
 
+    // Cancels, no-shows and completions at once are committed together; each is still its own:
+    // its own status, fee and event, the slots and day counts of the cancelled and missed
+    // released, and a stale If-Match in the crowd refused alone.
+    async fn transitions_at_once_each_keep_their_own_outcome(b: Backend) {
+        let mut app = clinic(&b, |c| c.daily_cap = 18).await;
+        let p = patients(&app, 30, 8).await;
+        let d = doctors(&app, 3, "Orthopedics").await;
+        let desk = app.client(Role::Reception);
+        let mut ids = Vec::new();
+        for (i, &pid) in p.iter().enumerate() {
+            let s = day_slots("2026-12-01")[i % 10];
+            ids.push(desk.book_appointment(&booking(pid, d[i / 10], "Orthopedics", s), None).await.unwrap().appointment_id);
+        }
+        app.clock.set(ist("2026-12-01", "17:45"));
+        let desks = desks(&mut app, &b, Role::Reception).await;
+        let action = |i: usize| ["cancel", "no-show", "complete"][i % 3];
+        let results = futures::future::join_all(ids.iter().enumerate().map(|(i, &id)| {
+            let desk = desks[i % desks.len()].clone();
+            // The first of each kind sends a version the row does not have.
+            let stale = (i < 3).then_some(7);
+            async move { desk.transition_appointment(id, action(i), stale).await }
+        })).await;
+        for (i, r) in results.iter().enumerate() {
+            let want = if i < 3 { "version_conflict" } else { "ok" };
+            assert_eq!(code(r), want, "appointment {i} ({})", action(i));
+        }
+        let pool = app.db(Service::Appointment).pool().clone();
+        for (i, &id) in ids.iter().enumerate() {
+            let (status, fee): (String, Option<String>) = sqlx::query_as("SELECT status, fee_decision FROM appointments WHERE appointment_id = $1")
+                .bind(id).fetch_one(&pool).await.unwrap();
+            let want = match (i < 3, action(i)) {
+                (true, _) => ("SCHEDULED", None),
+                (_, "cancel") => ("CANCELLED", Some("half")),
+                (_, "no-show") => ("NO_SHOW", Some("full")),
+                _ => ("COMPLETED", None),
+            };
+            assert_eq!((status.as_str(), fee.as_deref()), want, "appointment {i}");
+        }
+        let events: Vec<(i64, String)> = sqlx::query_as("SELECT CAST(aggregate_id AS BIGINT) AS id, event_type FROM outbox WHERE event_type <> 'appointment.booked' ORDER BY id")
+            .fetch_all(&pool).await.unwrap();
+        let want: Vec<(i64, String)> = ids.iter().enumerate().skip(3).map(|(i, &id)| {
+            (id, ["appointment.cancelled", "appointment.no_show", "appointment.completed"][i % 3].to_string())
+        }).collect();
+        assert_eq!(events, want, "one event per transition, of its kind");
+        // Each doctor's day: its 10 bookings, less those cancelled or missed.
+        for (k, &doctor) in d.iter().enumerate() {
+            let booked: i64 = sqlx::query_scalar("SELECT booked FROM doctor_day_load WHERE doctor_id = $1")
+                .bind(doctor).fetch_one(&pool).await.unwrap();
+            let kept = (0..10).map(|j| k * 10 + j).filter(|&i| i < 3 || action(i) == "complete").count();
+            assert_eq!(booked, kept as i64, "doctor {doctor}");
+        }
+        app.stop().await;
+    }
+
     async fn reschedule_moves_the_slot_and_keeps_every_rule(b: Backend) {
         let app = clinic(&b, |_| {}).await;
         let desk = app.client(Role::Reception);

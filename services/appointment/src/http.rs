@@ -36,6 +36,7 @@ type Ctx = State<Arc<AppointmentCtx>>;
 pub struct AppointmentCtx {
     ctx: ServiceCtx,
     bookings: Group<Asking, Appointment>,
+    transitions: Group<Moving, Appointment>,
     kept: known::Kept,
 }
 
@@ -104,6 +105,53 @@ fn bookings(ctx: &ServiceCtx) -> Group<Asking, Appointment> {
     )
 }
 
+/// A cancel, no-show or complete that passed every check outside the database, given to the
+/// group writer.
+struct Moving {
+    id: i64,
+    action: Action,
+    fee: Fee,
+    bound: Option<DateTime<Utc>>,
+    expected: Option<i64>,
+    now: DateTime<Utc>,
+    /// The request's, carried by its event.
+    correlation_id: String,
+}
+
+/// Transitions committed in groups, as bookings are: each the same guarded UPDATE (and slot
+/// release) as alone, their events one script, one commit for the group. If any is refused
+/// (no longer SCHEDULED, too early, a stale `If-Match`), the group is undone and each is taken
+/// alone (`finish`), where the refusal is judged and answered.
+fn transitions(ctx: &ServiceCtx) -> Group<Moving, Appointment> {
+    let outbox = ctx.outbox.clone();
+    Group::spawn(
+        ctx.db.clone(),
+        ctx.outbox.clone(),
+        Arc::new(move |tx, group: &[Moving]| {
+            let outbox = outbox.clone();
+            Box::pin(async move {
+                let mut made = Vec::with_capacity(group.len());
+                for m in group {
+                    let to = m.action.target();
+                    match store::finish(tx, m.id, to, m.fee, m.bound, m.expected, m.now).await? {
+                        Ok(a) => made.push(a),
+                        Err(_) => return Err(Error::rule("invalid_transition", "judged alone")),
+                    }
+                }
+                let events = made
+                    .iter()
+                    .zip(group)
+                    .map(|(a, m)| Ok((announced(a, m.action, m.now)?, m.correlation_id.as_str())))
+                    .collect::<Result<Vec<_>, Error>>()?;
+                let mut script = hms_kit::db::Script::new();
+                outbox.enqueue_all_in(&mut script, &events)?;
+                script.run(tx).await?;
+                Ok(made)
+            })
+        }),
+    )
+}
+
 const DESK: &[Role] = &[Role::Reception, Role::Admin];
 const READERS: &[Role] = &[
     Role::Reception,
@@ -130,6 +178,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .with_state(Arc::new(AppointmentCtx {
             ctx: ctx.clone(),
             bookings: bookings(ctx),
+            transitions: transitions(ctx),
             kept: known::Kept::spawn(ctx.db.clone()),
         }));
     let access = AccessTable::new(&[
@@ -431,7 +480,7 @@ fn refused(
 }
 
 async fn finish(
-    ctx: &ServiceCtx,
+    ctx: &AppointmentCtx,
     caller: &Caller,
     id: i64,
     action: Action,
@@ -452,13 +501,45 @@ async fn finish(
         Action::Complete => (Fee::Unchanged, Some(now)),
         Action::Reschedule => unreachable!("reschedule has its own handler"),
     };
-    let mut tx = ctx.db.begin().await?;
-    let a = match store::finish(&mut tx, id, action.target(), fee, bound, expected, now).await? {
-        Ok(a) => a,
-        Err(why) => return Err(refused(id, action, why, &rules, now)),
+    let moving = Moving {
+        id,
+        action,
+        fee,
+        bound,
+        expected,
+        now,
+        correlation_id: hms_kit::correlation::current_id(),
     };
-    let appointment = facts(&a)?;
-    let announced = match action {
+    // Committed with whatever else is moving; or, if that group was refused, alone.
+    let a = match ctx.transitions.submit(moving).await? {
+        Turn::Committed(a) => a,
+        Turn::Alone(_) => {
+            let mut tx = ctx.db.begin().await?;
+            let a = match store::finish(&mut tx, id, action.target(), fee, bound, expected, now)
+                .await?
+            {
+                Ok(a) => a,
+                Err(why) => return Err(refused(id, action, why, &rules, now)),
+            };
+            ctx.outbox
+                .enqueue(&mut tx, announced(&a, action, now)?)
+                .await?;
+            ctx.outbox.commit(tx).await?;
+            a
+        }
+    };
+    tracing::info!(appointment_id = id, action = action.as_str(), fee = ?a.fee_decision, "appointment transition");
+    Ok(with_etag(a.version, StatusCode::OK, &a))
+}
+
+/// The event a transition announces, as of the row it left.
+fn announced(
+    a: &Appointment,
+    action: Action,
+    now: DateTime<Utc>,
+) -> Result<NewEvent<'static>, Error> {
+    let appointment = facts(a)?;
+    let said = match action {
         Action::Cancel => AppointmentEvent::Cancelled(AppointmentAnd {
             appointment,
             extra: Cancelled {
@@ -475,10 +556,7 @@ async fn finish(
             extra: Completed { completed_at: now },
         }),
     };
-    ctx.outbox.enqueue(&mut tx, event(&a, &announced)).await?;
-    ctx.outbox.commit(tx).await?;
-    tracing::info!(appointment_id = id, action = action.as_str(), fee = ?a.fee_decision, "appointment transition");
-    Ok(with_etag(a.version, StatusCode::OK, &a))
+    Ok(event(a, &said))
 }
 
 /// Cancel: releases the slot. 2 hours or less before the start (or later), a 50% fee is
