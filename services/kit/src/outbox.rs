@@ -708,10 +708,19 @@ impl Relay {
         let aggregates: Vec<(&str, &str)> = aggregates.into_iter().collect();
         let subscribers: Vec<(&str,)> = self.serves.iter().map(|s| (s.as_str(),)).collect();
         let backend = self.db.backend();
+        // From the aggregates to their events (by the aggregate index) to those events'
+        // deliveries (by primary key). Driven from the pending deliveries instead (SQLite took
+        // the due index for `state`), it read every pending delivery of every subscriber: with a
+        // backlog, 4 ms a round instead of a fraction of one. `+` keeps SQLite off that index.
+        let pending = match backend {
+            Backend::Sqlite => "+d.state = 'pending'",
+            Backend::Postgres => "d.state = 'pending'",
+        };
         let waiting: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT 1 FROM outbox o JOIN outbox_delivery d ON d.event_id = o.event_id \
-             WHERE (o.aggregate_type, o.aggregate_id) IN (SELECT j.value ->> 0, j.value ->> 1 FROM {}) \
-               AND d.state = 'pending' AND d.subscriber IN (SELECT j.value ->> 0 FROM {}) LIMIT 1",
+            "SELECT 1 FROM {} \
+             JOIN outbox o ON o.aggregate_type = j.value ->> 0 AND o.aggregate_id = j.value ->> 1 \
+             JOIN outbox_delivery d ON d.event_id = o.event_id \
+             WHERE {pending} AND d.subscriber IN (SELECT j.value ->> 0 FROM {}) LIMIT 1",
             json_rows(backend, "$1"),
             json_rows(backend, "$2")
         ))
