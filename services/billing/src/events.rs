@@ -270,7 +270,7 @@ async fn money_moved(
     credit_reason: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let Some(before) = store::head(tx, bill_id).await? else {
+    let Some(before) = store::lock_head(tx, bill_id).await? else {
         tracing::warn!(bill_id, "money movement for an unknown bill ignored");
         return Ok(());
     };

@@ -4,7 +4,7 @@ use crate::domain;
 use chrono::{DateTime, Utc};
 use hms_client::models::{Adjustment, Bill, BillLine, BillQuery};
 use hms_client::Money;
-use hms_kit::db::{violation, Bind, Select, Tx, Violation};
+use hms_kit::db::{backend_of, json_rows, json_rows_param, violation, Bind, Select, Tx, Violation};
 use hms_kit::pagination::PageRequest;
 use hms_kit::time::{from_db, to_db};
 use hms_kit::Error;
@@ -98,13 +98,17 @@ pub async fn create(
         .map(|l| domain::line_amount(l.quantity, l.unit_price))
         .collect::<Result<Vec<_>, _>>()?;
     let t = domain::totals(&amounts)?;
+    // A new bill's figures are its lines' alone (nothing is credited or paid against a bill
+    // before it exists): written with it, not read back and recomputed.
+    let status = domain::status(false, t.total, 0, 0);
     let row = sqlx::query(&format!(
         "INSERT INTO bills (patient_id, appointment_id, purpose, status, subtotal, tax, total, credits, paid, refunded, version, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'OPEN', $4, $5, $6, 0, 0, 0, 1, $7, $7) ON CONFLICT (appointment_id, purpose) DO NOTHING RETURNING {B}"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 0, 1, $8, $8) ON CONFLICT (appointment_id, purpose) DO NOTHING RETURNING {B}"
     ))
     .bind(patient_id)
     .bind(appointment_id)
     .bind(purpose)
+    .bind(status)
     .bind(t.subtotal)
     .bind(t.tax)
     .bind(t.total)
@@ -113,11 +117,39 @@ pub async fn create(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let b = bill(&row)?;
-    for l in lines {
-        add_line(tx, b.bill_id, l).await?;
-    }
-    let b = recompute(tx, b.bill_id, now).await?;
+    add_lines(tx, b.bill_id, lines).await?;
     Ok(Some(b))
+}
+
+/// A new bill's lines, in their order, in one statement.
+async fn add_lines(tx: &mut Tx, bill_id: i64, lines: &[NewLine]) -> Result<(), Error> {
+    let rows = lines
+        .iter()
+        .map(|l| {
+            let amount = domain::line_amount(l.quantity, l.unit_price)?;
+            Ok((
+                l.kind,
+                l.description.as_str(),
+                l.quantity,
+                l.unit_price,
+                amount,
+                l.source_ref.as_str(),
+            ))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let backend = backend_of(tx);
+    sqlx::query(&format!(
+        "INSERT INTO bill_lines (bill_id, kind, description, quantity, unit_price, amount, source_ref) \
+         SELECT $1, j.value ->> 0, j.value ->> 1, CAST(j.value ->> 2 AS BIGINT), CAST(j.value ->> 3 AS BIGINT), \
+                CAST(j.value ->> 4 AS BIGINT), j.value ->> 5 \
+         FROM {} WHERE true ORDER BY j.key ON CONFLICT (bill_id, source_ref) DO NOTHING",
+        json_rows(backend, "$2")
+    ))
+    .bind(bill_id)
+    .bind(json_rows_param(&rows)?)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Locks a bill's row for the rest of the transaction if it is still OPEN; false if it is
@@ -255,6 +287,18 @@ pub async fn get(conn: &mut sqlx::AnyConnection, id: i64) -> Result<Option<Bill>
     Ok(with_lines(conn, vec![b]).await?.pop())
 }
 
+/// A bill inside a transaction, without its lines, its row locked for the rest of it (as
+/// [`lock`] does, and for the same reason): the head and the lock in one statement.
+pub async fn lock_head(tx: &mut Tx, id: i64) -> Result<Option<Bill>, Error> {
+    let row = sqlx::query(&format!(
+        "UPDATE bills SET version = version WHERE bill_id = $1 RETURNING {B}"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.as_ref().map(bill).transpose()?)
+}
+
 /// A bill inside a transaction, without its lines.
 pub async fn head(tx: &mut Tx, id: i64) -> Result<Option<Bill>, Error> {
     let row = sqlx::query(&format!("SELECT {B} FROM bills WHERE bill_id = $1"))
@@ -353,7 +397,8 @@ pub async fn adjust(
     })
 }
 
-/// Records a payment or refund reported by the payment service, once per movement id.
+/// Records a payment or refund reported by the payment service, once per movement id. The
+/// caller holds the bill's row lock ([`lock_head`]).
 pub async fn record_money(
     tx: &mut Tx,
     movement_id: &str,
@@ -361,7 +406,6 @@ pub async fn record_money(
     kind: &str,
     amount: i64,
 ) -> Result<bool, Error> {
-    lock(tx, bill_id).await?;
     Ok(sqlx::query("INSERT INTO bill_money (movement_id, bill_id, kind, amount) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
         .bind(movement_id)
         .bind(bill_id)
