@@ -198,35 +198,30 @@ pub async fn add_line(tx: &mut Tx, bill_id: i64, l: &NewLine) -> Result<bool, Er
         == 1)
 }
 
-/// Recomputes a bill from its lines, credit notes and money movements. The first statement
-/// locks the bill's row, so concurrent recomputations of one bill serialise and each sums
-/// what the previous committed.
+/// Recomputes a bill from its lines, credit notes and money movements. The caller holds the
+/// bill's row lock, taken by an earlier statement of the transaction ([`lock`], [`lock_head`],
+/// [`lock_if_open`]): so concurrent recomputations of one bill serialise, and on PostgreSQL
+/// these sums, read by a later statement than the lock, see what the previous one committed.
 pub async fn recompute(tx: &mut Tx, bill_id: i64, now: DateTime<Utc>) -> Result<Bill, Error> {
-    let before = sqlx::query(
-        "UPDATE bills SET version = version + 1, updated_at = $1 WHERE bill_id = $2 RETURNING status, legacy_status",
-    )
-    .bind(to_db(now))
-    .bind(bill_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(before) = before else {
-        return Err(Error::not_found(format!("bill {bill_id}")));
-    };
-    let status_before: String = before.try_get("status")?;
-    let legacy_status: Option<String> = before.try_get("legacy_status")?;
     let sum = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(bill_id);
-    // The four sums in one statement: each was a statement (a turn of the connection's
-    // thread) of its own, and a bill is recomputed on creation and on every payment.
+    // The bill's status and the four sums in one statement: each was a statement (a turn of
+    // the connection's thread) of its own, and a bill is recomputed on every payment.
     let sums = sqlx::query(
-        "SELECT \
+        "SELECT b.status, b.legacy_status, \
            (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_lines WHERE bill_id = $1) AS subtotal, \
            (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM adjustments WHERE bill_id = $1) AS credits, \
            (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'capture') AS paid, \
-           (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'refund') AS refunded",
+           (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'refund') AS refunded \
+         FROM bills b WHERE b.bill_id = $1",
     )
     .bind(bill_id)
-    .fetch_one(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await?;
+    let Some(sums) = sums else {
+        return Err(Error::not_found(format!("bill {bill_id}")));
+    };
+    let status_before: String = sums.try_get("status")?;
+    let legacy_status: Option<String> = sums.try_get("legacy_status")?;
     let subtotal: i64 = sums.try_get("subtotal")?;
     let credits: i64 = sums.try_get("credits")?;
     let paid: i64 = sums.try_get("paid")?;
@@ -254,7 +249,8 @@ pub async fn recompute(tx: &mut Tx, bill_id: i64, now: DateTime<Utc>) -> Result<
         status
     };
     let row = sqlx::query(&format!(
-        "UPDATE bills SET subtotal = $1, tax = $2, total = $3, credits = $4, paid = $5, refunded = $6, status = $7 \
+        "UPDATE bills SET subtotal = $1, tax = $2, total = $3, credits = $4, paid = $5, refunded = $6, status = $7, \
+           version = version + 1, updated_at = $9 \
          WHERE bill_id = $8 RETURNING {B}"
     ))
     .bind(subtotal)
@@ -265,6 +261,7 @@ pub async fn recompute(tx: &mut Tx, bill_id: i64, now: DateTime<Utc>) -> Result<
     .bind(refunded.min(paid))
     .bind(status)
     .bind(bill_id)
+    .bind(to_db(now))
     .fetch_one(&mut **tx)
     .await
     .map_err(|e| match violation(&e) {
