@@ -16,7 +16,7 @@ use hms_client::contract::{
 use hms_client::models::{Appointment, AppointmentQuery, NewAppointment, Page, Reschedule};
 use hms_client::ErrorBody;
 use hms_kit::auth::{AccessTable, Caller, Role};
-use hms_kit::db::backend_of;
+use hms_kit::db::{backend_of, Backend};
 use hms_kit::extract::{with_etag, IfMatch, Json, Path, Query};
 use hms_kit::group_commit::{Group, Turn};
 use hms_kit::idempotency::{self, Answer, Idempotent, Keyed, Outcome};
@@ -36,7 +36,8 @@ type Ctx = State<Arc<AppointmentCtx>>;
 pub struct AppointmentCtx {
     ctx: ServiceCtx,
     bookings: Group<Asking, Appointment>,
-    transitions: Group<Moving, Appointment>,
+    /// On SQLite only (see [`transitions`]).
+    transitions: Option<Group<Moving, Appointment>>,
     kept: known::Kept,
 }
 
@@ -122,9 +123,18 @@ struct Moving {
 /// release) as alone, their events one script, one commit for the group. If any is refused
 /// (no longer SCHEDULED, too early, a stale `If-Match`), the group is undone and each is taken
 /// alone (`finish`), where the refusal is judged and answered.
-fn transitions(ctx: &ServiceCtx) -> Group<Moving, Appointment> {
+///
+/// SQLite only. There every write waits for the one writer, which a group takes once for
+/// many. PostgreSQL writes in parallel, and a group there would hold several appointments'
+/// and doctor-days' row locks at once, taken in arrival order: with two instances it
+/// deadlocked with reschedules and bookings, and a reschedule chosen as the victim was
+/// answered 503 (random churn, two instances). Alone, a transition holds one of each.
+fn transitions(ctx: &ServiceCtx) -> Option<Group<Moving, Appointment>> {
+    if ctx.db.backend() != Backend::Sqlite {
+        return None;
+    }
     let outbox = ctx.outbox.clone();
-    Group::spawn(
+    Some(Group::spawn(
         ctx.db.clone(),
         ctx.outbox.clone(),
         Arc::new(move |tx, group: &[Moving]| {
@@ -149,7 +159,7 @@ fn transitions(ctx: &ServiceCtx) -> Group<Moving, Appointment> {
                 Ok(made)
             })
         }),
-    )
+    ))
 }
 
 const DESK: &[Role] = &[Role::Reception, Role::Admin];
@@ -510,10 +520,15 @@ async fn finish(
         now,
         correlation_id: hms_kit::correlation::current_id(),
     };
-    // Committed with whatever else is moving; or, if that group was refused, alone.
-    let a = match ctx.transitions.submit(moving).await? {
-        Turn::Committed(a) => a,
-        Turn::Alone(_) => {
+    // Committed with whatever else is moving; or, if that group was refused (or there are no
+    // groups), alone.
+    let grouped = match &ctx.transitions {
+        Some(group) => Some(group.submit(moving).await?),
+        None => None,
+    };
+    let a = match grouped {
+        Some(Turn::Committed(a)) => a,
+        Some(Turn::Alone(_)) | None => {
             let mut tx = ctx.db.begin().await?;
             let a = match store::finish(&mut tx, id, action.target(), fee, bound, expected, now)
                 .await?
