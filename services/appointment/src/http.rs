@@ -62,12 +62,10 @@ struct Asking {
 /// of the whole group in one statement each, their events and stored answers likewise, one
 /// commit. If any is refused the group is undone and each books alone (the `book` route).
 fn bookings(ctx: &ServiceCtx) -> Group<Asking, Appointment> {
-    let outbox = ctx.outbox.clone();
     Group::spawn(
         ctx.db.clone(),
         ctx.outbox.clone(),
-        Arc::new(move |tx, group: &[Asking]| {
-            let outbox = outbox.clone();
+        Arc::new(move |tx, outbox, group: &[Asking]| {
             Box::pin(async move {
                 let backend = backend_of(tx);
                 let asked: Vec<store::Asked> = group
@@ -133,12 +131,10 @@ fn transitions(ctx: &ServiceCtx) -> Option<Group<Moving, Appointment>> {
     if ctx.db.backend() != Backend::Sqlite {
         return None;
     }
-    let outbox = ctx.outbox.clone();
     Some(Group::spawn(
         ctx.db.clone(),
         ctx.outbox.clone(),
-        Arc::new(move |tx, group: &[Moving]| {
-            let outbox = outbox.clone();
+        Arc::new(move |tx, outbox, group: &[Moving]| {
             Box::pin(async move {
                 let mut made = Vec::with_capacity(group.len());
                 for m in group {
@@ -153,9 +149,7 @@ fn transitions(ctx: &ServiceCtx) -> Option<Group<Moving, Appointment>> {
                     .zip(group)
                     .map(|(a, m)| Ok((announced(a, m.action, m.now)?, m.correlation_id.as_str())))
                     .collect::<Result<Vec<_>, Error>>()?;
-                let mut script = hms_kit::db::Script::new();
-                outbox.enqueue_all_in(&mut script, &events)?;
-                script.run(tx).await?;
+                outbox.enqueue_all(tx, &events).await?;
                 Ok(made)
             })
         }),

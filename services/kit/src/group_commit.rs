@@ -160,11 +160,14 @@ async fn commit<Q, A>(
 /// The most items in one [`Group`] transaction.
 const MAX_GROUP: usize = 128;
 
-/// Does a group's items in the transaction given (without committing it): one answer per item,
-/// in their order. An `Err` means some item was refused or a statement failed; nothing of the
+/// Does a group's items in the transaction given (without committing it), writing their events
+/// through the outbox given: one answer per item, in their order. An `Err` means some item was refused or a statement failed; nothing of the
 /// group is kept and each item is handed back to be done alone ([`Turn::Alone`]).
-pub type Together<Q, A> =
-    Arc<dyn for<'t> Fn(&'t mut Tx, &'t [Q]) -> BoxFuture<'t, Result<Vec<A>, Error>> + Send + Sync>;
+pub type Together<Q, A> = Arc<
+    dyn for<'t> Fn(&'t mut Tx, &'t Outbox, &'t [Q]) -> BoxFuture<'t, Result<Vec<A>, Error>>
+        + Send
+        + Sync,
+>;
 
 /// What became of an item given to a [`Group`].
 #[derive(Debug)]
@@ -260,7 +263,7 @@ async fn in_one<Q, A>(
     items: &[Q],
 ) -> Result<Vec<A>, Failed> {
     let mut tx = db.begin().await.map_err(|_| Failed::Refused)?;
-    let answers = match together(&mut tx, items).await {
+    let answers = match together(&mut tx, outbox, items).await {
         Ok(answers) if answers.len() == items.len() => answers,
         // Dropping the transaction rolls it back.
         _ => return Err(Failed::Refused),

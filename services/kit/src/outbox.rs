@@ -116,6 +116,19 @@ impl Outbox {
         Ok(event_id)
     }
 
+    /// Many events, each with the correlation id of the request that made it, in `tx` (a
+    /// group's; see [`Outbox::enqueue_all_in`]).
+    pub async fn enqueue_all(
+        &self,
+        tx: &mut Tx,
+        events: &[(NewEvent<'_>, &str)],
+    ) -> Result<Vec<Uuid>, Error> {
+        let mut script = Script::new();
+        let ids = self.enqueue_all_in(&mut script, events)?;
+        script.run(tx).await?;
+        Ok(ids)
+    }
+
     /// As [`Outbox::enqueue`], as statements of the caller's script (sent with its other
     /// writes: one hand-off to the database for all of them, see [`Script`]).
     pub fn enqueue_in(&self, script: &mut Script, ev: NewEvent<'_>) -> Result<Uuid, Error> {

@@ -25,7 +25,7 @@ async fn groups(url: &str, table: &'static str) {
     let sizes = Arc::new(Mutex::new(Vec::new()));
     let seen = sizes.clone();
     let sql = insert.clone();
-    let together: Together<i64, i64> = Arc::new(move |tx, items: &[i64]| {
+    let together: Together<i64, i64> = Arc::new(move |tx, _outbox, items: &[i64]| {
         let (seen, sql) = (seen.clone(), sql.clone());
         Box::pin(async move {
             seen.lock().unwrap().push(items.len());

@@ -55,12 +55,10 @@ struct Paying {
 /// amount exceeds its balance), a key or reference already taken: the group is undone and
 /// each payment is taken alone (`take`), where that refusal is judged and answered.
 fn payments(ctx: &ServiceCtx) -> Group<Paying, Payment> {
-    let outbox = ctx.outbox.clone();
     Group::spawn(
         ctx.db.clone(),
         ctx.outbox.clone(),
-        Arc::new(move |tx, group: &[Paying]| {
-            let outbox = outbox.clone();
+        Arc::new(move |tx, outbox, group: &[Paying]| {
             Box::pin(async move {
                 for p in group {
                     if !store::capture(tx, p.bill.bill_id, p.amount).await? {

@@ -9,7 +9,6 @@ use hms_client::contract::{PrescriptionEvent, PrescriptionFacts};
 use hms_client::models::*;
 use hms_client::{ClientError, ErrorBody};
 use hms_kit::auth::{AccessTable, Caller, Role};
-use hms_kit::db::Script;
 use hms_kit::extract::{with_etag, Json, Path, Query};
 use hms_kit::group_commit::{Group, Turn};
 use hms_kit::outbox::NewEvent;
@@ -49,13 +48,11 @@ struct Writing {
 /// four statements each on the database's one writer. If anything is refused, the group is
 /// undone and each prescription is written alone (`create`), where the refusal is answered.
 fn written(ctx: &ServiceCtx) -> Group<Writing, Prescription> {
-    let outbox = ctx.outbox.clone();
     let backend = ctx.db.backend();
     Group::spawn(
         ctx.db.clone(),
         ctx.outbox.clone(),
-        Arc::new(move |tx, group: &[Writing]| {
-            let outbox = outbox.clone();
+        Arc::new(move |tx, outbox, group: &[Writing]| {
             Box::pin(async move {
                 let mut made = Vec::with_capacity(group.len());
                 for w in group {
@@ -66,9 +63,7 @@ fn written(ctx: &ServiceCtx) -> Group<Writing, Prescription> {
                     .zip(group)
                     .map(|(p, w)| (created_event(p), w.correlation_id.as_str()))
                     .collect();
-                let mut script = Script::new();
-                outbox.enqueue_all_in(&mut script, &events)?;
-                script.run(tx).await?;
+                outbox.enqueue_all(tx, &events).await?;
                 Ok(made)
             })
         }),
