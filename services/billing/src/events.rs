@@ -198,9 +198,9 @@ pub async fn apply(
             let Some(b) = consultation else {
                 return Ok(());
             };
-            if store::lock_if_open(tx, b.bill_id).await? {
+            if let Some(locked) = store::lock_if_open(tx, b.bill_id).await? {
                 if store::add_line(tx, b.bill_id, &rx.line()).await? {
-                    let b = store::recompute(tx, b.bill_id, now).await?;
+                    let b = store::recompute(tx, locked, now).await?;
                     announce(tx, outbox, &b, BillEvent::Updated).await?;
                 }
             } else {
@@ -270,20 +270,20 @@ async fn money_moved(
     credit_reason: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let Some(before) = store::lock_head(tx, bill_id).await? else {
+    let Some((locked, before)) = store::lock_head(tx, bill_id).await? else {
         tracing::warn!(bill_id, "money movement for an unknown bill ignored");
         return Ok(());
     };
-    if !store::record_money(tx, movement, bill_id, kind, amount).await? {
+    if !store::record_money(tx, locked, movement, kind, amount).await? {
         return Ok(());
     }
-    let mut after = store::recompute(tx, bill_id, now).await?;
+    let mut after = store::recompute(tx, locked, now).await?;
     if let Some(reason) = credit_reason {
         if after.status != "VOID" {
             let credit = hms_kit::money::refund_credit(amount, after.balance.0);
             if credit > 0 {
                 store::adjust(tx, bill_id, credit, &reason, "service:payment", now).await?;
-                after = store::recompute(tx, bill_id, now).await?;
+                after = store::recompute(tx, locked, now).await?;
             }
         }
     }

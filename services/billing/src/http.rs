@@ -116,8 +116,9 @@ async fn adjust(
     }
     let now = ctx.clock.now();
     let mut tx = ctx.db.begin().await?;
-    let adj = store::adjust(&mut tx, id, a.amount.0, reason, &caller.subject, now).await?;
-    let b = store::recompute(&mut tx, id, now).await?;
+    let (locked, adj) =
+        store::adjust(&mut tx, id, a.amount.0, reason, &caller.subject, now).await?;
+    let b = store::recompute(&mut tx, locked, now).await?;
     events::announce(&mut tx, &ctx.outbox, &b, BillEvent::Updated).await?;
     ctx.outbox.commit(tx).await?;
     Ok((StatusCode::CREATED, axum::Json(adj)).into_response())

@@ -152,31 +152,38 @@ async fn add_lines(tx: &mut Tx, bill_id: i64, lines: &[NewLine]) -> Result<(), E
     Ok(())
 }
 
-/// Locks a bill's row for the rest of the transaction if it is still OPEN; false if it is
+/// A bill whose row the transaction holds locked, taken by an earlier statement. Only the lock
+/// functions make one, and [`recompute`] and [`record_money`] take one: so concurrent
+/// recomputations of one bill serialise, and on PostgreSQL a recomputation's sums (a later
+/// statement than the lock) see everything the lock's previous holder committed.
+#[derive(Debug, Clone, Copy)]
+pub struct Locked(i64);
+
+/// Locks a bill's row for the rest of the transaction if it is still OPEN; `None` if it is
 /// settled. A guarded UPDATE, not a read: a payment settling the bill at the same moment is
 /// waited for and seen (PostgreSQL re-checks the condition on the row it waited for; SQLite
 /// writers are serial), so a line is never added to a bill that has just been paid.
-pub async fn lock_if_open(tx: &mut Tx, bill_id: i64) -> Result<bool, Error> {
-    Ok(
+pub async fn lock_if_open(tx: &mut Tx, bill_id: i64) -> Result<Option<Locked>, Error> {
+    let locked =
         sqlx::query("UPDATE bills SET version = version WHERE bill_id = $1 AND status = 'OPEN'")
             .bind(bill_id)
             .execute(&mut **tx)
             .await?
             .rows_affected()
-            == 1,
-    )
+            == 1;
+    Ok(locked.then_some(Locked(bill_id)))
 }
 
 /// Locks a bill's row before anything is added under it. A child row's foreign key takes a
 /// share lock on its bill; two transactions that each hold one and then update the bill (as
 /// `recompute` does) deadlock on PostgreSQL. Taking the bill's row lock first orders them.
 /// (SQLite's `BEGIN IMMEDIATE` already serialises writers.)
-async fn lock(tx: &mut Tx, bill_id: i64) -> Result<(), Error> {
+async fn lock(tx: &mut Tx, bill_id: i64) -> Result<Locked, Error> {
     sqlx::query("UPDATE bills SET version = version WHERE bill_id = $1")
         .bind(bill_id)
         .execute(&mut **tx)
         .await?;
-    Ok(())
+    Ok(Locked(bill_id))
 }
 
 /// Adds a line once (by `source_ref`); true if it was new.
@@ -198,11 +205,10 @@ pub async fn add_line(tx: &mut Tx, bill_id: i64, l: &NewLine) -> Result<bool, Er
         == 1)
 }
 
-/// Recomputes a bill from its lines, credit notes and money movements. The caller holds the
-/// bill's row lock, taken by an earlier statement of the transaction ([`lock`], [`lock_head`],
-/// [`lock_if_open`]): so concurrent recomputations of one bill serialise, and on PostgreSQL
-/// these sums, read by a later statement than the lock, see what the previous one committed.
-pub async fn recompute(tx: &mut Tx, bill_id: i64, now: DateTime<Utc>) -> Result<Bill, Error> {
+/// Recomputes a bill from its lines, credit notes and money movements, under its row lock
+/// ([`Locked`]).
+pub async fn recompute(tx: &mut Tx, locked: Locked, now: DateTime<Utc>) -> Result<Bill, Error> {
+    let Locked(bill_id) = locked;
     let sum = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(bill_id);
     // The bill's status and the four sums in one statement: each was a statement (a turn of
     // the connection's thread) of its own, and a bill is recomputed on every payment.
@@ -286,22 +292,19 @@ pub async fn get(conn: &mut sqlx::AnyConnection, id: i64) -> Result<Option<Bill>
 
 /// A bill inside a transaction, without its lines, its row locked for the rest of it (as
 /// [`lock`] does, and for the same reason): the head and the lock in one statement.
-pub async fn lock_head(tx: &mut Tx, id: i64) -> Result<Option<Bill>, Error> {
-    let row = sqlx::query(&format!(
-        "UPDATE bills SET version = version WHERE bill_id = $1 RETURNING {B}"
-    ))
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.as_ref().map(bill).transpose()?)
+pub async fn lock_head(tx: &mut Tx, id: i64) -> Result<Option<(Locked, Bill)>, Error> {
+    let sql = format!("UPDATE bills SET version = version WHERE bill_id = $1 RETURNING {B}");
+    Ok(one_bill(tx, &sql, id).await?.map(|b| (Locked(id), b)))
 }
 
 /// A bill inside a transaction, without its lines.
 pub async fn head(tx: &mut Tx, id: i64) -> Result<Option<Bill>, Error> {
-    let row = sqlx::query(&format!("SELECT {B} FROM bills WHERE bill_id = $1"))
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    one_bill(tx, &format!("SELECT {B} FROM bills WHERE bill_id = $1"), id).await
+}
+
+/// The bill row a statement of one parameter (the bill's id) returns, if any.
+async fn one_bill(tx: &mut Tx, sql: &str, id: i64) -> Result<Option<Bill>, Error> {
+    let row = sqlx::query(sql).bind(id).fetch_optional(&mut **tx).await?;
     Ok(row.as_ref().map(bill).transpose()?)
 }
 
@@ -356,7 +359,8 @@ pub async fn void(tx: &mut Tx, id: i64, now: DateTime<Utc>) -> Result<Option<Bil
     Ok(row.as_ref().map(bill).transpose()?)
 }
 
-/// Records a credit note on a bill that is not VOID.
+/// Records a credit note on a bill that is not VOID; the bill stays locked for its
+/// recomputation.
 pub async fn adjust(
     tx: &mut Tx,
     bill_id: i64,
@@ -364,8 +368,8 @@ pub async fn adjust(
     reason: &str,
     subject: &str,
     now: DateTime<Utc>,
-) -> Result<Adjustment, Error> {
-    lock(tx, bill_id).await?;
+) -> Result<(Locked, Adjustment), Error> {
+    let locked = lock(tx, bill_id).await?;
     let row = sqlx::query(
         "INSERT INTO adjustments (bill_id, amount, reason, subject, created_at) \
          SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM bills WHERE bill_id = $1 AND status <> 'VOID') \
@@ -384,25 +388,27 @@ pub async fn adjust(
             format!("bill {bill_id} does not exist or is VOID"),
         ));
     };
-    Ok(Adjustment {
+    let adjustment = Adjustment {
         adjustment_id: r.try_get("adjustment_id")?,
         bill_id: r.try_get("bill_id")?,
         amount: Money(r.try_get("amount")?),
         reason: r.try_get("reason")?,
         subject: r.try_get("subject")?,
         created_at: from_db(&r.try_get::<String, _>("created_at")?)?,
-    })
+    };
+    Ok((locked, adjustment))
 }
 
-/// Records a payment or refund reported by the payment service, once per movement id. The
-/// caller holds the bill's row lock ([`lock_head`]).
+/// Records a payment or refund reported by the payment service against the bill it locked,
+/// once per movement id.
 pub async fn record_money(
     tx: &mut Tx,
+    locked: Locked,
     movement_id: &str,
-    bill_id: i64,
     kind: &str,
     amount: i64,
 ) -> Result<bool, Error> {
+    let Locked(bill_id) = locked;
     Ok(sqlx::query("INSERT INTO bill_money (movement_id, bill_id, kind, amount) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
         .bind(movement_id)
         .bind(bill_id)
@@ -581,7 +587,7 @@ pub async fn import(
     .await?;
     // Refunded before import: credited like a live refund, so the balance never asks for it.
     let bill = if l.status == "REFUNDED" && b.amount.0 > 0 {
-        adjust(
+        let (locked, _) = adjust(
             tx,
             bill.bill_id,
             b.amount.0,
@@ -590,7 +596,7 @@ pub async fn import(
             b.created_at,
         )
         .await?;
-        recompute(tx, bill.bill_id, b.created_at).await?
+        recompute(tx, locked, b.created_at).await?
     } else {
         bill
     };
