@@ -119,6 +119,27 @@ fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
 }
 
 /// Clients for `role`, one per instance of the appointment service (two on PostgreSQL).
+/// Patient i booked with doctor i / 10 at Tuesday 2026-12-01's slot i % 10; their ids in order.
+async fn tuesday_booked(
+    app: &TestApp,
+    patients: &[i64],
+    doctors: &[i64],
+    department: &str,
+) -> Vec<i64> {
+    let desk = app.client(Role::Reception);
+    let mut ids = Vec::new();
+    for (i, &pid) in patients.iter().enumerate() {
+        let s = day_slots("2026-12-01")[i % 10];
+        ids.push(
+            desk.book_appointment(&booking(pid, doctors[i / 10], department, s), None)
+                .await
+                .unwrap()
+                .appointment_id,
+        );
+    }
+    ids
+}
+
 async fn desks(app: &mut TestApp, b: &Backend, role: Role) -> Vec<HmsClient> {
     let mut clients = vec![app.client(role)];
     if b.is_postgres() {
@@ -487,12 +508,7 @@ both_backends! {
         let mut app = clinic(&b, |c| c.daily_cap = 18).await;
         let p = patients(&app, 20, 7).await;
         let d = doctors(&app, 2, "Orthopedics").await;
-        let desk = app.client(Role::Reception);
-        let mut ids = Vec::new();
-        for (i, &pid) in p.iter().enumerate() {
-            let s = day_slots("2026-12-01")[i % 10];
-            ids.push(desk.book_appointment(&booking(pid, d[i / 10], "Orthopedics", s), None).await.unwrap().appointment_id);
-        }
+        let ids = tuesday_booked(&app, &p, &d, "Orthopedics").await;
         // After the day's last start: completing is allowed, and so is cancelling.
         app.clock.set(ist("2026-12-01", "17:45"));
         let desks = desks(&mut app, &b, Role::Reception).await;
@@ -516,19 +532,14 @@ both_backends! {
         app.stop().await;
     }
 
-    // Cancels, no-shows and completions at once are committed together; each is still its own:
+    // Cancels, no-shows and completions at once (committed together on SQLite); each is its own:
     // its own status, fee and event, the slots and day counts of the cancelled and missed
     // released, and a stale If-Match in the crowd refused alone.
     async fn transitions_at_once_each_keep_their_own_outcome(b: Backend) {
         let mut app = clinic(&b, |c| c.daily_cap = 18).await;
         let p = patients(&app, 30, 8).await;
         let d = doctors(&app, 3, "Orthopedics").await;
-        let desk = app.client(Role::Reception);
-        let mut ids = Vec::new();
-        for (i, &pid) in p.iter().enumerate() {
-            let s = day_slots("2026-12-01")[i % 10];
-            ids.push(desk.book_appointment(&booking(pid, d[i / 10], "Orthopedics", s), None).await.unwrap().appointment_id);
-        }
+        let ids = tuesday_booked(&app, &p, &d, "Orthopedics").await;
         app.clock.set(ist("2026-12-01", "17:45"));
         let desks = desks(&mut app, &b, Role::Reception).await;
         let action = |i: usize| ["cancel", "no-show", "complete"][i % 3];
