@@ -648,3 +648,41 @@ both_backends! {
         app.stop().await;
     }
 }
+
+// A bill is recomputed on every payment: its sums read that bill's rows by index, not every
+// money movement and credit note of every bill (they did, and grew slower with the ledger).
+#[tokio::test]
+async fn a_recomputation_reads_only_its_bills_rows() {
+    use sqlx::Row;
+    let app = TestApp::spawn_with(
+        &Backend::Sqlite,
+        &[&hms_billing::SERVICE],
+        Clock::system(),
+        |_| {},
+    )
+    .await;
+    let plan: Vec<String> = sqlx::query(&format!(
+        "EXPLAIN QUERY PLAN {}",
+        hms_billing::store::RECOMPUTED
+    ))
+    .bind(1_i64)
+    .fetch_all(app.db(Service::Billing).pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<String, _>("detail"))
+    .collect();
+    assert!(
+        plan.iter().any(|step| step.contains("bill_money")),
+        "{plan:?}"
+    );
+    let scans: Vec<&String> = plan
+        .iter()
+        .filter(|step| step.starts_with("SCAN"))
+        .collect();
+    assert!(
+        scans.is_empty(),
+        "whole tables read for one bill: {scans:?}"
+    );
+    app.stop().await;
+}

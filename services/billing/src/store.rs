@@ -205,6 +205,15 @@ pub async fn add_line(tx: &mut Tx, bill_id: i64, l: &NewLine) -> Result<bool, Er
         == 1)
 }
 
+/// A bill's status and the sums it is recomputed from. Each sum reads only that bill's rows (by
+/// index: without one it read every movement of every bill, more each day).
+pub const RECOMPUTED: &str = "SELECT b.status, b.legacy_status, \
+       (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_lines WHERE bill_id = $1) AS subtotal, \
+       (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM adjustments WHERE bill_id = $1) AS credits, \
+       (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'capture') AS paid, \
+       (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'refund') AS refunded \
+     FROM bills b WHERE b.bill_id = $1";
+
 /// Recomputes a bill from its lines, credit notes and money movements, under its row lock
 /// ([`Locked`]).
 pub async fn recompute(tx: &mut Tx, locked: Locked, now: DateTime<Utc>) -> Result<Bill, Error> {
@@ -212,17 +221,10 @@ pub async fn recompute(tx: &mut Tx, locked: Locked, now: DateTime<Utc>) -> Resul
     let sum = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(bill_id);
     // The bill's status and the four sums in one statement: each was a statement (a turn of
     // the connection's thread) of its own, and a bill is recomputed on every payment.
-    let sums = sqlx::query(
-        "SELECT b.status, b.legacy_status, \
-           (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_lines WHERE bill_id = $1) AS subtotal, \
-           (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM adjustments WHERE bill_id = $1) AS credits, \
-           (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'capture') AS paid, \
-           (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'refund') AS refunded \
-         FROM bills b WHERE b.bill_id = $1",
-    )
-    .bind(bill_id)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let sums = sqlx::query(RECOMPUTED)
+        .bind(bill_id)
+        .fetch_optional(&mut **tx)
+        .await?;
     let Some(sums) = sums else {
         return Err(Error::not_found(format!("bill {bill_id}")));
     };
