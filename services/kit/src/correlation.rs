@@ -47,6 +47,17 @@ pub fn new_uuid() -> uuid::Uuid {
     uuid::Builder::from_random_bytes(rand::random()).into_uuid()
 }
 
+/// A time-ordered (version 7) UUID for an event written to an outbox: its first 48 bits are
+/// the wall clock's milliseconds, the rest random. An event's id is the key of its outbox row,
+/// of its deliveries and of every consumer's inbox row; random ids put each of those inserts
+/// (and each delivery's later update) on a random page of an ever-growing index — on SQLite's
+/// small page cache a read from the file for each, about three times the cost of writing
+/// where the index ends, which is where time-ordered ids go.
+pub fn new_event_id() -> uuid::Uuid {
+    let millis = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid()
+}
+
 impl RequestContext {
     /// From the incoming headers: a valid `X-Correlation-ID` is kept, anything else replaced.
     pub fn from_headers(service: &'static str, headers: &HeaderMap) -> Self {
@@ -136,6 +147,13 @@ mod tests {
         assert_eq!(u.get_version(), Some(uuid::Version::Random));
         assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
         assert_ne!(u, v);
+        let (e, f) = (new_event_id(), new_event_id());
+        assert_eq!(e.get_version(), Some(uuid::Version::SortRand));
+        assert_ne!(e, f);
+        // Ids of later milliseconds sort after earlier ones, as text too (the key's type).
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = new_event_id();
+        assert!(later.to_string() > e.to_string() && later.to_string() > f.to_string());
         let ctx = RequestContext::from_headers("patient", &HeaderMap::new());
         assert!(hex(&ctx.trace_id, 32));
         let parts: Vec<&str> = ctx.traceparent.split('-').collect();

@@ -157,7 +157,7 @@ impl Outbox {
         let mut rows = Vec::with_capacity(events.len());
         let mut deliveries = Vec::with_capacity(events.len() * self.subscribers.len());
         for (ev, correlation_id) in events {
-            let event_id = correlation::new_uuid();
+            let event_id = correlation::new_event_id();
             let id = event_id.to_string();
             for sub in self.subscribers.iter() {
                 if self.takes(sub, ev.event_type) {
@@ -572,7 +572,11 @@ impl Relay {
         let now = Utc::now();
         let lease_until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
         // The lease predicate is repeated in the outer WHERE, checked against the row as locked
-        // (on PostgreSQL the candidates are locked `SKIP LOCKED`, see below).
+        // (on PostgreSQL the candidates are locked `SKIP LOCKED`, see below). A claim also moves
+        // the delivery's next attempt to its lease's end: a delivery in flight is then not due,
+        // so claims walking the due index pass over none (they read every leased delivery of
+        // every relay before, each looked up in the table to be skipped), and one whose relay
+        // died is due again when its lease ends, as before. The lease predicate stays the judge.
         let backend = self.db.backend();
         let names = |subs: &[String]| {
             let rows: Vec<(&str,)> = subs.iter().map(|s| (s.as_str(),)).collect();
@@ -606,7 +610,8 @@ impl Relay {
             // holding the rows that other relays were recording as delivered.
             Backend::Postgres => format!(
                 "WITH picked AS MATERIALIZED ({candidates} FOR UPDATE OF d SKIP LOCKED) \
-                 UPDATE outbox_delivery AS u SET lease_until = $1, attempts = u.attempts + 1 \
+                 UPDATE outbox_delivery AS u SET lease_until = $1, next_attempt_at = $1, \
+                   attempts = u.attempts + 1 \
                  FROM picked WHERE u.event_id = picked.event_id AND u.subscriber = picked.subscriber \
                    AND u.state = 'pending' AND u.next_attempt_at <= $2 \
                    AND (u.lease_until IS NULL OR u.lease_until < $2) \
@@ -616,7 +621,7 @@ impl Relay {
             // so the rows picked are found by primary key (scanning the due index read every
             // pending delivery of every subscriber: half of a claim's time with a backlog).
             Backend::Sqlite => format!(
-                "UPDATE outbox_delivery SET lease_until = $1, attempts = attempts + 1 \
+                "UPDATE outbox_delivery SET lease_until = $1, next_attempt_at = $1, attempts = attempts + 1 \
                  WHERE +state = 'pending' AND +next_attempt_at <= $2 \
                    AND (+lease_until IS NULL OR +lease_until < $2) \
                    AND (event_id, subscriber) IN ({candidates}) \
