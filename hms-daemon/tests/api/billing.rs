@@ -347,6 +347,50 @@ both_backends! {
         c.app.stop().await;
     }
 
+    async fn a_movement_sent_again_under_new_event_ids_moves_the_bill_once(b: Backend) {
+        let c = clinic(&b).await;
+        let a = c.book(tue(1)).await;
+        c.app.clock.set(tue(1) + Duration::minutes(20));
+        c.app.client(Role::Admin).transition_appointment(a, "complete", None).await.unwrap();
+        let bill = c.bill(a, |_| true).await;
+        c.payment_knows(bill.bill_id).await;
+        let cashier = c.app.client(Role::Billing);
+        let p = cashier.pay(&pay(bill.bill_id, "525.00"), "once-1").await.unwrap();
+        cashier.refund(p.payment_id, &NewRefund { amount: m("25.00"), reason: "once".into() }, "once-refund").await.unwrap();
+        let settled = eventually(15, "the refund on the bill", || async {
+            c.bills_of(a).await.into_iter().find(|b| b.refunded == m("25.00"))
+        }).await;
+        let paid_events = || async {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE aggregate_id = $1 AND event_type IN ('bill.paid', 'bill.refunded')")
+                .bind(bill.bill_id.to_string())
+                .fetch_one(c.app.db(Service::Billing).pool()).await.unwrap();
+            n
+        };
+        assert_eq!(paid_events().await, 2);
+
+        // The capture and the refund again, each under twenty new event ids at once (the inbox
+        // cannot tell them apart): the movement ids judge, and the bill neither moves nor
+        // announces anything again.
+        let token = c.app.keys.issue(Role::Service, "service:payment", None, chrono::Duration::minutes(5));
+        let url = format!("{}/v1/events", c.app.url(Service::Billing));
+        for kind in ["payment.captured", "payment.refunded"] {
+            let ev = outbox_event(c.app.db(Service::Payment), "payment", kind).await;
+            let sent = futures::future::join_all((0..20).map(|_| {
+                let mut again = ev.clone();
+                again.event_id = uuid::Uuid::new_v4();
+                c.app.http.post(&url).bearer_auth(&token).json(&again).send()
+            })).await;
+            assert!(sent.into_iter().all(|r| r.unwrap().status() == 200), "{kind}");
+        }
+        let after = c.bills_of(a).await.pop().unwrap();
+        assert_eq!(
+            (after.version, after.paid, after.refunded, after.credits, after.status.as_str()),
+            (settled.version, m("525.00"), m("25.00"), settled.credits, "PARTIALLY_REFUNDED")
+        );
+        assert_eq!(paid_events().await, 2);
+        c.app.stop().await;
+    }
+
     async fn fifty_charges_with_one_key_capture_once(b: Backend) {
         let mut c = clinic(&b).await;
         let bill = c.no_show_bill(tue(1)).await;

@@ -10,7 +10,7 @@ use hms_client::contract::{
     PrescriptionEvent,
 };
 use hms_client::models::{Bill, Event};
-use hms_kit::db::Tx;
+use hms_kit::db::{Script, Tx};
 use hms_kit::inbox::decode;
 use hms_kit::outbox::{NewEvent, Outbox};
 use hms_kit::Error;
@@ -51,6 +51,20 @@ pub async fn announce_as(
     kind: fn(BillFacts) -> BillEvent,
     legacy: bool,
 ) -> Result<(), Error> {
+    let mut script = Script::new();
+    announce_in(&mut script, outbox, b, kind, legacy)?;
+    script.run(tx).await
+}
+
+/// As [`announce_as`], as statements of `script` (sent with the writes of the change it
+/// announces: one hand-off to the database).
+pub fn announce_in(
+    script: &mut Script,
+    outbox: &Outbox,
+    b: &Bill,
+    kind: fn(BillFacts) -> BillEvent,
+    legacy: bool,
+) -> Result<(), Error> {
     let status = BillStatus::parse(&b.status)
         .ok_or_else(|| Error::internal(anyhow::anyhow!("bill status {:?}", b.status)))?;
     let facts = BillFacts {
@@ -65,10 +79,20 @@ pub async fn announce_as(
         refunded: b.refunded,
         legacy,
     };
-    outbox
-        .enqueue(tx, NewEvent::of("bill", b.bill_id, b.version, &kind(facts)))
-        .await?;
+    outbox.enqueue_in(
+        script,
+        NewEvent::of("bill", b.bill_id, b.version, &kind(facts)),
+    )?;
     Ok(())
+}
+
+/// The statements announcing a new bill, for [`store::create_with`].
+fn created(outbox: &Outbox) -> impl FnOnce(&Bill) -> Result<Script, Error> + '_ {
+    move |b| {
+        let mut script = Script::new();
+        announce_in(&mut script, outbox, b, BillEvent::Created, false)?;
+        Ok(script)
+    }
 }
 
 /// A fee bill (cancellation or no-show) of one line.
@@ -94,11 +118,17 @@ async fn fee_bill(
         unit_price: amount,
         source_ref: purpose.into(),
     };
-    if let Some(b) =
-        store::create(tx, a.patient_id, a.appointment_id, purpose, &[line], now).await?
-    {
-        announce(tx, outbox, &b, BillEvent::Created).await?;
-    }
+    let (patient, appointment) = (a.patient_id, a.appointment_id);
+    store::create_with(
+        tx,
+        patient,
+        appointment,
+        purpose,
+        &[line],
+        now,
+        created(outbox),
+    )
+    .await?;
     Ok(())
 }
 
@@ -126,17 +156,17 @@ pub async fn apply(
                     .iter()
                     .map(Prescribed::line),
             );
-            if let Some(b) = store::create(
+            if let Some(b) = store::create_with(
                 tx,
                 a.patient_id,
                 a.appointment_id,
                 "consultation",
                 &lines,
                 now,
+                created(outbox),
             )
             .await?
             {
-                announce(tx, outbox, &b, BillEvent::Created).await?;
                 let ms = (Utc::now() - occurred_at).num_milliseconds().max(0) as f64;
                 metrics::histogram!("bill_creation_latency_ms", "service" => "billing").record(ms);
                 tracing::info!(bill_id = b.bill_id, appointment_id = a.appointment_id, total = %b.total, "bill created on completion");
@@ -186,12 +216,11 @@ pub async fn apply(
                 quantity: p.quantity,
                 unit_price: p.unit_price.0,
             };
-            store::remember_prescription(tx, &rx).await?;
             // Before completion there is no consultation bill yet: it is priced then, from
             // what was remembered. While that bill is OPEN the medicine becomes a line of it.
             // Once it is settled (PAID, refunded, VOID) its lines never change, so the
             // medicine gets a supplementary bill of its own: never left unbilled.
-            let consultation = store::of_appointment(tx, rx.appointment_id)
+            let consultation = store::remember_prescription(tx, &rx)
                 .await?
                 .into_iter()
                 .find(|b| b.purpose == "consultation");
@@ -205,22 +234,22 @@ pub async fn apply(
                 }
             } else {
                 let purpose = format!("supplementary:{}", rx.prescription_id);
-                let created = store::create(
+                let made = store::create_with(
                     tx,
                     b.patient_id,
                     rx.appointment_id,
                     &purpose,
                     &[rx.line()],
                     now,
+                    created(outbox),
                 )
                 .await?;
-                if let Some(s) = created {
+                if let Some(s) = made {
                     tracing::info!(
                         bill_id = s.bill_id,
                         settled = b.bill_id,
                         "supplementary bill for a prescription after settlement"
                     );
-                    announce(tx, outbox, &s, BillEvent::Created).await?;
                 }
             }
         }
@@ -259,6 +288,8 @@ pub async fn apply(
 /// A capture or refund recorded against its bill once (by `movement`), the bill recomputed and
 /// its change of status announced. A refund is credited (`credit_reason`): the amount due falls
 /// by it, so the balance never asks for the refunded money again (payment applies the same rule).
+/// A capture is three hand-offs to the database: the bill locked; the movement recorded and the
+/// sums read; the figures written with the event.
 #[allow(clippy::too_many_arguments)]
 async fn money_moved(
     tx: &mut Tx,
@@ -274,26 +305,49 @@ async fn money_moved(
         tracing::warn!(bill_id, "money movement for an unknown bill ignored");
         return Ok(());
     };
-    if !store::record_money(tx, locked, movement, kind, amount).await? {
-        return Ok(());
-    }
-    let mut after = store::recompute(tx, locked, now).await?;
-    if let Some(reason) = credit_reason {
-        if after.status != "VOID" {
-            let credit = hms_kit::money::refund_credit(amount, after.balance.0);
-            if credit > 0 {
-                store::adjust(tx, bill_id, credit, &reason, "service:payment", now).await?;
-                after = store::recompute(tx, locked, now).await?;
+    let refund = credit_reason.is_some();
+    let mut moved = false;
+    let after = store::recompute_with(
+        tx,
+        locked,
+        store::record_money(locked, movement, kind, amount),
+        now,
+        |was, after| {
+            // The same figures: this movement was recorded already, and nothing changes.
+            if store::same_figures(was, after) {
+                return Ok(None);
             }
+            moved = true;
+            let mut then = Script::new();
+            if !refund && after.status != was.status {
+                announce_in(&mut then, outbox, after, moved_to(after), false)?;
+            }
+            Ok(Some(then))
+        },
+    )
+    .await?;
+    let Some(reason) = credit_reason.filter(|_| moved) else {
+        return Ok(());
+    };
+    let mut after = after;
+    if after.status != "VOID" {
+        let credit = hms_kit::money::refund_credit(amount, after.balance.0);
+        if credit > 0 {
+            store::adjust(tx, bill_id, credit, &reason, "service:payment", now).await?;
+            after = store::recompute(tx, locked, now).await?;
         }
     }
     if after.status != before.status {
-        let kind = match after.status.as_str() {
-            "PAID" => BillEvent::Paid,
-            "REFUNDED" | "PARTIALLY_REFUNDED" => BillEvent::Refunded,
-            _ => BillEvent::Updated,
-        };
-        announce(tx, outbox, &after, kind).await?;
+        announce(tx, outbox, &after, moved_to(&after)).await?;
     }
     Ok(())
+}
+
+/// The event of a bill's new status after a money movement.
+fn moved_to(b: &Bill) -> fn(BillFacts) -> BillEvent {
+    match b.status.as_str() {
+        "PAID" => BillEvent::Paid,
+        "REFUNDED" | "PARTIALLY_REFUNDED" => BillEvent::Refunded,
+        _ => BillEvent::Updated,
+    }
 }

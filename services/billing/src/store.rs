@@ -4,7 +4,9 @@ use crate::domain;
 use chrono::{DateTime, Utc};
 use hms_client::models::{Adjustment, Bill, BillLine, BillQuery};
 use hms_client::Money;
-use hms_kit::db::{backend_of, json_rows, json_rows_param, violation, Bind, Select, Tx, Violation};
+use hms_kit::db::{
+    backend_of, json_rows, json_rows_param, violation, Backend, Bind, Script, Select, Tx, Violation,
+};
 use hms_kit::pagination::PageRequest;
 use hms_kit::time::{from_db, to_db};
 use hms_kit::Error;
@@ -93,6 +95,21 @@ pub async fn create(
     lines: &[NewLine],
     now: DateTime<Utc>,
 ) -> Result<Option<Bill>, Error> {
+    let nothing = |_: &Bill| Ok(Script::new());
+    create_with(tx, patient_id, appointment_id, purpose, lines, now, nothing).await
+}
+
+/// As [`create`]; `then`, given the new bill, is statements to write with its lines (its
+/// event), in the same hand-off to the database.
+pub async fn create_with(
+    tx: &mut Tx,
+    patient_id: i64,
+    appointment_id: i64,
+    purpose: &str,
+    lines: &[NewLine],
+    now: DateTime<Utc>,
+    then: impl FnOnce(&Bill) -> Result<Script, Error>,
+) -> Result<Option<Bill>, Error> {
     let amounts = lines
         .iter()
         .map(|l| domain::line_amount(l.quantity, l.unit_price))
@@ -117,12 +134,14 @@ pub async fn create(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let b = bill(&row)?;
-    add_lines(tx, b.bill_id, lines).await?;
+    let mut script = add_lines(backend_of(tx), b.bill_id, lines)?;
+    script.append(then(&b)?);
+    script.run(tx).await?;
     Ok(Some(b))
 }
 
 /// A new bill's lines, in their order, in one statement.
-async fn add_lines(tx: &mut Tx, bill_id: i64, lines: &[NewLine]) -> Result<(), Error> {
+fn add_lines(backend: Backend, bill_id: i64, lines: &[NewLine]) -> Result<Script, Error> {
     let rows = lines
         .iter()
         .map(|l| {
@@ -137,19 +156,18 @@ async fn add_lines(tx: &mut Tx, bill_id: i64, lines: &[NewLine]) -> Result<(), E
             ))
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    let backend = backend_of(tx);
-    sqlx::query(&format!(
-        "INSERT INTO bill_lines (bill_id, kind, description, quantity, unit_price, amount, source_ref) \
-         SELECT $1, j.value ->> 0, j.value ->> 1, CAST(j.value ->> 2 AS BIGINT), CAST(j.value ->> 3 AS BIGINT), \
-                CAST(j.value ->> 4 AS BIGINT), j.value ->> 5 \
-         FROM {} WHERE true ORDER BY j.key ON CONFLICT (bill_id, source_ref) DO NOTHING",
-        json_rows(backend, "$2")
-    ))
-    .bind(bill_id)
-    .bind(json_rows_param(&rows)?)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    let mut script = Script::new();
+    script.push(
+        &format!(
+            "INSERT INTO bill_lines (bill_id, kind, description, quantity, unit_price, amount, source_ref) \
+             SELECT ?, j.value ->> 0, j.value ->> 1, CAST(j.value ->> 2 AS BIGINT), CAST(j.value ->> 3 AS BIGINT), \
+                    CAST(j.value ->> 4 AS BIGINT), j.value ->> 5 \
+             FROM {} WHERE true ORDER BY j.key ON CONFLICT (bill_id, source_ref) DO NOTHING",
+            json_rows(backend, "?")
+        ),
+        [Bind::Int(bill_id), Bind::Text(json_rows_param(&rows)?)],
+    );
+    Ok(script)
 }
 
 /// A bill whose row the transaction holds locked, taken by an earlier statement. Only the lock
@@ -207,43 +225,82 @@ pub async fn add_line(tx: &mut Tx, bill_id: i64, l: &NewLine) -> Result<bool, Er
 
 /// A bill's status and the sums it is recomputed from. Each sum reads only that bill's rows (by
 /// index: without one it read every movement of every bill, more each day).
-pub const RECOMPUTED: &str = "SELECT b.status, b.legacy_status, \
-       (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_lines WHERE bill_id = $1) AS subtotal, \
-       (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM adjustments WHERE bill_id = $1) AS credits, \
-       (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'capture') AS paid, \
-       (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'refund') AS refunded \
+pub const RECOMPUTED: &str = "SELECT b.bill_id, b.patient_id, b.appointment_id, b.purpose, b.status, b.subtotal, \
+       b.tax, b.total, b.credits, b.paid, b.refunded, b.version, b.created_at, b.updated_at, b.legacy_status, \
+       (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_lines WHERE bill_id = $1) AS sum_lines, \
+       (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM adjustments WHERE bill_id = $1) AS sum_credits, \
+       (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'capture') AS sum_paid, \
+       (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND kind = 'refund') AS sum_refunded \
      FROM bills b WHERE b.bill_id = $1";
 
 /// Recomputes a bill from its lines, credit notes and money movements, under its row lock
 /// ([`Locked`]).
 pub async fn recompute(tx: &mut Tx, locked: Locked, now: DateTime<Utc>) -> Result<Bill, Error> {
+    let write = |_: &Bill, _: &Bill| Ok(Some(Script::new()));
+    recompute_with(tx, locked, Script::new(), now, write).await
+}
+
+/// Whether two states of a bill have the same figures and status.
+pub fn same_figures(a: &Bill, b: &Bill) -> bool {
+    (
+        a.subtotal,
+        a.tax,
+        a.total,
+        a.credits,
+        a.paid,
+        a.refunded,
+        a.status.as_str(),
+    ) == (
+        b.subtotal,
+        b.tax,
+        b.total,
+        b.credits,
+        b.paid,
+        b.refunded,
+        b.status.as_str(),
+    )
+}
+
+/// A recomputation with the statements around it sent in the same hand-offs to the database
+/// (on SQLite each statement is a turn of the connection's thread, and billing's writer does a
+/// recomputation per payment): `first` runs before the sums are read (a money movement
+/// recorded); `then`, given the bill before and as recomputed, says what to write with the
+/// update that stores it (its event), or `None` to write nothing (the figures stand). Two
+/// hand-offs in all, three for a legacy bill. Returns the bill as it now stands.
+pub async fn recompute_with(
+    tx: &mut Tx,
+    locked: Locked,
+    first: Script,
+    now: DateTime<Utc>,
+    then: impl FnOnce(&Bill, &Bill) -> Result<Option<Script>, Error>,
+) -> Result<Bill, Error> {
     let Locked(bill_id) = locked;
-    let sum = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(bill_id);
-    // The bill's status and the four sums in one statement: each was a statement (a turn of
-    // the connection's thread) of its own, and a bill is recomputed on every payment.
-    let sums = sqlx::query(RECOMPUTED)
-        .bind(bill_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let Some(sums) = sums else {
+    let mut read = first;
+    read.push(
+        &RECOMPUTED.replace("$1", "?"),
+        std::iter::repeat_n(Bind::Int(bill_id), 5),
+    );
+    let Some(sums) = read.fetch_all(tx).await?.pop() else {
         return Err(Error::not_found(format!("bill {bill_id}")));
     };
-    let status_before: String = sums.try_get("status")?;
+    let before = bill(&sums)?;
     let legacy_status: Option<String> = sums.try_get("legacy_status")?;
-    let subtotal: i64 = sums.try_get("subtotal")?;
-    let credits: i64 = sums.try_get("credits")?;
-    let paid: i64 = sums.try_get("paid")?;
-    let refunded: i64 = sums.try_get("refunded")?;
+    let subtotal: i64 = sums.try_get("sum_lines")?;
+    let credits: i64 = sums.try_get("sum_credits")?;
+    let paid: i64 = sums.try_get("sum_paid")?;
+    let refunded: i64 = sums.try_get("sum_refunded")?;
+    let was_void = before.status == "VOID";
     let (tax, total, paid, refunded, status) = match legacy_status.as_deref() {
         None => {
             let domain::Totals { tax, total, .. } = domain::with_tax(subtotal)?;
-            let status = domain::status(status_before == "VOID", total - credits, paid, refunded);
+            let status = domain::status(was_void, total - credits, paid, refunded);
             (tax, total, paid, refunded, status)
         }
         Some(legacy) => {
-            let live_moved = sum(
+            let live_moved = sqlx::query_scalar::<_, i64>(
                 "SELECT CAST(COUNT(*) AS BIGINT) FROM bill_money WHERE bill_id = $1 AND movement_id NOT LIKE 'legacy:%'",
             )
+            .bind(bill_id)
             .fetch_one(&mut **tx)
             .await?
                 > 0;
@@ -251,32 +308,53 @@ pub async fn recompute(tx: &mut Tx, locked: Locked, now: DateTime<Utc>) -> Resul
             (0, subtotal, l.paid, l.refunded, l.status)
         }
     };
-    let status = if status_before == "VOID" {
-        "VOID"
-    } else {
-        status
+    let status = if was_void { "VOID" } else { status };
+    let refunded = refunded.min(paid);
+    let after = Bill {
+        subtotal: Money(subtotal),
+        tax: Money(tax),
+        total: Money(total),
+        credits: Money(credits),
+        amount_due: Money(total - credits),
+        paid: Money(paid),
+        refunded: Money(refunded),
+        balance: Money(total - credits - (paid - refunded)),
+        status: status.to_string(),
+        version: before.version + 1,
+        // As the database keeps it (and a later read answers it).
+        updated_at: from_db(&to_db(now))?,
+        ..before.clone()
     };
-    let row = sqlx::query(&format!(
-        "UPDATE bills SET subtotal = $1, tax = $2, total = $3, credits = $4, paid = $5, refunded = $6, status = $7, \
-           version = version + 1, updated_at = $9 \
-         WHERE bill_id = $8 RETURNING {B}"
-    ))
-    .bind(subtotal)
-    .bind(tax)
-    .bind(total)
-    .bind(credits)
-    .bind(paid)
-    .bind(refunded.min(paid))
-    .bind(status)
-    .bind(bill_id)
-    .bind(to_db(now))
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(|e| match violation(&e) {
-        Some(Violation::Check) => Error::rule("adjustment_exceeds_total", "credit notes cannot exceed the bill's total"),
-        _ => e.into(),
-    })?;
-    Ok(bill(&row)?)
+    let Some(then) = then(&before, &after)? else {
+        return Ok(before);
+    };
+    let mut write = Script::new();
+    write
+        .push(
+            "UPDATE bills SET subtotal = ?, tax = ?, total = ?, credits = ?, paid = ?, refunded = ?, \
+             status = ?, version = version + 1, updated_at = ? WHERE bill_id = ?",
+            [
+                Bind::Int(subtotal),
+                Bind::Int(tax),
+                Bind::Int(total),
+                Bind::Int(credits),
+                Bind::Int(paid),
+                Bind::Int(refunded),
+                Bind::Text(status.to_string()),
+                Bind::Text(to_db(now)),
+                Bind::Int(bill_id),
+            ],
+        )
+        .refusing(|e| match violation(e) {
+            Some(Violation::Check) => Some(Error::rule(
+                "adjustment_exceeds_total",
+                "credit notes cannot exceed the bill's total",
+            )),
+            _ => None,
+        });
+    write.append(then);
+    write.run(tx).await?;
+    Ok(after)
 }
 
 /// A bill with its lines; give it a read transaction ([`hms_kit::db::Db::begin_read`]) so
@@ -401,25 +479,22 @@ pub async fn adjust(
     Ok((locked, adjustment))
 }
 
-/// Records a payment or refund reported by the payment service against the bill it locked,
-/// once per movement id.
-pub async fn record_money(
-    tx: &mut Tx,
-    locked: Locked,
-    movement_id: &str,
-    kind: &str,
-    amount: i64,
-) -> Result<bool, Error> {
+/// The statement that records a payment or refund reported by the payment service against the
+/// bill it locked, once per movement id (a movement recorded already changes nothing), for
+/// [`recompute_with`]'s `first`.
+pub fn record_money(locked: Locked, movement_id: &str, kind: &str, amount: i64) -> Script {
     let Locked(bill_id) = locked;
-    Ok(sqlx::query("INSERT INTO bill_money (movement_id, bill_id, kind, amount) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
-        .bind(movement_id)
-        .bind(bill_id)
-        .bind(kind)
-        .bind(amount)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected()
-        == 1)
+    let mut script = Script::new();
+    script.push(
+        "INSERT INTO bill_money (movement_id, bill_id, kind, amount) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [
+            Bind::Text(movement_id.to_string()),
+            Bind::Int(bill_id),
+            Bind::Text(kind.to_string()),
+            Bind::Int(amount),
+        ],
+    );
+    script
 }
 
 /// A prescription, as billing prices it.
@@ -444,19 +519,28 @@ impl Prescribed {
     }
 }
 
-pub async fn remember_prescription(tx: &mut Tx, p: &Prescribed) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO prescribed (prescription_id, appointment_id, medication, quantity, unit_price) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (prescription_id) DO NOTHING",
-    )
-    .bind(p.prescription_id)
-    .bind(p.appointment_id)
-    .bind(&p.medication)
-    .bind(p.quantity)
-    .bind(p.unit_price)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// Remembers a prescription (once, by its id) and answers its appointment's bills, in one
+/// hand-off to the database.
+pub async fn remember_prescription(tx: &mut Tx, p: &Prescribed) -> Result<Vec<Bill>, Error> {
+    let mut script = Script::new();
+    script
+        .push(
+            "INSERT INTO prescribed (prescription_id, appointment_id, medication, quantity, unit_price) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (prescription_id) DO NOTHING",
+            [
+                Bind::Int(p.prescription_id),
+                Bind::Int(p.appointment_id),
+                Bind::Text(p.medication.clone()),
+                Bind::Int(p.quantity),
+                Bind::Int(p.unit_price),
+            ],
+        )
+        .push(
+            &format!("SELECT {B} FROM bills WHERE appointment_id = ? ORDER BY bill_id"),
+            [Bind::Int(p.appointment_id)],
+        );
+    let rows = script.fetch_all(tx).await?;
+    Ok(rows.iter().map(bill).collect::<Result<_, _>>()?)
 }
 
 pub async fn prescribed_for(tx: &mut Tx, appointment_id: i64) -> Result<Vec<Prescribed>, Error> {

@@ -676,7 +676,20 @@ impl Script {
         self
     }
 
+    /// Adds `other`'s statements after this script's.
+    pub fn append(&mut self, other: Script) -> &mut Self {
+        self.steps.extend(other.steps);
+        self
+    }
+
     pub async fn run(self, tx: &mut Tx) -> Result<(), Error> {
+        self.fetch_all(tx).await.map(drop)
+    }
+
+    /// Runs the script as [`Script::run`] does and answers the rows of its last statement
+    /// (a query, or a write with `RETURNING`; the statements before it must return none): a
+    /// read that depends on the writes before it, in the same hand-off.
+    pub async fn fetch_all(self, tx: &mut Tx) -> Result<Vec<sqlx::any::AnyRow>, Error> {
         let together = self.steps.len() > 1 && backend_of(tx) == Backend::Sqlite;
         if !together {
             // One statement is all-or-nothing by itself; on PostgreSQL a refused statement
@@ -689,8 +702,8 @@ impl Script {
                 .push(&step.sql, step.binds.iter().cloned());
         }
         all.push("; RELEASE script", []);
-        if all.query().execute(&mut **tx).await.is_ok() {
-            return Ok(());
+        if let Ok(rows) = all.query().fetch_all(&mut **tx).await {
+            return Ok(rows);
         }
         // Refused: undo what ran of it, and find out which statement, inside the same
         // savepoint (what was applied before the refused one must not stay either).
@@ -705,19 +718,24 @@ impl Script {
         outcome
     }
 
-    async fn one_by_one(&self, tx: &mut Tx) -> Result<(), Error> {
+    /// Each statement alone, in order; the rows of the last.
+    async fn one_by_one(&self, tx: &mut Tx) -> Result<Vec<sqlx::any::AnyRow>, Error> {
+        let mut rows = Vec::new();
         for step in &self.steps {
             let mut one = Select::new("");
             one.push(&step.sql, step.binds.iter().cloned());
-            if let Err(e) = one.query().execute(&mut **tx).await {
-                return Err(step
-                    .refuse
-                    .as_ref()
-                    .and_then(|r| r(&e))
-                    .unwrap_or_else(|| e.into()));
+            match one.query().fetch_all(&mut **tx).await {
+                Ok(got) => rows = got,
+                Err(e) => {
+                    return Err(step
+                        .refuse
+                        .as_ref()
+                        .and_then(|r| r(&e))
+                        .unwrap_or_else(|| e.into()))
+                }
             }
         }
-        Ok(())
+        Ok(rows)
     }
 }
 
