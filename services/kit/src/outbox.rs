@@ -226,7 +226,8 @@ pub struct OutboxStats {
     pub pending: i64,
     pub parked: i64,
     /// How long the oldest due delivery has waited (0 when none is due): how far the
-    /// subscribers are behind.
+    /// subscribers are behind. A delivery in flight is not due (a claim moves its next attempt
+    /// to its lease's end), so a relay that keeps up shows none.
     pub lag_seconds: f64,
 }
 
