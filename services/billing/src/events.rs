@@ -86,7 +86,7 @@ pub fn announce_in(
     Ok(())
 }
 
-/// The statements announcing a new bill, for [`store::create_with`].
+/// The statements announcing a new bill, for [`store::create`].
 fn created(outbox: &Outbox) -> impl FnOnce(&Bill) -> Result<Script, Error> + '_ {
     move |b| {
         let mut script = Script::new();
@@ -118,11 +118,10 @@ async fn fee_bill(
         unit_price: amount,
         source_ref: purpose.into(),
     };
-    let (patient, appointment) = (a.patient_id, a.appointment_id);
-    store::create_with(
+    store::create(
         tx,
-        patient,
-        appointment,
+        a.patient_id,
+        a.appointment_id,
         purpose,
         &[line],
         now,
@@ -156,7 +155,7 @@ pub async fn apply(
                     .iter()
                     .map(Prescribed::line),
             );
-            if let Some(b) = store::create_with(
+            if let Some(b) = store::create(
                 tx,
                 a.patient_id,
                 a.appointment_id,
@@ -234,7 +233,7 @@ pub async fn apply(
                 }
             } else {
                 let purpose = format!("supplementary:{}", rx.prescription_id);
-                let made = store::create_with(
+                let made = store::create(
                     tx,
                     b.patient_id,
                     rx.appointment_id,
@@ -301,35 +300,34 @@ async fn money_moved(
     credit_reason: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let Some((locked, before)) = store::lock_head(tx, bill_id).await? else {
+    let Some((locked, before, recorded)) = store::lock_for_movement(tx, bill_id, movement).await?
+    else {
         tracing::warn!(bill_id, "money movement for an unknown bill ignored");
         return Ok(());
     };
+    if recorded {
+        // The same movement again (under another event id): nothing changes.
+        return Ok(());
+    }
+    // A refund's event waits for its credit note; a capture's goes with its figures.
     let refund = credit_reason.is_some();
-    let mut moved = false;
-    let after = store::recompute_with(
+    let mut after = store::recompute_with(
         tx,
         locked,
         store::record_money(locked, movement, kind, amount),
         now,
         |was, after| {
-            // The same figures: this movement was recorded already, and nothing changes.
-            if store::same_figures(was, after) {
-                return Ok(None);
-            }
-            moved = true;
             let mut then = Script::new();
             if !refund && after.status != was.status {
                 announce_in(&mut then, outbox, after, moved_to(after), false)?;
             }
-            Ok(Some(then))
+            Ok(then)
         },
     )
     .await?;
-    let Some(reason) = credit_reason.filter(|_| moved) else {
+    let Some(reason) = credit_reason else {
         return Ok(());
     };
-    let mut after = after;
     if after.status != "VOID" {
         let credit = hms_kit::money::refund_credit(amount, after.balance.0);
         if credit > 0 {

@@ -19,11 +19,7 @@ const B: &str =
                  paid, refunded, version, created_at, updated_at";
 
 fn bill(r: &AnyRow) -> Result<Bill, sqlx::Error> {
-    let total: i64 = r.try_get("total")?;
-    let credits: i64 = r.try_get("credits")?;
-    let paid: i64 = r.try_get("paid")?;
-    let refunded: i64 = r.try_get("refunded")?;
-    Ok(Bill {
+    Ok(priced(Bill {
         bill_id: r.try_get("bill_id")?,
         patient_id: r.try_get("patient_id")?,
         appointment_id: r.try_get("appointment_id")?,
@@ -32,16 +28,27 @@ fn bill(r: &AnyRow) -> Result<Bill, sqlx::Error> {
         lines: Vec::new(),
         subtotal: Money(r.try_get("subtotal")?),
         tax: Money(r.try_get("tax")?),
-        total: Money(total),
-        credits: Money(credits),
-        amount_due: Money(total - credits),
-        paid: Money(paid),
-        refunded: Money(refunded),
-        balance: Money(total - credits - (paid - refunded)),
+        total: Money(r.try_get("total")?),
+        credits: Money(r.try_get("credits")?),
+        paid: Money(r.try_get("paid")?),
+        refunded: Money(r.try_get("refunded")?),
+        amount_due: Money(0),
+        balance: Money(0),
         version: r.try_get("version")?,
         created_at: from_db(&r.try_get::<String, _>("created_at")?)?,
         updated_at: from_db(&r.try_get::<String, _>("updated_at")?)?,
-    })
+    }))
+}
+
+/// `b` with the figures that follow from its stored ones: the amount due (the total less
+/// credit notes) and the balance (the amount due less what was paid and not refunded).
+fn priced(b: Bill) -> Bill {
+    let due = b.total.0 - b.credits.0;
+    Bill {
+        amount_due: Money(due),
+        balance: Money(due - (b.paid.0 - b.refunded.0)),
+        ..b
+    }
 }
 
 /// A line to add, with the reference that makes adding it twice a no-op.
@@ -87,21 +94,9 @@ async fn with_lines(
 
 /// Creates the bill of an appointment for a purpose, with its lines; `None` if it exists
 /// already (`UNIQUE (appointment_id, purpose)`: a redelivered event bills nothing twice).
+/// `then`, given the new bill, is statements written with its lines (its event), in the same
+/// hand-off to the database.
 pub async fn create(
-    tx: &mut Tx,
-    patient_id: i64,
-    appointment_id: i64,
-    purpose: &str,
-    lines: &[NewLine],
-    now: DateTime<Utc>,
-) -> Result<Option<Bill>, Error> {
-    let nothing = |_: &Bill| Ok(Script::new());
-    create_with(tx, patient_id, appointment_id, purpose, lines, now, nothing).await
-}
-
-/// As [`create`]; `then`, given the new bill, is statements to write with its lines (its
-/// event), in the same hand-off to the database.
-pub async fn create_with(
     tx: &mut Tx,
     patient_id: i64,
     appointment_id: i64,
@@ -236,43 +231,22 @@ pub const RECOMPUTED: &str = "SELECT b.bill_id, b.patient_id, b.appointment_id, 
 /// Recomputes a bill from its lines, credit notes and money movements, under its row lock
 /// ([`Locked`]).
 pub async fn recompute(tx: &mut Tx, locked: Locked, now: DateTime<Utc>) -> Result<Bill, Error> {
-    let write = |_: &Bill, _: &Bill| Ok(Some(Script::new()));
+    let write = |_: &Bill, _: &Bill| Ok(Script::new());
     recompute_with(tx, locked, Script::new(), now, write).await
-}
-
-/// Whether two states of a bill have the same figures and status.
-pub fn same_figures(a: &Bill, b: &Bill) -> bool {
-    (
-        a.subtotal,
-        a.tax,
-        a.total,
-        a.credits,
-        a.paid,
-        a.refunded,
-        a.status.as_str(),
-    ) == (
-        b.subtotal,
-        b.tax,
-        b.total,
-        b.credits,
-        b.paid,
-        b.refunded,
-        b.status.as_str(),
-    )
 }
 
 /// A recomputation with the statements around it sent in the same hand-offs to the database
 /// (on SQLite each statement is a turn of the connection's thread, and billing's writer does a
 /// recomputation per payment): `first` runs before the sums are read (a money movement
 /// recorded); `then`, given the bill before and as recomputed, says what to write with the
-/// update that stores it (its event), or `None` to write nothing (the figures stand). Two
-/// hand-offs in all, three for a legacy bill. Returns the bill as it now stands.
+/// update that stores it (its event). Two hand-offs in all, three for a legacy bill. Returns
+/// the bill as recomputed.
 pub async fn recompute_with(
     tx: &mut Tx,
     locked: Locked,
     first: Script,
     now: DateTime<Utc>,
-    then: impl FnOnce(&Bill, &Bill) -> Result<Option<Script>, Error>,
+    then: impl FnOnce(&Bill, &Bill) -> Result<Script, Error>,
 ) -> Result<Bill, Error> {
     let Locked(bill_id) = locked;
     let mut read = first;
@@ -310,24 +284,20 @@ pub async fn recompute_with(
     };
     let status = if was_void { "VOID" } else { status };
     let refunded = refunded.min(paid);
-    let after = Bill {
+    let after = priced(Bill {
         subtotal: Money(subtotal),
         tax: Money(tax),
         total: Money(total),
         credits: Money(credits),
-        amount_due: Money(total - credits),
         paid: Money(paid),
         refunded: Money(refunded),
-        balance: Money(total - credits - (paid - refunded)),
         status: status.to_string(),
         version: before.version + 1,
         // As the database keeps it (and a later read answers it).
         updated_at: from_db(&to_db(now))?,
         ..before.clone()
-    };
-    let Some(then) = then(&before, &after)? else {
-        return Ok(before);
-    };
+    });
+    let then = then(&before, &after)?;
     let mut write = Script::new();
     write
         .push(
@@ -370,11 +340,27 @@ pub async fn get(conn: &mut sqlx::AnyConnection, id: i64) -> Result<Option<Bill>
     Ok(with_lines(conn, vec![b]).await?.pop())
 }
 
-/// A bill inside a transaction, without its lines, its row locked for the rest of it (as
-/// [`lock`] does, and for the same reason): the head and the lock in one statement.
-pub async fn lock_head(tx: &mut Tx, id: i64) -> Result<Option<(Locked, Bill)>, Error> {
-    let sql = format!("UPDATE bills SET version = version WHERE bill_id = $1 RETURNING {B}");
-    Ok(one_bill(tx, &sql, id).await?.map(|b| (Locked(id), b)))
+/// A bill about to take a money movement, without its lines, its row locked for the rest of the
+/// transaction (as [`lock`] does, and for the same reason), and whether that movement is
+/// recorded already: one statement. A movement is recorded only under its bill's lock
+/// ([`record_money`] takes [`Locked`]), so the answer holds until the transaction ends; the
+/// movement id's uniqueness stays the judge.
+pub async fn lock_for_movement(
+    tx: &mut Tx,
+    id: i64,
+    movement_id: &str,
+) -> Result<Option<(Locked, Bill, bool)>, Error> {
+    let row = sqlx::query(&format!(
+        "UPDATE bills SET version = version WHERE bill_id = $1 RETURNING {B}, \
+         CAST(CASE WHEN EXISTS (SELECT 1 FROM bill_money WHERE movement_id = $2) THEN 1 ELSE 0 END AS BIGINT) AS recorded"
+    ))
+    .bind(id)
+    .bind(movement_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let recorded: i64 = row.try_get("recorded")?;
+    Ok(Some((Locked(id), bill(&row)?, recorded == 1)))
 }
 
 /// A bill inside a transaction, without its lines.
@@ -480,8 +466,7 @@ pub async fn adjust(
 }
 
 /// The statement that records a payment or refund reported by the payment service against the
-/// bill it locked, once per movement id (a movement recorded already changes nothing), for
-/// [`recompute_with`]'s `first`.
+/// bill it locked, once per movement id, for [`recompute_with`]'s `first`.
 pub fn record_money(locked: Locked, movement_id: &str, kind: &str, amount: i64) -> Script {
     let Locked(bill_id) = locked;
     let mut script = Script::new();
