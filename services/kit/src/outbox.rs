@@ -23,8 +23,9 @@ use hms_client::contract::Contract;
 use hms_client::models::{BatchAck, Event, EventOutcome};
 use sqlx::Row;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
@@ -69,13 +70,27 @@ pub struct Outbox {
     /// The subscribers that take only some event types, and which (`ServiceDef::narrowed`).
     narrowed: &'static [(Service, &'static [&'static str])],
     /// One per subscriber, in the order of `subscribers`: a commit wakes one waiting relay of
-    /// each subscriber, or, if all of them are busy, leaves a permit so that the next one to
+    /// each subscriber it wrote for (see `written`), or, if all of them are busy, leaves a permit so that the next one to
     /// wait goes again at once (no commit is missed). Waking only one is deliberate: every
     /// relay woken makes a claim on the database's writer, and a commit woke all of them
     /// before — twelve claims per booking, eleven of them finding nothing.
     wake: Arc<Vec<Arc<Notify>>>,
+    /// One per subscriber, in the order of `subscribers`: when a delivery to it was last
+    /// written (milliseconds after `started`, 0 for never). A commit wakes only the relays of
+    /// subscribers written to within [`WAKE_WINDOW`]: a commit that wrote nothing for a
+    /// subscriber (an event it does not take, an event applied that announces nothing) woke
+    /// its relays to claims that found nothing — seven in ten of a booking run's claims.
+    written: Arc<Vec<AtomicU64>>,
+    started: Instant,
     clock: Clock,
 }
+
+/// How recently a delivery to a subscriber must have been written for a commit to wake its
+/// relays. A transaction whose commit comes later than this after its events were written is
+/// not woken for; the relay's poll (1 s by default) takes its deliveries. The window keeps
+/// the commits that wrote nothing for a subscriber from waking it, with no record kept per
+/// transaction.
+const WAKE_WINDOW: Duration = Duration::from_secs(1);
 
 impl Outbox {
     pub fn new(service: Service, backend: Backend, subscribers: Vec<String>, clock: Clock) -> Self {
@@ -89,6 +104,8 @@ impl Outbox {
                     .collect(),
             ),
             narrowed: &[],
+            written: Arc::new(subscribers.iter().map(|_| AtomicU64::new(0)).collect()),
+            started: Instant::now(),
             subscribers: Arc::new(subscribers),
             clock,
         }
@@ -156,12 +173,14 @@ impl Outbox {
         let mut ids = Vec::with_capacity(events.len());
         let mut rows = Vec::with_capacity(events.len());
         let mut deliveries = Vec::with_capacity(events.len() * self.subscribers.len());
+        let written_at = self.millis();
         for (ev, correlation_id) in events {
             let event_id = correlation::new_event_id();
             let id = event_id.to_string();
-            for sub in self.subscribers.iter() {
+            for (sub, written) in self.subscribers.iter().zip(self.written.iter()) {
                 if self.takes(sub, ev.event_type) {
                     deliveries.push((id.clone(), sub.as_str()));
+                    written.store(written_at, Ordering::Relaxed);
                 }
             }
             rows.push((
@@ -209,10 +228,20 @@ impl Outbox {
             return Ok(());
         }
         tx.commit().await?;
-        for w in self.wake.iter() {
-            w.notify_one();
+        let now = self.millis();
+        let window = WAKE_WINDOW.as_millis() as u64;
+        for (w, written) in self.wake.iter().zip(self.written.iter()) {
+            let at = written.load(Ordering::Relaxed);
+            if at != 0 && now.saturating_sub(at) <= window {
+                w.notify_one();
+            }
         }
         Ok(())
+    }
+
+    /// Milliseconds since this outbox was made, at least 1 (0 means never in `written`).
+    fn millis(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64 + 1
     }
 
     pub fn service(&self) -> Service {
@@ -233,35 +262,45 @@ pub struct OutboxStats {
 
 /// Current pending and parked deliveries of a service's outbox.
 pub async fn stats(db: &Db) -> Result<OutboxStats, sqlx::Error> {
+    Ok(counts(db).await?.0)
+}
+
+/// The figures of [`stats`], and the subscribers with deliveries pending: one read of the due
+/// index (state, subscriber, next attempt), which holds every column it needs.
+async fn counts(db: &Db) -> Result<(OutboxStats, Vec<String>), sqlx::Error> {
+    let now = Utc::now();
+    // `MIN` of the due ones only: a delivery waiting out its back-off, or in flight, is not late.
     let rows = sqlx::query(
-        "SELECT state, COUNT(*) AS n FROM outbox_delivery WHERE state <> 'delivered' GROUP BY state",
+        "SELECT state, subscriber, COUNT(*) AS n, \
+           MIN(CASE WHEN next_attempt_at <= $1 THEN next_attempt_at END) AS oldest \
+         FROM outbox_delivery WHERE state IN ('pending', 'parked') GROUP BY state, subscriber",
     )
+    .bind(to_db(now))
     .fetch_all(db.pool())
     .await?;
     let mut s = OutboxStats::default();
+    let mut pending_for = Vec::new();
+    let mut oldest: Option<DateTime<Utc>> = None;
     for r in rows {
         let state: String = r.try_get("state")?;
         let n: i64 = r.try_get("n")?;
         match state.as_str() {
-            "pending" => s.pending = n,
-            "parked" => s.parked = n,
+            "pending" => {
+                s.pending += n;
+                pending_for.push(r.try_get("subscriber")?);
+                if let Some(t) = r.try_get::<Option<String>, _>("oldest")? {
+                    let t = from_db(&t)?;
+                    oldest = Some(oldest.map_or(t, |o| o.min(t)));
+                }
+            }
+            "parked" => s.parked += n,
             _ => {}
         }
     }
-    if s.pending > 0 {
-        let now = Utc::now();
-        let oldest: Option<String> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM outbox_delivery \
-             WHERE state = 'pending' AND next_attempt_at <= $1",
-        )
-        .bind(to_db(now))
-        .fetch_one(db.pool())
-        .await?;
-        if let Some(t) = oldest {
-            s.lag_seconds = (now - from_db(&t)?).num_milliseconds().max(0) as f64 / 1000.0;
-        }
+    if let Some(t) = oldest {
+        s.lag_seconds = (now - t).num_milliseconds().max(0) as f64 / 1000.0;
     }
-    Ok(s)
+    Ok((s, pending_for))
 }
 
 /// Puts parked deliveries back in the queue (all, or one event's); returns how many.
@@ -328,6 +367,10 @@ fn fitted(
     }
     (parts, unsent)
 }
+
+/// The event's columns a claim answers with each delivery (of `outbox o`).
+const EVENT_COLUMNS: &str = "o.aggregate_type, o.aggregate_id, o.aggregate_seq, o.event_type, \
+     o.payload, o.correlation_id, o.occurred_at";
 
 /// How often the housekeeping relay counts pending deliveries for the gauges.
 const STATS_EVERY: Duration = Duration::from_millis(250);
@@ -429,7 +472,8 @@ pub struct Relay {
     listed: Arc<Vec<String>>,
     /// Whether this relay also does the housekeeping (one of a service's relays does): the
     /// hourly sweep, the outbox metrics, and deliveries to subscribers no longer listed (so
-    /// that they fail with their reason instead of waiting where no relay looks).
+    /// that they fail with their reason instead of waiting where no relay looks; found by the
+    /// metrics' count).
     housekeeping: bool,
 }
 
@@ -514,11 +558,24 @@ impl Relay {
                     false
                 }
             };
-            // The gauges at most every STATS_EVERY (the count reads the whole delivery table),
-            // and again that soon after a count that was not 0, so they reach 0 promptly.
+            // The gauges at most every STATS_EVERY (the count reads every pending and parked
+            // delivery's index entry), and again that soon after a count that was not 0, so
+            // they reach 0 promptly. Deliveries pending for a subscriber no longer listed,
+            // which no relay's claim names, are taken here: they fail with their reason
+            // rather than wait where no relay looks.
             if self.housekeeping && published.elapsed() >= STATS_EVERY {
-                stale = self.publish_stats().await;
+                let pending_for;
+                (stale, pending_for) = self.publish_stats().await;
                 published = std::time::Instant::now();
+                let unlisted: Vec<String> = pending_for
+                    .into_iter()
+                    .filter(|s| !self.listed.contains(s))
+                    .collect();
+                if !unlisted.is_empty() {
+                    if let Err(e) = self.round_of(&unlisted).await {
+                        tracing::warn!(service = self.service.name(), error = %e, "outbox round failed");
+                    }
+                }
             }
             // Otherwise every delivery due when the round claimed was taken, and a commit
             // since has left a permit: the wait below ends at once for it.
@@ -538,17 +595,18 @@ impl Relay {
         }
     }
 
-    /// Sets the outbox gauges; true if deliveries were pending (the figures will change).
-    async fn publish_stats(&self) -> bool {
-        match stats(&self.db).await {
-            Ok(s) => {
+    /// Sets the outbox gauges; whether deliveries were pending (the figures will change), and
+    /// the subscribers with deliveries pending.
+    async fn publish_stats(&self) -> (bool, Vec<String>) {
+        match counts(&self.db).await {
+            Ok((s, pending_for)) => {
                 let svc = self.service.name();
                 metrics::gauge!("outbox_pending", "service" => svc).set(s.pending as f64);
                 metrics::gauge!("outbox_parked", "service" => svc).set(s.parked as f64);
                 metrics::gauge!("outbox_lag_seconds", "service" => svc).set(s.lag_seconds);
-                s.pending > 0
+                (s.pending > 0, pending_for)
             }
-            Err(_) => true,
+            Err(_) => (true, Vec::new()),
         }
     }
 
@@ -567,9 +625,17 @@ impl Relay {
         futures::future::select_all(mine).await;
     }
 
-    /// One round: claim due deliveries, deliver them concurrently, record the outcomes.
-    /// Returns whether deliveries may be due that the round did not take (see the end).
+    /// One round of the subscribers this relay serves: claim due deliveries, deliver them
+    /// concurrently, record the outcomes. Returns whether deliveries may be due that the round
+    /// did not take (see the end).
     pub async fn round(&self) -> Result<bool, sqlx::Error> {
+        self.round_of(&self.serves).await
+    }
+
+    /// A round of `subscribers`' deliveries: two statements on the database's writer, the
+    /// claim (which answers the events too) and the record of what was delivered (which
+    /// answers whether a later event of an aggregate waits), around one request per subscriber.
+    async fn round_of(&self, subscribers: &[String]) -> Result<bool, sqlx::Error> {
         let now = Utc::now();
         let lease_until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
         // The lease predicate is repeated in the outer WHERE, checked against the row as locked
@@ -579,28 +645,30 @@ impl Relay {
         // every relay before, each looked up in the table to be skipped), and one whose relay
         // died is due again when its lease ends, as before. The lease predicate stays the judge.
         let backend = self.db.backend();
-        let names = |subs: &[String]| {
-            let rows: Vec<(&str,)> = subs.iter().map(|s| (s.as_str(),)).collect();
-            json_rows_param(&rows)
-        };
-        // The due deliveries of the subscribers served, oldest first, none whose aggregate has
-        // an earlier event pending for that subscriber.
+        let names: Vec<(&str,)> = subscribers.iter().map(|s| (s.as_str(),)).collect();
+        // The due deliveries of the subscribers named, oldest first (the due index, by
+        // subscriber), none whose aggregate has an earlier event pending for that subscriber.
         let candidates = format!(
             "SELECT d.event_id, d.subscriber FROM outbox_delivery d \
              JOIN outbox o ON o.event_id = d.event_id \
-             WHERE d.state = 'pending' AND d.next_attempt_at <= $2 \
+             WHERE d.state = 'pending' AND d.subscriber IN (SELECT j.value ->> 0 FROM {served}) \
+               AND d.next_attempt_at <= $2 \
                AND (d.lease_until IS NULL OR d.lease_until < $2) \
-               AND (d.subscriber IN (SELECT j.value ->> 0 FROM {served}) \
-                    OR ($5 = 1 AND d.subscriber NOT IN (SELECT j.value ->> 0 FROM {listed}))) \
                AND NOT EXISTS ( \
                  SELECT 1 FROM outbox_delivery d2 JOIN outbox o2 ON o2.event_id = d2.event_id \
-                 WHERE d2.subscriber = d.subscriber AND d2.state = 'pending' \
+                 WHERE {unindexed}d2.subscriber = d.subscriber AND {unindexed}d2.state = 'pending' \
                    AND o2.aggregate_type = o.aggregate_type AND o2.aggregate_id = o.aggregate_id \
                    AND (o2.aggregate_seq < o.aggregate_seq \
                         OR (o2.aggregate_seq = o.aggregate_seq AND o2.occurred_at < o.occurred_at))) \
              ORDER BY d.next_attempt_at LIMIT $3",
             served = json_rows(backend, "$4"),
-            listed = json_rows(backend, "$6"),
+            // The earlier events are found from the aggregate (its index) and their deliveries
+            // by key; SQLite would otherwise take the due index, whose (state, subscriber)
+            // prefix is every pending delivery of the subscriber, for every candidate.
+            unindexed = match backend {
+                Backend::Sqlite => "+",
+                Backend::Postgres => "",
+            },
         );
         let claim = match backend {
             // A delivery another relay is claiming right now is passed over, not waited for
@@ -613,46 +681,59 @@ impl Relay {
                 "WITH picked AS MATERIALIZED ({candidates} FOR UPDATE OF d SKIP LOCKED) \
                  UPDATE outbox_delivery AS u SET lease_until = $1, next_attempt_at = $1, \
                    attempts = u.attempts + 1 \
-                 FROM picked WHERE u.event_id = picked.event_id AND u.subscriber = picked.subscriber \
+                 FROM picked JOIN outbox o ON o.event_id = picked.event_id \
+                 WHERE u.event_id = picked.event_id AND u.subscriber = picked.subscriber \
                    AND u.state = 'pending' AND u.next_attempt_at <= $2 \
                    AND (u.lease_until IS NULL OR u.lease_until < $2) \
-                 RETURNING u.event_id, u.subscriber, u.attempts"
+                 RETURNING u.event_id, u.subscriber, u.attempts, {EVENT_COLUMNS}"
             ),
             // One writer: nothing to skip. `+` keeps the outer predicates off the due index,
             // so the rows picked are found by primary key (scanning the due index read every
             // pending delivery of every subscriber: half of a claim's time with a backlog).
+            // The event's columns come with each row (by the outbox's key), so the round reads
+            // them in this hand-off, not another.
             Backend::Sqlite => format!(
                 "UPDATE outbox_delivery SET lease_until = $1, next_attempt_at = $1, attempts = attempts + 1 \
                  WHERE +state = 'pending' AND +next_attempt_at <= $2 \
                    AND (+lease_until IS NULL OR +lease_until < $2) \
                    AND (event_id, subscriber) IN ({candidates}) \
-                 RETURNING event_id, subscriber, attempts"
+                 RETURNING event_id, subscriber, attempts, {}",
+                EVENT_COLUMNS
+                    .split(", ")
+                    .map(|c| {
+                        let name = c.trim_start_matches("o.");
+                        format!(
+                            "(SELECT {c} FROM outbox o WHERE o.event_id = outbox_delivery.event_id) AS {name}"
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
-        let claimed = sqlx::query(&claim)
+        let rows = sqlx::query(&claim)
             .bind(to_db(lease_until))
             .bind(to_db(now))
             .bind(self.settings.batch)
-            .bind(names(&self.serves)?)
-            .bind(i64::from(self.housekeeping))
-            .bind(names(&self.listed)?)
+            .bind(json_rows_param(&names)?)
             .fetch_all(self.db.writer())
             .await?;
-        if claimed.is_empty() {
+        if rows.is_empty() {
             return Ok(false);
         }
-        let claimed: Vec<Claimed> = claimed
-            .into_iter()
-            .map(|r| {
-                Ok(Claimed {
-                    event_id: r.try_get("event_id")?,
-                    subscriber: r.try_get("subscriber")?,
-                    attempts: r.try_get("attempts")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()?;
-        let events = self.load_events(&claimed).await?;
-        let n = claimed.len();
+        let n = rows.len();
+        let mut events = HashMap::with_capacity(n);
+        let mut claimed = Vec::with_capacity(n);
+        for r in rows {
+            let c = Claimed {
+                event_id: r.try_get("event_id")?,
+                subscriber: r.try_get("subscriber")?,
+                attempts: r.try_get("attempts")?,
+            };
+            if let Some(ev) = self.event_of(&r)? {
+                events.insert(c.event_id.clone(), ev);
+            }
+            claimed.push(c);
+        }
         // One request per subscriber carries all of its deliveries of this round (at most
         // one event per aggregate: the claim above holds back later ones), applied at the
         // subscriber in one transaction.
@@ -679,10 +760,15 @@ impl Relay {
             .partition(|(_, o)| matches!(o, Outcome::Delivered));
         // An outcome not recorded leaves its delivery leased (30 s) and holds back the later
         // events of its aggregate, so a transient failure to record (a pool busy with the
-        // service's own requests, a lock) is retried at once, a few times.
+        // service's own requests, a lock) is retried at once, a few times. If it never is,
+        // or the answer is lost, go again: a claim is the judge.
+        let mut held_back = true;
         for attempt in 1..=5 {
             match self.record_delivered(&delivered).await {
-                Ok(()) => break,
+                Ok(held) => {
+                    held_back = held;
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, attempt, "could not record delivered outbox events");
                     tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
@@ -701,112 +787,73 @@ impl Relay {
             }
         }
         // A full round may have left due deliveries behind; so may one that delivered an
-        // event whose aggregate has a later one waiting (held back until now). If asking
-        // fails, go again: a claim is the judge.
-        Ok(
-            n >= usize::try_from(self.settings.batch).unwrap_or(usize::MAX)
-                || self.held_back(&delivered, &events).await.unwrap_or(true),
-        )
+        // event whose aggregate has a later one waiting (held back until now).
+        Ok(n >= usize::try_from(self.settings.batch).unwrap_or(usize::MAX) || held_back)
     }
 
-    /// Whether a later event of an aggregate just delivered waits for one of this relay's
-    /// subscribers.
-    async fn held_back(
+    /// Marks `delivered` (one round's) delivered, in one statement; answers whether a later
+    /// event of one of their aggregates waits for the same subscriber (held back until now).
+    async fn record_delivered(
         &self,
         delivered: &[(Claimed, Outcome)],
-        events: &HashMap<String, Event>,
     ) -> Result<bool, sqlx::Error> {
-        let aggregates: std::collections::BTreeSet<(&str, &str)> = delivered
-            .iter()
-            .filter_map(|(c, _)| events.get(&c.event_id))
-            .map(|e| (e.aggregate_type.as_str(), e.aggregate_id.as_str()))
-            .collect();
-        if aggregates.is_empty() {
-            return Ok(false);
-        }
-        let aggregates: Vec<(&str, &str)> = aggregates.into_iter().collect();
-        let subscribers: Vec<(&str,)> = self.serves.iter().map(|s| (s.as_str(),)).collect();
-        let backend = self.db.backend();
-        // From the aggregates to their events (by the aggregate index) to those events'
-        // deliveries (by primary key). Driven from the pending deliveries instead (SQLite took
-        // the due index for `state`), it read every pending delivery of every subscriber: with a
-        // backlog, 4 ms a round instead of a fraction of one. `+` keeps SQLite off that index.
-        let pending = match backend {
-            Backend::Sqlite => "+d.state = 'pending'",
-            Backend::Postgres => "d.state = 'pending'",
-        };
-        let waiting: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT 1 FROM {} \
-             JOIN outbox o ON o.aggregate_type = j.value ->> 0 AND o.aggregate_id = j.value ->> 1 \
-             JOIN outbox_delivery d ON d.event_id = o.event_id \
-             WHERE {pending} AND d.subscriber IN (SELECT j.value ->> 0 FROM {}) LIMIT 1",
-            json_rows(backend, "$1"),
-            json_rows(backend, "$2")
-        ))
-        .bind(json_rows_param(&aggregates)?)
-        .bind(json_rows_param(&subscribers)?)
-        .fetch_optional(self.db.pool())
-        .await?;
-        Ok(waiting.is_some())
-    }
-
-    /// Marks `delivered` (one round's) delivered, in one statement.
-    async fn record_delivered(&self, delivered: &[(Claimed, Outcome)]) -> Result<(), sqlx::Error> {
         if delivered.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         // One statement text for any number of deliveries (see `db::json_rows`).
         let pairs: Vec<(&str, &str)> = delivered
             .iter()
             .map(|(c, _)| (c.event_id.as_str(), c.subscriber.as_str()))
             .collect();
-        sqlx::query(&format!(
+        // Each row answers from its event to the aggregate's later events (the aggregate
+        // index) to their deliveries to the same subscriber (by primary key); its own event is
+        // left out, as the subquery may see its row as it was. `+` keeps SQLite off the due
+        // index, which would read every pending delivery of that subscriber instead.
+        let pending = match self.db.backend() {
+            Backend::Sqlite => "+d.state = 'pending'",
+            Backend::Postgres => "d.state = 'pending'",
+        };
+        let held: Vec<i64> = sqlx::query_scalar(&format!(
             "UPDATE outbox_delivery SET state = 'delivered', delivered_at = $1, \
              lease_until = NULL, last_error = NULL WHERE (event_id, subscriber) IN \
-             (SELECT j.value ->> 0, j.value ->> 1 FROM {})",
+             (SELECT j.value ->> 0, j.value ->> 1 FROM {}) \
+             RETURNING CAST(CASE WHEN EXISTS ( \
+               SELECT 1 FROM outbox o \
+               JOIN outbox o2 ON o2.aggregate_type = o.aggregate_type \
+                 AND o2.aggregate_id = o.aggregate_id AND o2.aggregate_seq >= o.aggregate_seq \
+               JOIN outbox_delivery d ON d.event_id = o2.event_id \
+                 AND d.subscriber = outbox_delivery.subscriber \
+               WHERE o.event_id = outbox_delivery.event_id AND o2.event_id <> o.event_id \
+                 AND {pending}) THEN 1 ELSE 0 END AS BIGINT)",
             json_rows(self.db.backend(), "$2")
         ))
         .bind(to_db(Utc::now()))
         .bind(json_rows_param(&pairs)?)
-        .execute(self.db.writer())
+        .fetch_all(self.db.writer())
         .await?;
-        Ok(())
+        Ok(held.contains(&1))
     }
 
-    async fn load_events(
-        &self,
-        claimed: &[Claimed],
-    ) -> Result<HashMap<String, Event>, sqlx::Error> {
-        let ids: Vec<(&str,)> = claimed.iter().map(|c| (c.event_id.as_str(),)).collect();
-        let rows = sqlx::query(&format!(
-            "SELECT event_id, aggregate_type, aggregate_id, aggregate_seq, event_type, payload, \
-             correlation_id, occurred_at FROM outbox WHERE event_id IN \
-             (SELECT j.value ->> 0 FROM {})",
-            json_rows(self.db.backend(), "$1")
-        ))
-        .bind(json_rows_param(&ids)?)
-        .fetch_all(self.db.pool())
-        .await?;
-        let mut out = HashMap::new();
-        for r in rows {
-            let id: String = r.try_get("event_id")?;
-            let payload: String = r.try_get("payload")?;
-            let occurred: String = r.try_get("occurred_at")?;
-            let ev = Event {
-                event_id: id.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                event_type: r.try_get("event_type")?,
-                source: self.service.name().to_string(),
-                aggregate_type: r.try_get("aggregate_type")?,
-                aggregate_id: r.try_get("aggregate_id")?,
-                aggregate_seq: r.try_get("aggregate_seq")?,
-                occurred_at: from_db(&occurred)?,
-                correlation_id: r.try_get("correlation_id")?,
-                payload: serde_json::from_str(&payload)
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-            };
-            out.insert(id, ev);
-        }
-        Ok(out)
+    /// The event of a claimed row (its columns as [`EVENT_COLUMNS`] names them); `None` if
+    /// its outbox row is missing.
+    fn event_of(&self, r: &sqlx::any::AnyRow) -> Result<Option<Event>, sqlx::Error> {
+        let Some(payload) = r.try_get::<Option<String>, _>("payload")? else {
+            return Ok(None);
+        };
+        let id: String = r.try_get("event_id")?;
+        let occurred: String = r.try_get("occurred_at")?;
+        Ok(Some(Event {
+            event_id: id.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            event_type: r.try_get("event_type")?,
+            source: self.service.name().to_string(),
+            aggregate_type: r.try_get("aggregate_type")?,
+            aggregate_id: r.try_get("aggregate_id")?,
+            aggregate_seq: r.try_get("aggregate_seq")?,
+            occurred_at: from_db(&occurred)?,
+            correlation_id: r.try_get("correlation_id")?,
+            payload: serde_json::from_str(&payload)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        }))
     }
 
     /// A token for this service's deliveries.
@@ -1011,7 +1058,58 @@ impl Relay {
 
 #[cfg(test)]
 mod tests {
-    use super::shares;
+    use super::{shares, NewEvent, Outbox};
+    use crate::clock::Clock;
+    use crate::db::{Db, Open, Script};
+    use crate::Service;
+    use futures::FutureExt;
+
+    /// Whether a commit left `subscriber`'s relays a wake-up.
+    fn woken(outbox: &Outbox, subscriber: usize) -> bool {
+        outbox.wake[subscriber].notified().now_or_never().is_some()
+    }
+
+    /// A commit wakes the relays of the subscribers it wrote deliveries for, not the others:
+    /// not one that does not take the event's type, and none for a commit that wrote no event.
+    #[tokio::test]
+    async fn a_commit_wakes_only_the_subscribers_it_wrote_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/wake.db", dir.path().display());
+        let db = Db::open(
+            &url,
+            Open {
+                service: "wake-test",
+                ..Open::default()
+            },
+        )
+        .await
+        .unwrap();
+        let outbox = Outbox::new(
+            Service::Billing,
+            db.backend(),
+            vec!["notification".into(), "payment".into()],
+            Clock::system(),
+        )
+        .narrowed(&[(Service::Payment, &["bill.created"])]);
+        outbox.commit(db.begin().await.unwrap()).await.unwrap();
+        assert!(
+            !woken(&outbox, 0) && !woken(&outbox, 1),
+            "a commit without events woke a relay"
+        );
+        let mut script = Script::new();
+        let paid = NewEvent {
+            aggregate_type: "bill",
+            aggregate_id: "1".into(),
+            aggregate_seq: 2,
+            event_type: "bill.paid",
+            payload: serde_json::json!({}),
+        };
+        outbox.enqueue_in(&mut script, paid).unwrap();
+        outbox.commit(db.begin().await.unwrap()).await.unwrap();
+        assert!(woken(&outbox, 0), "notification takes bill.paid");
+        assert!(!woken(&outbox, 1), "payment takes only bill.created");
+        db.close().await;
+    }
 
     fn names(v: &[&[&str]]) -> Vec<Vec<String>> {
         v.iter()

@@ -67,3 +67,49 @@ async fn sqlite_connections_are_set_up_with_their_page_caches() {
     }
     db.close().await;
 }
+
+/// The write-ahead log is copied back into the database file by the checkpoint task, well
+/// before the writer's own backstop (10,000 pages): the writer does not stop to do it, and
+/// the file holds what was written within a second or so.
+#[tokio::test]
+async fn sqlite_checkpoints_are_made_beside_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::sqlite_url(dir.path(), "checkpoint.db");
+    let db = support::open(&url, "pool-test").await;
+    let backstop: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(db.writer())
+        .await
+        .unwrap();
+    assert_eq!(backstop, 10_000);
+    sqlx::query("CREATE TABLE filler (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        .execute(db.writer())
+        .await
+        .unwrap();
+    let file = dir.path().join("checkpoint.db");
+    let before = std::fs::metadata(&file).unwrap().len();
+    // About 2 MB (500 pages) in 50 commits: far below the backstop.
+    for i in 0..50 {
+        sqlx::query(
+            "INSERT INTO filler (k, v) SELECT $1 * 1000 + value, printf('%.400c', 'x') \
+             FROM json_each((SELECT json_group_array(n) FROM (WITH RECURSIVE c(n) AS \
+             (SELECT 0 UNION ALL SELECT n + 1 FROM c WHERE n < 99) SELECT n FROM c)))",
+        )
+        .bind(i as i64)
+        .execute(db.writer())
+        .await
+        .unwrap();
+    }
+    let mut grown = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        grown = std::fs::metadata(&file).unwrap().len() - before;
+        if grown >= 2_000_000 {
+            break;
+        }
+    }
+    assert!(
+        grown >= 2_000_000,
+        "the database file grew by {grown} bytes only"
+    );
+    db.close().await;
+}

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use hms_client::models::{Notification, NotificationQuery, Reminder, ReminderQuery};
-use hms_kit::db::{ids_in, ids_param, Bind, Db, Script, Select, Tx};
+use hms_kit::db::{ids_in, ids_param, Backend, Bind, Db, Script, Select, Tx};
 use hms_kit::pagination::PageRequest;
 use hms_kit::time::{from_db, to_db};
 use hms_kit::Error;
@@ -256,13 +256,25 @@ pub async fn claim_pending(
     batch: i64,
 ) -> Result<Vec<Claimed>, Error> {
     let now = Utc::now();
-    let rows = sqlx::query(
-        "UPDATE notifications SET lease_until = $1, attempts = attempts + 1 \
-         WHERE status = 'pending' AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2) \
+    // The oldest due first, in the due index's order (no sort of every due message). A claim
+    // moves the message's next attempt to its lease's end: one being sent is then not due, and
+    // claims walking the due index pass over none (a claim with thousands recorded took 5.6 ms,
+    // reading every leased message to skip it); one whose worker died is due when its lease
+    // ends. The lease predicate stays the judge. On SQLite, `+` finds the rows picked by key
+    // rather than walking the due index again for the update.
+    let plus = match db.backend() {
+        Backend::Sqlite => "+",
+        Backend::Postgres => "",
+    };
+    let rows = sqlx::query(&format!(
+        "UPDATE notifications SET lease_until = $1, next_attempt_at = $1, attempts = attempts + 1 \
+         WHERE {plus}status = 'pending' AND {plus}next_attempt_at <= $2 \
+           AND ({plus}lease_until IS NULL OR {plus}lease_until < $2) \
          AND notification_id IN (SELECT notification_id FROM notifications WHERE status = 'pending' \
-           AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2) ORDER BY notification_id LIMIT $3) \
+           AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2) \
+           ORDER BY next_attempt_at, notification_id LIMIT $3) \
          RETURNING notification_id, channel, recipient, event_type, message, attempts",
-    )
+    ))
     .bind(to_db(now + lease))
     .bind(to_db(now))
     .bind(batch)
