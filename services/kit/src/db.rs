@@ -100,13 +100,12 @@ const WRITER_CACHE_KIB: i64 = 512;
 const READER_CACHE_KIB: i64 = 256;
 
 /// Checkpoints (the write-ahead log's pages copied back into the database file) are made by a
-/// task of their own, on a reader connection, every [`CHECKPOINT_EVERY`]; SQLite's own, made
-/// by the connection that commits once the log holds 1,000 pages, kept the writer — and every
-/// write waiting on it — from its work while it copied and synced the file: a book run's
-/// writers spent a tenth of their time so. A checkpoint of SQLite's own is the backstop, at
-/// [`WRITER_AUTOCHECKPOINT`] pages (40 MB), should the task fall behind.
+/// task of their own, on a reader connection, every [`CHECKPOINT_EVERY`]. SQLite's own, made
+/// by the connection that commits once the log holds 1,000 pages, held the writer — and every
+/// write waiting on it — while it copied and synced the file; it stays, and finds little left
+/// to copy. (Made rarer instead, at 10,000 pages, the log grew to 40 MB, which it never
+/// shrinks below, and a minute of mixed load left the daemon 6 MB larger.)
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-const WRITER_AUTOCHECKPOINT: u32 = 10_000;
 
 /// Sets up a new SQLite connection (WAL, foreign keys, busy timeout, NORMAL sync, a page
 /// cache of `cache_kib`), once it is known that it can write `path`. Temporary data stays in
@@ -143,12 +142,6 @@ fn sqlite_setup(
                 .as_str(),
             )
             .await?;
-            if cache_kib == WRITER_CACHE_KIB {
-                conn.execute(
-                    format!("PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}").as_str(),
-                )
-                .await?;
-            }
             // The check above races the open: a file made writable between the two would
             // pass a connection opened read-only. SQLite refuses a write transaction on such
             // a connection before taking any lock, so asking for one settles it.
@@ -628,15 +621,20 @@ impl Select {
 
     /// Appends `fragment`, replacing each `?` with the next placeholder for `binds`.
     pub fn push(&mut self, fragment: &str, binds: impl IntoIterator<Item = Bind>) -> &mut Self {
+        use std::fmt::Write;
         let mut binds = binds.into_iter();
-        for ch in fragment.chars() {
-            if ch == '?' {
-                let b = binds.next().expect("as many binds as '?' in the fragment");
-                self.binds.push(b);
-                self.sql.push_str(&format!("${}", self.binds.len()));
-            } else {
-                self.sql.push(ch);
-            }
+        // Copied a run at a time: a script's text is a few kilobytes, made for every write,
+        // and a character at a time it was the daemon's costliest function of its own.
+        self.sql.reserve(fragment.len() + 8);
+        let mut runs = fragment.split('?');
+        if let Some(first) = runs.next() {
+            self.sql.push_str(first);
+        }
+        for run in runs {
+            let b = binds.next().expect("as many binds as '?' in the fragment");
+            self.binds.push(b);
+            let _ = write!(self.sql, "${}", self.binds.len());
+            self.sql.push_str(run);
         }
         self
     }
