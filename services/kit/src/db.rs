@@ -800,6 +800,17 @@ pub fn backend_of(conn: &sqlx::AnyConnection) -> Backend {
     }
 }
 
+/// The prefix that keeps SQLite's planner from answering a column's predicate by an index
+/// (`+col = ?`: the value unchanged, the index not considered), so that a query is driven by
+/// the index its author chose; nothing on PostgreSQL, which has no such operator on text and
+/// plans by its statistics.
+pub fn unindexed(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "+",
+        Backend::Postgres => "",
+    }
+}
+
 /// A `FROM` source of one row per element of a JSON array of rows (arrays) bound at `param`
 /// (`"$2"`, a JSON text such as `[[1,"a"],[2,"b"]]`; see [`json_rows_param`]): read a row's
 /// fields with `j.value ->> 0`, `j.value ->> 1`, … (text on PostgreSQL: cast what is not), and

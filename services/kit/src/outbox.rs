@@ -14,7 +14,7 @@
 use crate::auth::{Keys, Role};
 use crate::clock::Clock;
 use crate::correlation;
-use crate::db::{json_rows, json_rows_param, Backend, Bind, Db, Script, Select, Tx};
+use crate::db::{json_rows, json_rows_param, unindexed, Backend, Bind, Db, Script, Select, Tx};
 use crate::error::Error;
 use crate::time::{from_db, to_db};
 use crate::Service;
@@ -665,10 +665,7 @@ impl Relay {
             // The earlier events are found from the aggregate (its index) and their deliveries
             // by key; SQLite would otherwise take the due index, whose (state, subscriber)
             // prefix is every pending delivery of the subscriber, for every candidate.
-            unindexed = match backend {
-                Backend::Sqlite => "+",
-                Backend::Postgres => "",
-            },
+            unindexed = unindexed(backend),
         );
         let claim = match backend {
             // A delivery another relay is claiming right now is passed over, not waited for
@@ -809,10 +806,7 @@ impl Relay {
         // index) to their deliveries to the same subscriber (by primary key); its own event is
         // left out, as the subquery may see its row as it was. `+` keeps SQLite off the due
         // index, which would read every pending delivery of that subscriber instead.
-        let pending = match self.db.backend() {
-            Backend::Sqlite => "+d.state = 'pending'",
-            Backend::Postgres => "d.state = 'pending'",
-        };
+        let pending = format!("{}d.state = 'pending'", unindexed(self.db.backend()));
         let held: Vec<i64> = sqlx::query_scalar(&format!(
             "UPDATE outbox_delivery SET state = 'delivered', delivered_at = $1, \
              lease_until = NULL, last_error = NULL WHERE (event_id, subscriber) IN \

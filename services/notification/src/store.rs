@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use hms_client::models::{Notification, NotificationQuery, Reminder, ReminderQuery};
-use hms_kit::db::{ids_in, ids_param, Backend, Bind, Db, Script, Select, Tx};
+use hms_kit::db::{ids_in, ids_param, unindexed, Bind, Db, Script, Select, Tx};
 use hms_kit::pagination::PageRequest;
 use hms_kit::time::{from_db, to_db};
 use hms_kit::Error;
@@ -262,10 +262,7 @@ pub async fn claim_pending(
     // reading every leased message to skip it); one whose worker died is due when its lease
     // ends. The lease predicate stays the judge. On SQLite, `+` finds the rows picked by key
     // rather than walking the due index again for the update.
-    let plus = match db.backend() {
-        Backend::Sqlite => "+",
-        Backend::Postgres => "",
-    };
+    let plus = unindexed(db.backend());
     let rows = sqlx::query(&format!(
         "UPDATE notifications SET lease_until = $1, next_attempt_at = $1, attempts = attempts + 1 \
          WHERE {plus}status = 'pending' AND {plus}next_attempt_at <= $2 \
