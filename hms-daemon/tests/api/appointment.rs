@@ -277,8 +277,8 @@ both_backends! {
         let p = patients(&app, 3, 40).await;
         let d = doctors(&app, 1, "Cardiology").await[0];
         let tue = |hm| ist("2026-12-01", hm);
-        // The doctor's Tuesday is learned with its first booking; the patients from the patient
-        // service's events.
+        // The doctor's Tuesday is learned with its first booking, and the thirteen days after it
+        // with it; the patients from the patient service's events.
         assert_eq!(code(&desk.book_appointment(&booking(p[0], d, "Cardiology", tue("09:00")), None).await), "ok");
         for id in &p {
             knows_patient(&app, *id, true).await;
@@ -287,8 +287,10 @@ both_backends! {
         app.stop_service(Service::Doctor).await;
         let r = desk.book_appointment(&booking(p[1], d, "Cardiology", tue("10:00")), None).await;
         assert_eq!(code(&r), "ok", "booked while the patient and doctor services are down: {r:?}");
-        // A day never asked for needs the doctor service.
         let r = desk.book_appointment(&booking(p[1], d, "Cardiology", ist("2026-12-02", "10:00")), None).await;
+        assert_eq!(code(&r), "ok", "Wednesday came with Tuesday: {r:?}");
+        // A day past the fortnight learned needs the doctor service.
+        let r = desk.book_appointment(&booking(p[1], d, "Cardiology", ist("2026-12-15", "10:00")), None).await;
         assert_eq!(code(&r), "dependency_unavailable");
         app.start_service(&hms_patient::SERVICE).await;
         app.start_service(&hms_doctor::SERVICE).await;
@@ -305,15 +307,16 @@ both_backends! {
         desk.deactivate_patient(p[2]).await.unwrap();
         knows_patient(&app, p[2], false).await;
         assert_eq!(code(&desk.book_appointment(&booking(p[2], d, "Cardiology", ist("2026-12-02", "11:00")), None).await), "patient_inactive");
-        assert_eq!(scheduled_rows(&app).await, 2);
+        assert_eq!(scheduled_rows(&app).await, 3);
 
-        // Days gone by are not kept: a day learned later drops the doctor's earlier ones.
+        // Days gone by are not kept: the days learned next drop the doctor's earlier ones.
         app.clock.set(ist("2026-12-02", "08:00"));
-        assert_eq!(code(&desk.book_appointment(&booking(p[0], d, "Cardiology", ist("2026-12-03", "10:00")), None).await), "ok");
+        assert_eq!(code(&desk.book_appointment(&booking(p[0], d, "Cardiology", ist("2026-12-16", "10:00")), None).await), "ok");
         let kept: Vec<String> = sqlx::query_scalar("SELECT day FROM doctor_days WHERE doctor_id = $1 ORDER BY day")
             .bind(d).fetch_all(db.pool()).await.unwrap();
         assert!(kept.iter().all(|day| day.as_str() >= "2026-12-02"), "{kept:?}");
-        assert!(kept.contains(&"2026-12-03".to_string()), "{kept:?}");
+        assert_eq!((kept.first().map(String::as_str), kept.last().map(String::as_str)), (Some("2026-12-02"), Some("2026-12-29")), "{kept:?}");
+        assert_eq!(kept.len(), 13 + 14, "the rest of one fortnight and the next, each from one call: {kept:?}");
         app.stop().await;
     }
 

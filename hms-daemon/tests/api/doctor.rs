@@ -85,4 +85,45 @@ both_backends! {
         assert_eq!(soon.slots.len(), 4, "the morning slots are past the lead time");
         app.stop().await;
     }
+
+    async fn a_run_of_days_is_each_day_as_the_schedule_of_one_date_answers_it(b: Backend) {
+        let clock = Clock::manual("2026-11-30T00:00:00Z".parse().unwrap());
+        let app = TestApp::spawn_with(&b, &[&hms_doctor::SERVICE], clock, |_| {}).await;
+        let admin = app.client(Role::Admin);
+        let d = admin.create_doctor(&new_doctor("Dr. Fortnight", "Dermatology", "Dermatologist")).await.unwrap().doctor_id;
+        admin.set_working_hours(d, &WeeklyHours { hours: vec![
+            WorkingHours { weekday: 2, start: "08:00".into(), end: "10:15".into() },
+            WorkingHours { weekday: 2, start: "16:00".into(), end: "20:00".into() },
+            WorkingHours { weekday: 4, start: "09:00".into(), end: "13:00".into() },
+        ]}).await.unwrap();
+        // Leave over Thursday 3rd and Friday 4th, and a day that ends before the run starts.
+        admin.add_leave(d, &NewLeave { start_date: "2026-12-03".parse().unwrap(), end_date: "2026-12-04".parse().unwrap(), reason: None }).await.unwrap();
+        admin.add_leave(d, &NewLeave { start_date: "2026-11-20".parse().unwrap(), end_date: "2026-11-29".parse().unwrap(), reason: None }).await.unwrap();
+
+        let from: chrono::NaiveDate = "2026-11-30".parse().unwrap();
+        let days = app.client(Role::Service).doctor_schedules(d, from, 14).await.unwrap();
+        assert_eq!(days.len(), 14);
+        for (i, day) in days.iter().enumerate() {
+            let date = from + chrono::Duration::days(i as i64);
+            let one = admin.doctor_schedule(d, date).await.unwrap();
+            assert_eq!(day.date, date);
+            assert_eq!((day.on_leave, &day.working, day.doctor.version), (one.on_leave, &one.working, one.doctor.version), "{date}");
+        }
+        let on_leave: Vec<String> = days.iter().filter(|d| d.on_leave).map(|d| d.date.to_string()).collect();
+        assert_eq!(on_leave, ["2026-12-03", "2026-12-04"]);
+        assert_eq!(days[1].working.len(), 2, "Tuesday's two shifts");
+        assert!(days[0].working.is_empty() && days[5].working.is_empty(), "Monday and Saturday: not working");
+
+        let status = |q: &'static str| { let app = &app; async move {
+            app.req(Role::Admin, reqwest::Method::GET, hms_kit::Service::Doctor, &format!("/v1/doctors/{d}/schedules?{q}")).send().await.unwrap().status().as_u16()
+        }};
+        assert_eq!(status("from=2026-12-01&days=0").await, 400);
+        assert_eq!(status("from=2026-12-01&days=32").await, 400);
+        assert_eq!(status("from=2026-12-01").await, 400, "days is required");
+        assert_eq!(status("from=+262142-12-30&days=5").await, 400, "past the last date there is");
+        assert_eq!(status("from=2026-12-01&days=31").await, 200);
+        let missing = app.client(Role::Admin).doctor_schedules(d + 1000, from, 3).await.unwrap_err();
+        assert_eq!(missing.code(), Some("not_found"));
+        app.stop().await;
+    }
 }

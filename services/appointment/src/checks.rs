@@ -49,17 +49,26 @@ pub async fn fetch_patient(ctx: &ServiceCtx, id: i64) -> Result<Patient, Error> 
     ctx.downstream.client().get_patient(id).await.map_err(map)
 }
 
-/// Asks the doctor service for doctor `id`'s schedule on `date`.
-pub async fn fetch_doctor_day(
+/// Asks the doctor service for `days` of doctor `id`'s schedule from `date`. A doctor service
+/// of an earlier release, without `GET /v1/doctors/{id}/schedules` (a rolling upgrade), answers
+/// 404 to it: then the one day is asked the old way, which also answers a doctor that is not
+/// there.
+pub async fn fetch_doctor_days(
     ctx: &ServiceCtx,
     id: i64,
     date: NaiveDate,
-) -> Result<DoctorSchedule, Error> {
-    ctx.downstream
-        .client()
-        .doctor_schedule(id, date)
-        .await
-        .map_err(map)
+    days: u32,
+) -> Result<Vec<DoctorSchedule>, Error> {
+    let client = ctx.downstream.client();
+    match client.doctor_schedules(id, date, days).await {
+        Ok(days) => Ok(days),
+        Err(ClientError::Api { status: 404, .. }) => client
+            .doctor_schedule(id, date)
+            .await
+            .map(|day| vec![day])
+            .map_err(map),
+        Err(e) => Err(map(e)),
+    }
 }
 
 /// For a legacy appointment: that its patient and doctor are in HMS (whatever their state

@@ -397,6 +397,21 @@ impl HmsClient {
         .await
     }
 
+    /// `GET /v1/doctors/{id}/schedules`: `days` of doctor `id`'s schedule from `from`, in order.
+    pub async fn doctor_schedules(
+        &self,
+        id: i64,
+        from: chrono::NaiveDate,
+        days: u32,
+    ) -> Result<Vec<DoctorSchedule>, ClientError> {
+        self.get(
+            Service::Doctor,
+            &format!("/v1/doctors/{id}/schedules"),
+            &[("from", from.to_string()), ("days", days.to_string())],
+        )
+        .await
+    }
+
     // ---- appointment ------------------------------------------------------------------------
 
     /// `POST /v1/appointments`; a retry with the same `idempotency_key` returns the same one.

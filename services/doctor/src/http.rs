@@ -47,6 +47,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         .routes(routes!(doctor_availability))
         .routes(routes!(department_availability))
         .routes(routes!(doctor_schedule))
+        .routes(routes!(doctor_schedules))
         .routes(routes!(receive_event))
         .routes(routes!(receive_events))
         .with_state(Arc::new(ctx.clone()));
@@ -68,6 +69,7 @@ pub fn routes(ctx: &ServiceCtx) -> ServiceRoutes {
         (Method::GET, "/v1/doctors/{id}/availability", EVERYONE),
         (Method::GET, "/v1/availability", EVERYONE),
         (Method::GET, "/v1/doctors/{id}/schedule", EVERYONE),
+        (Method::GET, "/v1/doctors/{id}/schedules", EVERYONE),
         (Method::POST, "/v1/events", &[Role::Service]),
         (Method::POST, "/v1/events/batch", &[Role::Service]),
     ]);
@@ -412,6 +414,62 @@ async fn doctor_schedule(
         on_leave,
         working,
     }))
+}
+
+/// The most days one `GET /v1/doctors/{id}/schedules` answers.
+pub const MAX_SCHEDULE_DAYS: u32 = 31;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DaysQuery {
+    /// The first clinic-local date, `YYYY-MM-DD`.
+    from: NaiveDate,
+    /// How many days from `from` (1 to 31).
+    #[param(minimum = 1, maximum = 31)]
+    days: u32,
+}
+
+/// A doctor's days from `from` as the booking rules need them, one entry per date in order:
+/// what `GET /v1/doctors/{id}/schedule` answers for each, read at once (the appointment
+/// service keeps a fortnight of a doctor's days from one call instead of calling every day).
+#[utoipa::path(get, path = "/v1/doctors/{id}/schedules", tag = "schedule",
+    params(("id" = i64, Path, description = "Doctor id"), DaysQuery),
+    responses((status = 200, body = [DoctorSchedule]), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn doctor_schedules(
+    State(ctx): Ctx,
+    Path(id): Path<i64>,
+    Query(q): Query<DaysQuery>,
+) -> Result<Json<Vec<DoctorSchedule>>, Error> {
+    if !(1..=MAX_SCHEDULE_DAYS).contains(&q.days) {
+        return Err(Error::validation(
+            "days",
+            format!("days must be from 1 to {MAX_SCHEDULE_DAYS}"),
+        ));
+    }
+    let dates: Vec<NaiveDate> = q.from.iter_days().take(q.days as usize).collect();
+    let (Some(&first), Some(&last)) = (dates.first(), dates.last()) else {
+        return Err(Error::validation("from", "no such date range"));
+    };
+    if dates.len() != q.days as usize {
+        return Err(Error::validation("from", "the range passes the last date there is"));
+    }
+    let doctor = must_get(&ctx, id).await?;
+    let hours = store::hours_of(ctx.db.pool(), &[id]).await?;
+    let leave = store::leave_between(ctx.db.pool(), id, first, last).await?;
+    let shifts = hours.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+    let tz = ctx.config.clinic_tz();
+    Ok(Json(
+        dates
+            .into_iter()
+            .map(|date| DoctorSchedule {
+                doctor: doctor.clone(),
+                date,
+                on_leave: leave.iter().any(|&(from, to)| from <= date && date <= to),
+                working: working_periods(date, tz, shifts),
+            })
+            .collect(),
+    ))
 }
 
 hms_kit::event_routes!(

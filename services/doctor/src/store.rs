@@ -293,6 +293,29 @@ pub async fn on_leave<'e, E: Executor<'e, Database = Any>>(
         .collect::<Result<_, _>>()?)
 }
 
+/// The leave of doctor `id` that touches `from..=to`, as `(start, end)` dates (one query).
+pub async fn leave_between<'e, E: Executor<'e, Database = Any>>(
+    exec: E,
+    id: i64,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<(NaiveDate, NaiveDate)>, Error> {
+    let mut s = Select::new("SELECT start_date, end_date FROM leaves WHERE 1 = 1");
+    s.and("doctor_id = ?", Bind::Int(id));
+    s.and("start_date <= ?", Bind::Text(date_to_db(to)));
+    s.and("end_date >= ?", Bind::Text(date_to_db(from)));
+    let rows = s.fetch_all(exec).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            Ok((
+                date_from_db(r.try_get("start_date")?)?,
+                date_from_db(r.try_get("end_date")?)?,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()?)
+}
+
 /// Active doctors of a department (any case), in id order.
 pub async fn in_department<'e, E: Executor<'e, Database = Any>>(
     exec: E,
