@@ -254,6 +254,15 @@ impl Effect {
             Effect::Row(rows, row) => rows.run(tx, &[row]).await,
         }
     }
+
+    /// As [`Effect::apply`], in a transaction that is undone whole if this fails (a batch
+    /// applied together): a script then needs no savepoint of its own.
+    async fn apply_undone_with_transaction(self, tx: &mut Tx) -> Result<(), Error> {
+        match self {
+            Effect::Statements(script) => script.run_undone_with_transaction(tx).await,
+            other => other.apply(tx).await,
+        }
+    }
 }
 
 /// Rows of one [`Rows`] statement gathered from consecutive events, not yet sent.
@@ -434,7 +443,10 @@ impl Batch<'_> {
                 }
                 // Anything else goes after the rows gathered before it, which it may read.
                 other => match pending.flush(&mut tx).await {
-                    Ok(()) => correlation::scope(scope.clone(), other.apply(&mut tx)).await,
+                    Ok(()) => {
+                        let applied = other.apply_undone_with_transaction(&mut tx);
+                        correlation::scope(scope.clone(), applied).await
+                    }
                     Err(e) => Err(e),
                 },
             };
