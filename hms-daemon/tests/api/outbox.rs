@@ -326,7 +326,7 @@ both_backends! {
         sqlx::query("INSERT INTO outbox_delivery (event_id, subscriber, state, attempts, next_attempt_at) \
                      VALUES ($1, 'gone', 'pending', 0, $2)")
             .bind(&event_id).bind(hms_kit::time::to_db(chrono::Utc::now()))
-            .execute(app.db(Service::Patient).writer()).await.unwrap();
+            .execute(&mut *app.db(Service::Patient).write().await.unwrap()).await.unwrap();
         let why = eventually(10, "the stray delivery attempted", || { let pool = pool.clone(); async move {
             let r = sqlx::query("SELECT attempts, last_error FROM outbox_delivery WHERE subscriber = 'gone'")
                 .fetch_one(&pool).await.ok()?;

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A write transaction.
-pub type Tx = sqlx::Transaction<'static, Any>;
+pub use crate::tx::{Tx, Write};
+use crate::tx::Writer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -29,13 +29,14 @@ pub enum Backend {
 /// A service's connections and what kind of database is behind it.
 ///
 /// On SQLite, where one transaction writes at a time, writes have one connection of their own
-/// (`writer`) and reads a pool of others (WAL: readers never wait for the writer). Writers
-/// queue, in order, for that connection instead of racing for the file's lock through the
-/// busy timeout, whose handler sleeps and retries. On PostgreSQL both are the one pool.
+/// (`writer`, held for good: [`crate::tx`]) and reads a pool of others (WAL: readers never
+/// wait for the writer). Writers queue, in order, for that connection instead of racing for
+/// the file's lock through the busy timeout, whose handler sleeps and retries. On PostgreSQL
+/// reads and writes share one pool.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
-    writer: AnyPool,
+    writer: Option<Writer>,
     backend: Backend,
     service: &'static str,
     sqlite_file: Option<Arc<DataFile>>,
@@ -59,7 +60,7 @@ impl Drop for Stops {
 /// been left read-only by it (SQLite falls back to read-only when it cannot write a file, and
 /// stays so), so connections older than the moment a fault cleared are not used again.
 #[derive(Debug, Default)]
-struct Faults {
+pub(crate) struct Faults {
     failing: std::sync::atomic::AtomicBool,
     cleared_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -76,7 +77,7 @@ impl Faults {
     }
 
     /// Whether a connection of this age lived through a fault that has since cleared.
-    fn outlived(&self, age: Duration) -> bool {
+    pub(crate) fn outlived(&self, age: Duration) -> bool {
         self.cleared_at
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -426,12 +427,9 @@ impl Db {
                     .after_connect(sqlite_setup(file.clone(), READER_CACHE_KIB, None))
                     .connect(&url)
                     .await?;
-                (readers, writer)
+                (readers, Some(Writer::new(writer, faults.clone())))
             }
-            Backend::Postgres => {
-                let pool = opts.connect(&url).await?;
-                (pool.clone(), pool)
-            }
+            Backend::Postgres => (opts.connect(&url).await?, None),
         };
         let sqlite_file = match &file {
             Some(f) => {
@@ -482,16 +480,20 @@ impl Db {
         self.backend
     }
 
-    /// Connections for reads. A write outside [`Db::begin`] goes through [`Db::writer`].
+    /// Connections for reads. A write outside [`Db::begin`] goes through [`Db::write`].
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// The connection(s) writes go through: on SQLite the one writer connection, on
-    /// PostgreSQL the pool. For a single statement that writes (an UPDATE without a
-    /// transaction around it); anything larger uses [`Db::begin`].
-    pub fn writer(&self) -> &AnyPool {
-        &self.writer
+    /// A connection for a single statement that writes (an UPDATE without a transaction
+    /// around it; anything larger uses [`Db::begin`]): on SQLite the one writer connection,
+    /// held until the answer is dropped (`.execute(&mut *db.write().await?)`), on PostgreSQL
+    /// one of the pool.
+    pub async fn write(&self) -> Result<Write, sqlx::Error> {
+        match &self.writer {
+            Some(writer) => Ok(Write::Held(writer.hold().await?)),
+            None => Ok(Write::Pooled(self.pool.acquire().await?)),
+        }
     }
 
     /// Applies the shared kit migrations (outbox, inbox; versions below 100) and the service's
@@ -518,11 +520,14 @@ impl Db {
     /// to keep what it acknowledges.
     pub async fn begin(&self) -> Result<Tx, Error> {
         self.check_storage()?;
-        let tx = match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
-        Ok(tx)
+        Ok(self.begin_unchecked().await?)
+    }
+
+    async fn begin_unchecked(&self) -> Result<Tx, sqlx::Error> {
+        match &self.writer {
+            Some(writer) => writer.begin().await,
+            None => Ok(Tx::pooled(self.pool.begin().await?)),
+        }
     }
 
     /// Begins a read-only transaction that sees one snapshot throughout, so a response built
@@ -538,7 +543,7 @@ impl Db {
                     .await?
             }
         };
-        Ok(tx)
+        Ok(Tx::pooled(tx))
     }
 
     /// Readiness: the database answers, the migrations are applied, and on SQLite a write
@@ -555,7 +560,7 @@ impl Db {
                 .fetch_one(&self.pool)
                 .await?;
             if self.backend == Backend::Sqlite {
-                let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = self.begin_unchecked().await?;
                 let v: i64 = sqlx::query_scalar("PRAGMA user_version")
                     .fetch_one(&mut *tx)
                     .await?;
@@ -575,7 +580,9 @@ impl Db {
     }
 
     pub async fn close(&self) {
-        self.writer.close().await;
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
         self.pool.close().await;
     }
 }

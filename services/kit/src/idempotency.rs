@@ -351,7 +351,7 @@ pub async fn sweep(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     Ok(
         sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
             .bind(to_db(cutoff))
-            .execute(db.writer())
+            .execute(&mut *db.write().await?)
             .await?
             .rows_affected(),
     )

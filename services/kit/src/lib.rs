@@ -30,6 +30,7 @@ pub mod pagination;
 pub mod pii;
 pub mod server;
 pub mod time;
+pub mod tx;
 
 pub use error::{Error, Result};
 pub use hms_client::Service;

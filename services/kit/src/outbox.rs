@@ -315,7 +315,7 @@ pub async fn requeue_parked(db: &Db, event_id: Option<&str>) -> Result<u64, sqlx
     if let Some(id) = event_id {
         q.and("event_id = ?", Bind::Text(id.to_string()));
     }
-    Ok(q.execute(db.writer()).await?.rows_affected())
+    Ok(q.execute(&mut *db.write().await?).await?.rows_affected())
 }
 
 /// What a subscriber made of one batch.
@@ -712,7 +712,7 @@ impl Relay {
             .bind(to_db(now))
             .bind(self.settings.batch)
             .bind(json_rows_param(&names)?)
-            .fetch_all(self.db.writer())
+            .fetch_all(&mut *self.db.write().await?)
             .await?;
         if rows.is_empty() {
             return Ok(false);
@@ -823,7 +823,7 @@ impl Relay {
         ))
         .bind(to_db(Utc::now()))
         .bind(json_rows_param(&pairs)?)
-        .fetch_all(self.db.writer())
+        .fetch_all(&mut *self.db.write().await?)
         .await?;
         Ok(held.contains(&1))
     }
@@ -1011,7 +1011,7 @@ impl Relay {
                 .bind(to_db(now))
                 .bind(&c.event_id)
                 .bind(&c.subscriber)
-                .execute(self.db.writer())
+                .execute(&mut *self.db.write().await?)
                 .await?;
             }
             Outcome::Retry(err) if c.attempts < self.settings.max_attempts => {
@@ -1027,7 +1027,7 @@ impl Relay {
                 .bind(&err)
                 .bind(&c.event_id)
                 .bind(&c.subscriber)
-                .execute(self.db.writer())
+                .execute(&mut *self.db.write().await?)
                 .await?;
             }
             Outcome::Retry(err) | Outcome::Park(err) => {
@@ -1042,7 +1042,7 @@ impl Relay {
                 .bind(&err)
                 .bind(&c.event_id)
                 .bind(&c.subscriber)
-                .execute(self.db.writer())
+                .execute(&mut *self.db.write().await?)
                 .await?;
             }
         }

@@ -19,7 +19,7 @@ async fn groups(url: &str, table: &'static str) {
         format!("DROP TABLE IF EXISTS {table}"),
         format!("CREATE TABLE {table} (k BIGINT PRIMARY KEY)"),
     ] {
-        sqlx::query(&ddl).execute(db.writer()).await.unwrap();
+        sqlx::query(&ddl).execute(&mut *db.write().await.unwrap()).await.unwrap();
     }
     let insert = format!("INSERT INTO {table} (k) VALUES (?)");
     let sizes = Arc::new(Mutex::new(Vec::new()));
@@ -97,7 +97,7 @@ async fn groups(url: &str, table: &'static str) {
         "writes waiting together commit together: {sizes:?}"
     );
     sqlx::query(&format!("DROP TABLE {table}"))
-        .execute(db.writer())
+        .execute(&mut *db.write().await.unwrap())
         .await
         .unwrap();
     db.close().await;
@@ -129,7 +129,7 @@ async fn a_batch_whose_work_panicked_is_answered_and_the_next_is_served() {
     )
     .await;
     sqlx::query("CREATE TABLE seen (k BIGINT PRIMARY KEY)")
-        .execute(db.writer())
+        .execute(&mut *db.write().await.unwrap())
         .await
         .unwrap();
     let work: Work<i64, i64> = Arc::new(|tx, items: &[i64], _now| {

@@ -39,32 +39,30 @@ async fn a_transaction_begun_behind_the_drivers_back_is_never_reused_postgres() 
     db.close().await;
 }
 
-/// Every SQLite connection is set up the same way but for its page cache: the writer keeps
-/// more of one (every write walks the same hot pages), each reader little.
+/// Every SQLite connection is set up the same way but for its page cache and its own
+/// checkpoints: the writer keeps more of a cache (every write walks the same hot pages), each
+/// reader little, and the writer checkpoints the log itself only when the checkpoint task has
+/// let it grow long.
 #[tokio::test]
 async fn sqlite_connections_are_set_up_with_their_page_caches() {
     let dir = tempfile::tempdir().unwrap();
     let url = support::sqlite_url(dir.path(), "setup.db");
     let db = support::open(&url, "pool-test").await;
-    let pragma = |name: &'static str| format!("PRAGMA {name}");
-    for (pool, cache) in [(db.writer(), -512i64), (db.pool(), -256)] {
-        let mut conn = pool.acquire().await.unwrap();
-        let mode: String = sqlx::query_scalar(&pragma("journal_mode"))
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-        assert_eq!(mode, "wal");
-        let fk: i64 = sqlx::query_scalar(&pragma("foreign_keys"))
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-        assert_eq!(fk, 1);
-        let size: i64 = sqlx::query_scalar(&pragma("cache_size"))
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-        assert_eq!(size, cache);
+    async fn pragma(conn: &mut sqlx::AnyConnection, name: &str) -> String {
+        let row = conn.fetch_one(format!("PRAGMA {name}").as_str()).await.unwrap();
+        row.try_get::<String, _>(0)
+            .or_else(|_| row.try_get::<i64, _>(0).map(|n| n.to_string()))
+            .unwrap()
     }
+    let mut writer = db.write().await.unwrap();
+    let mut reader = db.pool().acquire().await.unwrap();
+    for (conn, cache, autocheckpoint) in [(&mut *writer, "-512", "4000"), (&mut *reader, "-256", "1000")] {
+        assert_eq!(pragma(conn, "journal_mode").await, "wal");
+        assert_eq!(pragma(conn, "foreign_keys").await, "1");
+        assert_eq!(pragma(conn, "cache_size").await, cache);
+        assert_eq!(pragma(conn, "wal_autocheckpoint").await, autocheckpoint);
+    }
+    drop((writer, reader));
     db.close().await;
 }
 
@@ -77,7 +75,7 @@ async fn sqlite_checkpoints_are_made_beside_the_writer() {
     let url = support::sqlite_url(dir.path(), "checkpoint.db");
     let db = support::open(&url, "pool-test").await;
     sqlx::query("CREATE TABLE filler (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-        .execute(db.writer())
+        .execute(&mut *db.write().await.unwrap())
         .await
         .unwrap();
     let file = dir.path().join("checkpoint.db");
@@ -90,7 +88,7 @@ async fn sqlite_checkpoints_are_made_beside_the_writer() {
              (SELECT 0 UNION ALL SELECT n + 1 FROM c WHERE n < 99) SELECT n FROM c)))",
         )
         .bind(i as i64)
-        .execute(db.writer())
+        .execute(&mut *db.write().await.unwrap())
         .await
         .unwrap();
     }
@@ -106,5 +104,95 @@ async fn sqlite_checkpoints_are_made_beside_the_writer() {
         grown >= 2_000_000,
         "the database file grew by {grown} bytes only"
     );
+    db.close().await;
+}
+
+/// SQLite's writer connection is held by its database, not borrowed from a pool, so nothing
+/// checks it on its way back: a transaction its holder left unfinished — dropped, or its task
+/// aborted between statements or in the middle of `BEGIN` — is rolled back at once, so it
+/// neither keeps its writes nor the file's write lock (another process's writer gets it), and
+/// the next write goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_transaction_left_unfinished_is_undone_and_frees_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::sqlite_url(dir.path(), "held.db");
+    let db = support::open(&url, "pool-test").await;
+    // Another process's writer: its own connections to the same file.
+    let other = support::open(&url, "pool-test-other").await;
+    sqlx::query("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+        .execute(&mut *db.write().await.unwrap())
+        .await
+        .unwrap();
+    let count = |db: Db| async move {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        n
+    };
+    let other_writes = |k: i64| {
+        let other = other.clone();
+        async move {
+            let wrote = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+                sqlx::query("INSERT INTO t (k) VALUES ($1)")
+                    .bind(k)
+                    .execute(&mut *other.write().await.unwrap())
+                    .await
+            })
+            .await;
+            assert!(
+                matches!(wrote, Ok(Ok(_))),
+                "the other writer got the lock: {wrote:?}"
+            );
+        }
+    };
+
+    // Dropped after a statement, without a commit.
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("INSERT INTO t (k) VALUES (1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    drop(tx);
+    other_writes(100).await;
+    assert_eq!(count(db.clone()).await, 1, "only the other writer's row");
+
+    // A task aborted while it holds a transaction, and tasks aborted at every point of a
+    // begin, a statement and a commit.
+    for round in 0..40u64 {
+        let db2 = db.clone();
+        let task = tokio::spawn(async move {
+            let mut tx = db2.begin().await.unwrap();
+            sqlx::query("INSERT INTO t (k) VALUES ($1)")
+                .bind(1_000 + round as i64)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        tokio::time::sleep(std::time::Duration::from_micros(round * 37)).await;
+        task.abort();
+        let _ = task.await;
+        // Whatever the abort cut short, the writer is free and clean for the next write.
+        let mut tx = tokio::time::timeout(std::time::Duration::from_secs(3), db.begin())
+            .await
+            .expect("the writer is not stuck")
+            .unwrap();
+        sqlx::query("INSERT INTO t (k) VALUES ($1)")
+            .bind(10_000 + round as i64)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    // Each round's own write kept; an aborted one kept only if it committed.
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t WHERE k >= 10000")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(kept, 40);
+    other_writes(101).await;
+    other.close().await;
     db.close().await;
 }

@@ -68,7 +68,7 @@ pub async fn named_many(ctx: &ServiceCtx, ids: Vec<i64>) -> Result<HashMap<i64, 
             Err(hms_client::ClientError::Api { status: 404, .. }) => continue,
             Err(e) => return Err(e.into()),
         };
-        keep(ctx.db.writer(), &d).await?;
+        keep(&mut *ctx.db.write().await?, &d).await?;
         let named = Named {
             name: d.name,
             department: d.department,

@@ -275,7 +275,7 @@ pub async fn claim_pending(
     .bind(to_db(now + lease))
     .bind(to_db(now))
     .bind(batch)
-    .fetch_all(db.writer())
+    .fetch_all(&mut *db.write().await?)
     .await?;
     rows.iter()
         .map(|r| {
@@ -304,7 +304,7 @@ pub async fn mark_sent(db: &Db, ids: &[i64]) -> Result<(), Error> {
     ))
     .bind(to_db(Utc::now()))
     .bind(ids_param(ids)?)
-    .execute(db.writer())
+    .execute(&mut *db.write().await?)
     .await?;
     Ok(())
 }
@@ -325,7 +325,7 @@ pub async fn mark_failed(
         .bind(to_db(next))
         .bind(error)
         .bind(id)
-        .execute(db.writer())
+        .execute(&mut *db.write().await?)
         .await?;
     Ok(())
 }

@@ -127,7 +127,7 @@ impl Subscriber {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS received (event_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, payload TEXT NOT NULL, received_at TEXT NOT NULL)",
         )
-        .execute(db.writer())
+        .execute(&mut *db.write().await.unwrap())
         .await
         .unwrap();
         let auth = Arc::new(AuthState {

@@ -25,7 +25,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     )
     .await?;
     sqlx::query("CREATE TABLE rows (id INTEGER PRIMARY KEY, a INTEGER NOT NULL, b TEXT NOT NULL)")
-        .execute(db.writer())
+        .execute(&mut *db.write().await?)
         .await?;
     let half = Duration::from_secs(args.duration.max(2)) / 2;
 
@@ -33,7 +33,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     while started.elapsed() < half {
         let _: i64 = sqlx::query_scalar("SELECT $1")
             .bind(trips as i64)
-            .fetch_one(db.writer())
+            .fetch_one(&mut *db.write().await?)
             .await?;
         trips += 1;
     }

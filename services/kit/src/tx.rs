@@ -1,0 +1,258 @@
+//! Write transactions, and SQLite's one writer connection held by its database for good.
+//!
+//! On SQLite every write goes through one connection ([`crate::db::Db`]). It used to be a pool
+//! of one, borrowed for each write and given back after; but the driver's pool asks a
+//! connection that comes back to prove itself alive (a message to the connection's thread and
+//! one back, on every return, whatever the pool's options), and a `BEGIN IMMEDIATE` through the
+//! driver's transaction type asks the connection a second time whether it began. So a write
+//! transaction cost four hand-offs to the connection's thread besides its statements, and the
+//! next writer waited for the last one's return to be checked. Here the connection is held by
+//! a lock instead of borrowed: a transaction is `BEGIN IMMEDIATE`, its statements, `COMMIT`.
+//!
+//! What the pool's checks guarded against is kept: a holder that goes away mid-transaction (a
+//! request dropped at an await, a transaction dropped unfinished) leaves the connection marked
+//! [`Slot::unsure`], and it is rolled back — at once, by a task, or by the next holder if no
+//! runtime is there to run one — before anyone writes through it again. A connection that
+//! lived through a storage fault is retired, as the pool's `before_acquire` did.
+
+use crate::db::Faults;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+/// How long a write waits for the writer connection before it is refused (503), as a wait for
+/// a pooled connection was.
+const WAIT_FOR_WRITER: Duration = Duration::from_secs(5);
+
+/// SQLite's writer connection and the pool of one that makes (and remakes) it with its setup.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    pool: AnyPool,
+    slot: Arc<Mutex<Slot>>,
+    faults: Arc<Faults>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    /// The connection and when it was made; none until the first write, or after a fault.
+    held: Option<(PoolConnection<Any>, Instant)>,
+    /// A transaction may be open on the connection, or a statement of one still running: its
+    /// last holder went away before `COMMIT` or `ROLLBACK` was answered.
+    unsure: bool,
+}
+
+impl Writer {
+    pub(crate) fn new(pool: AnyPool, faults: Arc<Faults>) -> Self {
+        Writer {
+            pool,
+            slot: Arc::new(Mutex::new(Slot::default())),
+            faults,
+        }
+    }
+
+    /// The connection, once no one else holds it, outside any transaction.
+    pub(crate) async fn hold(&self) -> Result<Held, sqlx::Error> {
+        let slot = tokio::time::timeout(WAIT_FOR_WRITER, self.slot.clone().lock_owned())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?;
+        let mut held = Held(Some(slot));
+        let slot = held.slot();
+        // SQLite falls back to read-only when it cannot write its file, and stays so: a
+        // connection made before a fault that has since cleared is not used again.
+        if let Some((conn, made)) = slot.held.take() {
+            if self.faults.outlived(made.elapsed()) {
+                let _ = conn.close().await;
+            } else {
+                slot.held = Some((conn, made));
+            }
+        }
+        if slot.held.is_none() {
+            slot.held = Some((self.pool.acquire().await?, Instant::now()));
+            slot.unsure = false;
+        }
+        if slot.unsure {
+            end_any_transaction(held.conn()).await?;
+            held.slot().unsure = false;
+        }
+        Ok(held)
+    }
+
+    /// Begins a write transaction (`BEGIN IMMEDIATE`).
+    pub(crate) async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        let mut held = self.hold().await?;
+        // Marked before it is sent: if this future is dropped while BEGIN is in flight, the
+        // transaction it may have opened is ended before the connection is used again.
+        held.slot().unsure = true;
+        held.conn().execute("BEGIN IMMEDIATE").await?;
+        Ok(Tx(Inner::Held(held)))
+    }
+
+    /// Gives the connection back to the pool and closes the pool.
+    pub(crate) async fn close(&self) {
+        if let Ok(mut slot) = tokio::time::timeout(WAIT_FOR_WRITER, self.slot.lock()).await {
+            if let Some((conn, _)) = slot.held.take() {
+                let _ = conn.close().await;
+            }
+        }
+        self.pool.close().await;
+    }
+}
+
+/// Rolls back whatever transaction the connection may be in. Asked in a transaction, ROLLBACK
+/// ends it; asked outside one, SQLite answers that none is active, which is the same outcome.
+async fn end_any_transaction(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    match conn.execute("ROLLBACK").await {
+        Ok(_) => Ok(()),
+        Err(e) if e.to_string().contains("no transaction is active") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The writer connection while one task holds it. Dropped while [`Slot::unsure`], it has its
+/// transaction rolled back by a task of its own, so the write lock is not kept until the next
+/// write comes.
+#[derive(Debug)]
+pub struct Held(Option<OwnedMutexGuard<Slot>>);
+
+impl Held {
+    fn slot(&mut self) -> &mut Slot {
+        self.0.as_mut().expect("a held writer has its slot until dropped")
+    }
+
+    fn conn(&mut self) -> &mut AnyConnection {
+        let (conn, _) = self
+            .slot()
+            .held
+            .as_mut()
+            .expect("a held writer has its connection");
+        conn
+    }
+}
+
+impl Deref for Held {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        let slot = self.0.as_ref().expect("a held writer has its slot until dropped");
+        let (conn, _) = slot.held.as_ref().expect("a held writer has its connection");
+        conn
+    }
+}
+
+impl DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.conn()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let Some(mut slot) = self.0.take() else {
+            return;
+        };
+        if !slot.unsure {
+            return;
+        }
+        // Ended now, holding the slot, so the next holder finds it clean; without a runtime
+        // (a shutdown), the next holder ends it.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Some((conn, _)) = slot.held.as_mut() {
+                    if end_any_transaction(conn).await.is_ok() {
+                        slot.unsure = false;
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// A write transaction: on SQLite on the held writer connection, on PostgreSQL on a pooled
+/// connection (the driver's own transaction). Statements run on `&mut **tx` (or `&mut *tx`
+/// for an owned one); dropped without [`Tx::commit`], it is rolled back.
+#[derive(Debug)]
+pub struct Tx(Inner);
+
+#[derive(Debug)]
+enum Inner {
+    Held(Held),
+    Pooled(sqlx::Transaction<'static, Any>),
+}
+
+impl Tx {
+    pub(crate) fn pooled(tx: sqlx::Transaction<'static, Any>) -> Self {
+        Tx(Inner::Pooled(tx))
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self.0 {
+            Inner::Pooled(tx) => tx.commit().await,
+            Inner::Held(mut held) => {
+                held.conn().execute("COMMIT").await?;
+                held.slot().unsure = false;
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self.0 {
+            Inner::Pooled(tx) => tx.rollback().await,
+            Inner::Held(mut held) => {
+                held.conn().execute("ROLLBACK").await?;
+                held.slot().unsure = false;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Deref for Tx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match &self.0 {
+            Inner::Held(held) => held,
+            Inner::Pooled(tx) => tx,
+        }
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match &mut self.0 {
+            Inner::Held(held) => held,
+            Inner::Pooled(tx) => tx,
+        }
+    }
+}
+
+/// A connection to write single statements through, outside a transaction ([`crate::db::Db::write`]).
+#[derive(Debug)]
+pub enum Write {
+    Held(Held),
+    Pooled(PoolConnection<Any>),
+}
+
+impl Deref for Write {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Write::Held(held) => held,
+            Write::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl DerefMut for Write {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Write::Held(held) => held,
+            Write::Pooled(conn) => conn,
+        }
+    }
+}
