@@ -125,7 +125,13 @@ pub async fn patient_active(ctx: &ServiceCtx, kept: &Kept, id: i64) -> Result<bo
         return Ok(active);
     }
     let p = checks::fetch_patient(ctx, id).await?;
-    remember_patient(&mut *ctx.db.write().await?, p.patient_id, p.active, p.version).await?;
+    remember_patient(
+        &mut *ctx.db.write().await?,
+        p.patient_id,
+        p.active,
+        p.version,
+    )
+    .await?;
     Ok(p.active)
 }
 

@@ -452,7 +452,10 @@ async fn doctor_schedules(
         return Err(Error::validation("from", "no such date range"));
     };
     if dates.len() != q.days as usize {
-        return Err(Error::validation("from", "the range passes the last date there is"));
+        return Err(Error::validation(
+            "from",
+            "the range passes the last date there is",
+        ));
     }
     let doctor = must_get(&ctx, id).await?;
     let hours = store::hours_of(ctx.db.pool(), &[id]).await?;

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use crate::tx::{Tx, Write};
 use crate::tx::Writer;
+pub use crate::tx::{Tx, Write};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

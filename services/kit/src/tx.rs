@@ -119,7 +119,9 @@ pub struct Held(Option<OwnedMutexGuard<Slot>>);
 
 impl Held {
     fn slot(&mut self) -> &mut Slot {
-        self.0.as_mut().expect("a held writer has its slot until dropped")
+        self.0
+            .as_mut()
+            .expect("a held writer has its slot until dropped")
     }
 
     fn conn(&mut self) -> &mut AnyConnection {
@@ -136,8 +138,14 @@ impl Deref for Held {
     type Target = AnyConnection;
 
     fn deref(&self) -> &AnyConnection {
-        let slot = self.0.as_ref().expect("a held writer has its slot until dropped");
-        let (conn, _) = slot.held.as_ref().expect("a held writer has its connection");
+        let slot = self
+            .0
+            .as_ref()
+            .expect("a held writer has its slot until dropped");
+        let (conn, _) = slot
+            .held
+            .as_ref()
+            .expect("a held writer has its connection");
         conn
     }
 }

@@ -19,7 +19,10 @@ async fn groups(url: &str, table: &'static str) {
         format!("DROP TABLE IF EXISTS {table}"),
         format!("CREATE TABLE {table} (k BIGINT PRIMARY KEY)"),
     ] {
-        sqlx::query(&ddl).execute(&mut *db.write().await.unwrap()).await.unwrap();
+        sqlx::query(&ddl)
+            .execute(&mut *db.write().await.unwrap())
+            .await
+            .unwrap();
     }
     let insert = format!("INSERT INTO {table} (k) VALUES (?)");
     let sizes = Arc::new(Mutex::new(Vec::new()));

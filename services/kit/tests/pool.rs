@@ -49,14 +49,20 @@ async fn sqlite_connections_are_set_up_with_their_page_caches() {
     let url = support::sqlite_url(dir.path(), "setup.db");
     let db = support::open(&url, "pool-test").await;
     async fn pragma(conn: &mut sqlx::AnyConnection, name: &str) -> String {
-        let row = conn.fetch_one(format!("PRAGMA {name}").as_str()).await.unwrap();
+        let row = conn
+            .fetch_one(format!("PRAGMA {name}").as_str())
+            .await
+            .unwrap();
         row.try_get::<String, _>(0)
             .or_else(|_| row.try_get::<i64, _>(0).map(|n| n.to_string()))
             .unwrap()
     }
     let mut writer = db.write().await.unwrap();
     let mut reader = db.pool().acquire().await.unwrap();
-    for (conn, cache, autocheckpoint) in [(&mut *writer, "-512", "4000"), (&mut *reader, "-256", "1000")] {
+    for (conn, cache, autocheckpoint) in [
+        (&mut *writer, "-512", "4000"),
+        (&mut *reader, "-256", "1000"),
+    ] {
         assert_eq!(pragma(conn, "journal_mode").await, "wal");
         assert_eq!(pragma(conn, "foreign_keys").await, "1");
         assert_eq!(pragma(conn, "cache_size").await, cache);
