@@ -398,22 +398,35 @@ async fn doctor_schedule(
     Path(id): Path<i64>,
     Query(q): Query<DateQuery>,
 ) -> Result<Json<DoctorSchedule>, Error> {
-    let doctor = must_get(&ctx, id).await?;
+    let day = schedules(&ctx, id, &[q.date]).await?.pop();
+    day.map(Json)
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("the schedule of one day left it out")))
+}
+
+/// Doctor `id`'s schedule on each of `dates` (consecutive, in order): the doctor, their
+/// weekly hours and the leave touching the run, read once for all of them.
+async fn schedules(
+    ctx: &ServiceCtx,
+    id: i64,
+    dates: &[NaiveDate],
+) -> Result<Vec<DoctorSchedule>, Error> {
+    let (Some(&first), Some(&last)) = (dates.first(), dates.last()) else {
+        return Ok(Vec::new());
+    };
+    let doctor = must_get(ctx, id).await?;
     let hours = store::hours_of(ctx.db.pool(), &[id]).await?;
-    let on_leave = !store::on_leave(ctx.db.pool(), &[id], q.date)
-        .await?
-        .is_empty();
-    let working = working_periods(
-        q.date,
-        ctx.config.clinic_tz(),
-        hours.get(&id).map(Vec::as_slice).unwrap_or(&[]),
-    );
-    Ok(Json(DoctorSchedule {
-        doctor,
-        date: q.date,
-        on_leave,
-        working,
-    }))
+    let leave = store::leave_between(ctx.db.pool(), id, first, last).await?;
+    let shifts = hours.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+    let tz = ctx.config.clinic_tz();
+    Ok(dates
+        .iter()
+        .map(|&date| DoctorSchedule {
+            doctor: doctor.clone(),
+            date,
+            on_leave: leave.iter().any(|&(from, to)| from <= date && date <= to),
+            working: working_periods(date, tz, shifts),
+        })
+        .collect())
 }
 
 /// The most days one `GET /v1/doctors/{id}/schedules` answers.
@@ -448,31 +461,13 @@ async fn doctor_schedules(
         ));
     }
     let dates: Vec<NaiveDate> = q.from.iter_days().take(q.days as usize).collect();
-    let (Some(&first), Some(&last)) = (dates.first(), dates.last()) else {
-        return Err(Error::validation("from", "no such date range"));
-    };
     if dates.len() != q.days as usize {
         return Err(Error::validation(
             "from",
             "the range passes the last date there is",
         ));
     }
-    let doctor = must_get(&ctx, id).await?;
-    let hours = store::hours_of(ctx.db.pool(), &[id]).await?;
-    let leave = store::leave_between(ctx.db.pool(), id, first, last).await?;
-    let shifts = hours.get(&id).map(Vec::as_slice).unwrap_or(&[]);
-    let tz = ctx.config.clinic_tz();
-    Ok(Json(
-        dates
-            .into_iter()
-            .map(|date| DoctorSchedule {
-                doctor: doctor.clone(),
-                date,
-                on_leave: leave.iter().any(|&(from, to)| from <= date && date <= to),
-                working: working_periods(date, tz, shifts),
-            })
-            .collect(),
-    ))
+    Ok(Json(schedules(&ctx, id, &dates).await?))
 }
 
 hms_kit::event_routes!(
