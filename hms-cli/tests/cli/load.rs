@@ -52,6 +52,25 @@ both_backends! {
         assert!(!stderr.contains("panicked"), "{stderr}");
         app.stop().await;
     }
+
+    async fn a_run_whose_requests_fail_says_how_they_failed(b: Backend) {
+        let app = TestApp::spawn(&b, &[&hms_patient::SERVICE, &hms_doctor::SERVICE]).await;
+        // The fixtures are made; every booking then finds the appointment service down.
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hms-load"));
+        cmd.env("HMS_PATIENT_URL", app.url(Service::Patient))
+            .env("HMS_DOCTOR_URL", app.url(Service::Doctor))
+            .env("HMS_APPOINTMENT_URL", format!("http://127.0.0.1:{}", closed_port()))
+            .env("HMS_TOKEN", app.token(Role::Admin));
+        let out = cmd.args(["book", "--connections", "2", "--duration", "1"]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Every planned booking is refused at once, so the run ends in its warm-up.
+        let kinds = stdout.lines().find(|l| l.starts_with("errors by kind (warm-up included): ")).unwrap_or_else(|| panic!("{stdout}\n{stderr}"));
+        let (n, kind) = kinds.rsplit(": ").next().unwrap().split_once(' ').unwrap();
+        assert!(n.parse::<u64>().unwrap() > 0, "{stdout}");
+        assert_eq!(kind, "appointment unreachable", "{stdout}");
+        app.stop().await;
+    }
 }
 
 /// `hms-load` on services it starts itself (no daemon): its report, once it exits 0.

@@ -243,10 +243,29 @@ impl Fixtures {
     }
 }
 
+/// A request's outcome: `Err` names what went wrong, so a run that fails says how (a refusal
+/// of the service's, by status and code, or a service out of reach), not only how often.
+type Done = Result<(), String>;
+
+fn done<T>(answer: Result<T, hms_client::ClientError>) -> Done {
+    use hms_client::ClientError as E;
+    answer.map(drop).map_err(|e| match e {
+        E::Api {
+            service,
+            status,
+            body,
+        } => format!("{service} {status} {}", body.code),
+        E::Unavailable { service, .. } => format!("{service} unreachable"),
+        E::Protocol { service, .. } => format!("{service} off contract"),
+    })
+}
+
 /// What a run measured.
 struct Outcome {
     hist: Histogram<u64>,
     errors: u64,
+    /// Failed requests by what went wrong, the warm-up's included.
+    kinds: std::collections::BTreeMap<String, u64>,
     seconds: f64,
     /// Bookings stopped because every planned slot was taken.
     exhausted: bool,
@@ -267,6 +286,7 @@ async fn drive(
     fx: Arc<Fixtures>,
 ) -> anyhow::Result<Outcome> {
     let errors = Arc::new(AtomicU64::new(0));
+    let kinds = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
     let counter = Arc::new(AtomicU64::new(0));
     let exhausted = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -275,7 +295,8 @@ async fn drive(
     let workers = (0..args.connections).map(|w| {
         let client = clients[w % clients.len()].clone();
         let fx = fx.clone();
-        let (errors, counter, exhausted) = (errors.clone(), counter.clone(), exhausted.clone());
+        let (errors, kinds) = (errors.clone(), kinds.clone());
+        let (counter, exhausted) = (counter.clone(), exhausted.clone());
         tokio::spawn(async move {
             let mut hist = histogram();
             let mut i = w;
@@ -286,23 +307,21 @@ async fn drive(
                     break;
                 }
                 let n = counter.fetch_add(1, Ordering::Relaxed);
-                let ok = match workflow {
-                    Workflow::GetPatient | Workflow::Ceiling => client
-                        .get_patient(fx.patients[i % fx.patients.len()])
-                        .await
-                        .is_ok(),
-                    Workflow::SearchPatients => {
-                        client.list_patients(&fixture_search()).await.is_ok()
+                let outcome: Done = match workflow {
+                    Workflow::GetPatient | Workflow::Ceiling => {
+                        done(client.get_patient(fx.patients[i % fx.patients.len()]).await)
                     }
-                    Workflow::CreatePatient => client
-                        .create_patient(&fixture_patient(fx.seed, 1000 + n as u32))
-                        .await
-                        .is_ok(),
+                    Workflow::SearchPatients => done(client.list_patients(&fixture_search()).await),
+                    Workflow::CreatePatient => done(
+                        client
+                            .create_patient(&fixture_patient(fx.seed, 1000 + n as u32))
+                            .await,
+                    ),
                     Workflow::Availability => {
-                        client.doctor_availability(fx.doctor, fx.date).await.is_ok()
+                        done(client.doctor_availability(fx.doctor, fx.date).await)
                     }
                     Workflow::Book => match fx.plan.booking(n as usize) {
-                        Some(b) => client.book_appointment(&b, None).await.is_ok(),
+                        Some(b) => done(client.book_appointment(&b, None).await),
                         None => {
                             // Every planned slot is taken: stop, rather than count failures.
                             exhausted.store(true, Ordering::Relaxed);
@@ -314,7 +333,7 @@ async fn drive(
                     }
                     Workflow::Seed | Workflow::Visits | Workflow::DbCeiling => break,
                     Workflow::Mixed => match desk.step(&client, &fx, w, n).await {
-                        Some(ok) => ok,
+                        Some(outcome) => outcome,
                         None => {
                             exhausted.store(true, Ordering::Relaxed);
                             break;
@@ -322,11 +341,21 @@ async fn drive(
                     },
                 };
                 i += 1;
-                if began >= warmup_end {
-                    if ok {
+                match outcome {
+                    Ok(()) if began >= warmup_end => {
                         let _ = hist.record(began.elapsed().as_micros() as u64);
-                    } else {
-                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(()) => {}
+                    Err(kind) => {
+                        if began >= warmup_end {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // Kinds include the warm-up's: a run that fails at once says why.
+                        *kinds
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .entry(kind)
+                            .or_insert(0) += 1;
                     }
                 }
             }
@@ -337,12 +366,14 @@ async fn drive(
     for h in futures::future::join_all(workers).await {
         hist.add(h.context("a load worker failed")?)?;
     }
+    let kinds_seen = std::mem::take(&mut *kinds.lock().unwrap_or_else(|e| e.into_inner()));
     let measured = Instant::now()
         .min(end)
         .saturating_duration_since(warmup_end);
     Ok(Outcome {
         hist,
         errors: errors.load(Ordering::Relaxed),
+        kinds: kinds_seen,
         seconds: measured.as_secs_f64(),
         exhausted: exhausted.load(Ordering::Relaxed),
     })
@@ -362,9 +393,15 @@ fn report(name: &str, args: &Args, o: &Outcome) {
         ms(0.99),
         o.hist.max() as f64 / 1000.0,
     );
+    if !o.kinds.is_empty() {
+        let mut kinds: Vec<(&String, &u64)> = o.kinds.iter().collect();
+        kinds.sort_by(|a, b| b.1.cmp(a.1));
+        let listed: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        println!("errors by kind (warm-up included): {}", listed.join(", "));
+    }
     if o.exhausted {
         println!(
-            "note: every planned slot was booked ({} doctors x {} working days x {} a day); the run stopped early",
+            "note: every planned slot was booked or refused ({} doctors x {} working days x {} a day); the run stopped early",
             args.connections,
             working_days(args.clinic_timezone, args.booking_horizon_days).len(),
             args.daily_cap
@@ -394,22 +431,23 @@ async fn serve_ceiling() -> anyhow::Result<std::net::SocketAddr> {
 }
 
 /// One request of the scale workflows, over what `hms-load seed` made.
-async fn scale_request(client: &HmsClient, fx: &Fixtures, workflow: Workflow, n: u64) -> bool {
+async fn scale_request(client: &HmsClient, fx: &Fixtures, workflow: Workflow, n: u64) -> Done {
     use chrono::TimeZone;
     let Some(scale) = &fx.scale else {
-        return false;
+        return Err("no seeded records (run hms-load seed first)".into());
     };
     // Spread over the seeded records (a multiplicative step, not neighbours).
     let i = (n.wrapping_mul(2_654_435_761) % scale.patients as u64) as usize;
     match workflow {
-        Workflow::SearchPhone => client
-            .list_patients(&PatientQuery {
-                phone: Some(seed::phone(i)[4..].to_string()),
-                limit: Some(20),
-                ..Default::default()
-            })
-            .await
-            .is_ok(),
+        Workflow::SearchPhone => done(
+            client
+                .list_patients(&PatientQuery {
+                    phone: Some(seed::phone(i)[4..].to_string()),
+                    limit: Some(20),
+                    ..Default::default()
+                })
+                .await,
+        ),
         _ => {
             let doctor = scale.doctors[i % scale.doctors.len()];
             let day = scale.first_day + chrono::Duration::days((i % scale.days.max(1)) as i64);
@@ -417,19 +455,20 @@ async fn scale_request(client: &HmsClient, fx: &Fixtures, workflow: Workflow, n:
                 tz.from_local_datetime(&day.and_hms_opt(0, 0, 0)?)
                     .earliest()
             }) else {
-                return false;
+                return Err("a seeded day has no start in the clinic's zone".into());
             };
             let from = from.with_timezone(&chrono::Utc);
-            client
-                .list_appointments(&hms_client::models::AppointmentQuery {
-                    doctor_id: Some(doctor),
-                    from: Some(from),
-                    to: Some(from + chrono::Duration::days(1)),
-                    limit: Some(20),
-                    ..Default::default()
-                })
-                .await
-                .is_ok()
+            done(
+                client
+                    .list_appointments(&hms_client::models::AppointmentQuery {
+                        doctor_id: Some(doctor),
+                        from: Some(from),
+                        to: Some(from + chrono::Duration::days(1)),
+                        limit: Some(20),
+                        ..Default::default()
+                    })
+                    .await,
+            )
         }
     }
 }
@@ -571,19 +610,21 @@ struct Desk {
 
 impl Desk {
     /// Request `n` of the mix; `None` when its doctor's planned slots are all used.
-    async fn step(&mut self, client: &HmsClient, fx: &Fixtures, w: usize, n: u64) -> Option<bool> {
+    async fn step(&mut self, client: &HmsClient, fx: &Fixtures, w: usize, n: u64) -> Option<Done> {
         let plan = &fx.plan;
         let doctor = plan.doctors[w];
-        let ok = match n % 20 {
-            0..=5 => client.list_patients(&fixture_search()).await.is_ok(),
-            6..=9 => client
-                .doctor_availability(doctor, *plan.days.first()?)
-                .await
-                .is_ok(),
-            10..=13 => client
-                .get_patient(fx.patients[n as usize % fx.patients.len()])
-                .await
-                .is_ok(),
+        let outcome = match n % 20 {
+            0..=5 => done(client.list_patients(&fixture_search()).await),
+            6..=9 => done(
+                client
+                    .doctor_availability(doctor, *plan.days.first()?)
+                    .await,
+            ),
+            10..=13 => done(
+                client
+                    .get_patient(fx.patients[n as usize % fx.patients.len()])
+                    .await,
+            ),
             17 if self.held.last().is_some_and(|(_, moved)| *moved < 2) => {
                 let start = plan.slot(self.next_slot)?;
                 self.next_slot += 1;
@@ -593,36 +634,32 @@ impl Desk {
                     new_slot_end: None,
                 };
                 *moved += 1;
-                client.reschedule_appointment(*id, &to, None).await.is_ok()
+                done(client.reschedule_appointment(*id, &to, None).await)
             }
             18 if !self.held.is_empty() => {
                 let (id, _) = self.held.pop()?;
-                client
-                    .transition_appointment(id, "cancel", None)
-                    .await
-                    .is_ok()
+                done(client.transition_appointment(id, "cancel", None).await)
             }
-            19 => client
-                .list_appointments(&hms_client::models::AppointmentQuery {
-                    doctor_id: Some(doctor),
-                    limit: Some(20),
-                    ..Default::default()
-                })
-                .await
-                .is_ok(),
+            19 => done(
+                client
+                    .list_appointments(&hms_client::models::AppointmentQuery {
+                        doctor_id: Some(doctor),
+                        limit: Some(20),
+                        ..Default::default()
+                    })
+                    .await,
+            ),
             // Bookings (and a reschedule or cancellation with nothing held yet).
             _ => {
                 let b = plan.appointment(w, self.next_slot)?;
                 self.next_slot += 1;
-                match client.book_appointment(&b, None).await {
-                    Ok(a) => {
-                        self.held.push((a.appointment_id, 0));
-                        true
-                    }
-                    Err(_) => false,
+                let booked = client.book_appointment(&b, None).await;
+                if let Ok(a) = &booked {
+                    self.held.push((a.appointment_id, 0));
                 }
+                done(booked)
             }
         };
-        Some(ok)
+        Some(outcome)
     }
 }
