@@ -158,8 +158,8 @@ pub async fn remember_patient<'e, E: Executor<'e, Database = Any>>(
 /// Days of a doctor's schedule fetched and kept at once when a booking finds its day not kept:
 /// the day asked and the thirteen after it. A desk books a doctor across the coming days, so
 /// one call to the doctor service and one write here serve a fortnight of bookings instead of
-/// one call and two writes for every new day (most of what a booking cost beyond its group
-/// commit, and the slowest tenth of bookings were those waiting on them).
+/// one call and two writes for every new day (in a booking run, a quarter of the statements a
+/// booking cost, and the slowest tenth of bookings were those waiting on them).
 const DAYS_FETCHED: u32 = 14;
 
 /// Doctor `id`'s schedule on `date`: kept, or asked of the doctor service once (with the days

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::tx::Writer;
-pub use crate::tx::{Tx, Write};
+pub use crate::tx::{Conn, Tx, Write};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -528,7 +528,7 @@ impl Db {
     async fn begin_unchecked(&self) -> Result<Tx, sqlx::Error> {
         match &self.writer {
             Some(writer) => writer.begin().await,
-            None => Ok(Tx::pooled(self.pool.begin().await?)),
+            None => Ok(Conn::Pooled(self.pool.begin().await?)),
         }
     }
 
@@ -545,7 +545,7 @@ impl Db {
                     .await?
             }
         };
-        Ok(Tx::pooled(tx))
+        Ok(Conn::Pooled(tx))
     }
 
     /// Readiness: the database answers, the migrations are applied, and on SQLite a write
@@ -770,17 +770,13 @@ impl Script {
     /// (a query, or a write with `RETURNING`; the statements before it must return none): a
     /// read that depends on the writes before it, in the same hand-off.
     pub async fn fetch_all(self, tx: &mut Tx) -> Result<Vec<sqlx::any::AnyRow>, Error> {
-        let together = self.steps.len() > 1 && backend_of(tx) == Backend::Sqlite;
-        if !together {
+        if !self.together(tx) {
             // One statement is all-or-nothing by itself; on PostgreSQL a refused statement
             // ends the transaction.
             return self.one_by_one(tx).await;
         }
-        let mut all = Select::new("SAVEPOINT script");
-        for step in &self.steps {
-            all.push("; ", [])
-                .push(&step.sql, step.binds.iter().cloned());
-        }
+        let mut all = Select::new("SAVEPOINT script; ");
+        self.push_joined(&mut all);
         all.push("; RELEASE script", []);
         if let Ok(rows) = all.query().fetch_all(&mut **tx).await {
             return Ok(rows);
@@ -804,18 +800,28 @@ impl Script {
     /// two statements, and SQLite copies every page the script changes into its journal, so
     /// it could be rolled back alone; here nothing would be.
     pub async fn run_undone_with_transaction(self, tx: &mut Tx) -> Result<(), Error> {
-        if self.steps.len() <= 1 || backend_of(tx) != Backend::Sqlite {
+        if !self.together(tx) {
             return self.one_by_one(tx).await.map(drop);
         }
         let mut all = Select::new("");
+        self.push_joined(&mut all);
+        all.query().fetch_all(&mut **tx).await?;
+        Ok(())
+    }
+
+    /// Whether the statements go as one multi-statement query: on SQLite, if there are several.
+    fn together(&self, tx: &Tx) -> bool {
+        self.steps.len() > 1 && backend_of(tx) == Backend::Sqlite
+    }
+
+    /// Appends the statements to `all`, separated by `;`, their values bound in order.
+    fn push_joined(&self, all: &mut Select) {
         for (i, step) in self.steps.iter().enumerate() {
             if i > 0 {
                 all.push("; ", []);
             }
             all.push(&step.sql, step.binds.iter().cloned());
         }
-        all.query().fetch_all(&mut **tx).await?;
-        Ok(())
     }
 
     /// Each statement alone, in order; the rows of the last.

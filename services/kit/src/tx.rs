@@ -87,7 +87,7 @@ impl Writer {
         // transaction it may have opened is ended before the connection is used again.
         held.slot().unsure = true;
         held.conn().execute("BEGIN IMMEDIATE").await?;
-        Ok(Tx(Inner::Held(held)))
+        Ok(Conn::Held(held))
     }
 
     /// Gives the connection back to the pool and closes the pool.
@@ -122,6 +122,14 @@ impl Held {
         self.0
             .as_mut()
             .expect("a held writer has its slot until dropped")
+    }
+
+    /// Ends its transaction with `sql` (`COMMIT` or `ROLLBACK`); once answered, the
+    /// connection is known to be outside any.
+    async fn end(mut self, sql: &str) -> Result<(), sqlx::Error> {
+        self.conn().execute(sql).await?;
+        self.slot().unsure = false;
+        Ok(())
     }
 
     fn conn(&mut self) -> &mut AnyConnection {
@@ -178,89 +186,55 @@ impl Drop for Held {
     }
 }
 
+/// The writer held (SQLite), or a connection of the pool (PostgreSQL) of the kind `P`: either
+/// way, a connection to run statements on.
+#[derive(Debug)]
+pub enum Conn<P> {
+    Held(Held),
+    Pooled(P),
+}
+
+impl<P: Deref<Target = AnyConnection>> Deref for Conn<P> {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Conn::Held(held) => held,
+            Conn::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl<P: DerefMut<Target = AnyConnection>> DerefMut for Conn<P> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Conn::Held(held) => held,
+            Conn::Pooled(conn) => conn,
+        }
+    }
+}
+
 /// A write transaction: on SQLite on the held writer connection, on PostgreSQL on a pooled
 /// connection (the driver's own transaction). Statements run on `&mut **tx` (or `&mut *tx`
 /// for an owned one); dropped without [`Tx::commit`], it is rolled back.
-#[derive(Debug)]
-pub struct Tx(Inner);
+pub type Tx = Conn<sqlx::Transaction<'static, Any>>;
 
-#[derive(Debug)]
-enum Inner {
-    Held(Held),
-    Pooled(sqlx::Transaction<'static, Any>),
-}
+/// A connection to write single statements through, outside a transaction
+/// ([`crate::db::Db::write`]).
+pub type Write = Conn<PoolConnection<Any>>;
 
 impl Tx {
-    pub(crate) fn pooled(tx: sqlx::Transaction<'static, Any>) -> Self {
-        Tx(Inner::Pooled(tx))
-    }
-
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self.0 {
-            Inner::Pooled(tx) => tx.commit().await,
-            Inner::Held(mut held) => {
-                held.conn().execute("COMMIT").await?;
-                held.slot().unsure = false;
-                Ok(())
-            }
+        match self {
+            Conn::Pooled(tx) => tx.commit().await,
+            Conn::Held(held) => held.end("COMMIT").await,
         }
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        match self.0 {
-            Inner::Pooled(tx) => tx.rollback().await,
-            Inner::Held(mut held) => {
-                held.conn().execute("ROLLBACK").await?;
-                held.slot().unsure = false;
-                Ok(())
-            }
-        }
-    }
-}
-
-impl Deref for Tx {
-    type Target = AnyConnection;
-
-    fn deref(&self) -> &AnyConnection {
-        match &self.0 {
-            Inner::Held(held) => held,
-            Inner::Pooled(tx) => tx,
-        }
-    }
-}
-
-impl DerefMut for Tx {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        match &mut self.0 {
-            Inner::Held(held) => held,
-            Inner::Pooled(tx) => tx,
-        }
-    }
-}
-
-/// A connection to write single statements through, outside a transaction ([`crate::db::Db::write`]).
-#[derive(Debug)]
-pub enum Write {
-    Held(Held),
-    Pooled(PoolConnection<Any>),
-}
-
-impl Deref for Write {
-    type Target = AnyConnection;
-
-    fn deref(&self) -> &AnyConnection {
         match self {
-            Write::Held(held) => held,
-            Write::Pooled(conn) => conn,
-        }
-    }
-}
-
-impl DerefMut for Write {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        match self {
-            Write::Held(held) => held,
-            Write::Pooled(conn) => conn,
+            Conn::Pooled(tx) => tx.rollback().await,
+            Conn::Held(held) => held.end("ROLLBACK").await,
         }
     }
 }

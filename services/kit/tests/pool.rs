@@ -155,10 +155,7 @@ async fn a_write_transaction_left_unfinished_is_undone_and_frees_the_file() {
 
     // Dropped after a statement, without a commit.
     let mut tx = db.begin().await.unwrap();
-    sqlx::query("INSERT INTO t (k) VALUES (1)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    insert(&mut tx, 1).await;
     drop(tx);
     other_writes(100).await;
     assert_eq!(count(db.clone()).await, 1, "only the other writer's row");
@@ -169,11 +166,7 @@ async fn a_write_transaction_left_unfinished_is_undone_and_frees_the_file() {
         let db2 = db.clone();
         let task = tokio::spawn(async move {
             let mut tx = db2.begin().await.unwrap();
-            sqlx::query("INSERT INTO t (k) VALUES ($1)")
-                .bind(1_000 + round as i64)
-                .execute(&mut *tx)
-                .await
-                .unwrap();
+            insert(&mut tx, 1_000 + round as i64).await;
             tx.commit().await.unwrap();
             std::future::pending::<()>().await;
         });
@@ -185,11 +178,7 @@ async fn a_write_transaction_left_unfinished_is_undone_and_frees_the_file() {
             .await
             .expect("the writer is not stuck")
             .unwrap();
-        sqlx::query("INSERT INTO t (k) VALUES ($1)")
-            .bind(10_000 + round as i64)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        insert(&mut tx, 10_000 + round as i64).await;
         tx.commit().await.unwrap();
     }
     // Each round's own write kept; an aborted one kept only if it committed.
@@ -201,4 +190,12 @@ async fn a_write_transaction_left_unfinished_is_undone_and_frees_the_file() {
     other_writes(101).await;
     other.close().await;
     db.close().await;
+}
+
+async fn insert(conn: &mut sqlx::AnyConnection, k: i64) {
+    sqlx::query("INSERT INTO t (k) VALUES ($1)")
+        .bind(k)
+        .execute(conn)
+        .await
+        .unwrap();
 }
