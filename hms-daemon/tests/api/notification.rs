@@ -173,7 +173,7 @@ both_backends! {
                 message: "Your appointment is confirmed.",
                 metadata: serde_json::json!({}),
             };
-            hms_notification::store::insert_notification(&mut script, &new, hms_notification::store::When::Always, app.clock.now());
+            hms_notification::store::insert_notification(&mut script, &new, hms_notification::store::When::Always, false, app.clock.now());
         }
         script.run(&mut tx).await.unwrap();
         tx.commit().await.unwrap();

@@ -766,9 +766,9 @@ impl Script {
         self.fetch_all(tx).await.map(drop)
     }
 
-    /// Runs the script as [`Script::run`] does and answers the rows of its last statement
-    /// (a query, or a write with `RETURNING`; the statements before it must return none): a
-    /// read that depends on the writes before it, in the same hand-off.
+    /// Runs the script as [`Script::run`] does and answers the rows its statements return (a
+    /// query, or writes with `RETURNING`), in their order: a read that depends on the writes
+    /// before it, in the same hand-off.
     pub async fn fetch_all(self, tx: &mut Tx) -> Result<Vec<sqlx::any::AnyRow>, Error> {
         if !self.together(tx) {
             // One statement is all-or-nothing by itself; on PostgreSQL a refused statement
@@ -799,14 +799,17 @@ impl Script {
     /// way, where a refusal is judged): a batch of events applied together. A savepoint costs
     /// two statements, and SQLite copies every page the script changes into its journal, so
     /// it could be rolled back alone; here nothing would be.
-    pub async fn run_undone_with_transaction(self, tx: &mut Tx) -> Result<(), Error> {
+    /// Answers the rows its statements return, as [`Script::fetch_all`] does.
+    pub async fn run_undone_with_transaction(
+        self,
+        tx: &mut Tx,
+    ) -> Result<Vec<sqlx::any::AnyRow>, Error> {
         if !self.together(tx) {
-            return self.one_by_one(tx).await.map(drop);
+            return self.one_by_one(tx).await;
         }
         let mut all = Select::new("");
         self.push_joined(&mut all);
-        all.query().fetch_all(&mut **tx).await?;
-        Ok(())
+        Ok(all.query().fetch_all(&mut **tx).await?)
     }
 
     /// Whether the statements go as one multi-statement query: on SQLite, if there are several.
@@ -824,14 +827,14 @@ impl Script {
         }
     }
 
-    /// Each statement alone, in order; the rows of the last.
+    /// Each statement alone, in order; the rows they return.
     async fn one_by_one(&self, tx: &mut Tx) -> Result<Vec<sqlx::any::AnyRow>, Error> {
         let mut rows = Vec::new();
         for step in &self.steps {
             let mut one = Select::new("");
             one.push(&step.sql, step.binds.iter().cloned());
             match one.query().fetch_all(&mut **tx).await {
-                Ok(got) => rows = got,
+                Ok(got) => rows.extend(got),
                 Err(e) => {
                     return Err(step
                         .refuse

@@ -146,8 +146,10 @@ pub async fn receive(
         tracing::info!(event_id = %event.event_id, event_type = %event.event_type, "duplicate event ignored");
         return Ok(EventAck { duplicate: true });
     }
-    effect.apply(&mut tx).await?;
+    let mut applied = Applied::default();
+    applied.add(effect.apply(&mut tx).await?);
     outbox.commit(tx).await?;
+    applied.committed();
     tracing::info!(event_id = %event.event_id, event_type = %event.event_type, "event processed");
     Ok(EventAck { duplicate: false })
 }
@@ -221,6 +223,30 @@ pub enum Effect {
     /// a batch for the same statement go to the database as one statement — one hand-off and
     /// one prepared text for them all, whatever their number.
     Row(&'static Rows, serde_json::Value),
+    /// Statements, as [`Effect::Statements`], and what to do with the rows they return once
+    /// the transaction that applied them has committed (and only then: a batch undone and
+    /// applied again calls it once) — telling the metrics what the statements did.
+    Returning(Script, AfterCommit),
+}
+
+/// Called with the rows an [`Effect::Returning`]'s statements returned, after they commit.
+pub type AfterCommit = Box<dyn FnOnce(Vec<sqlx::any::AnyRow>) + Send>;
+
+/// An effect applied, waiting for its transaction to commit.
+#[derive(Default)]
+struct Applied(Vec<(AfterCommit, Vec<sqlx::any::AnyRow>)>);
+
+impl Applied {
+    fn add(&mut self, done: Option<(AfterCommit, Vec<sqlx::any::AnyRow>)>) {
+        self.0.extend(done);
+    }
+
+    /// The transaction committed.
+    fn committed(self) {
+        for (after, rows) in self.0 {
+            after(rows);
+        }
+    }
 }
 
 /// A statement applying rows given as one JSON array (parameter `$1`, read with
@@ -246,20 +272,29 @@ impl Rows {
     }
 }
 
+/// What an applied effect leaves to do once its transaction commits.
+type AfterApplied = Option<(AfterCommit, Vec<sqlx::any::AnyRow>)>;
+
 impl Effect {
-    async fn apply(self, tx: &mut Tx) -> Result<(), Error> {
+    async fn apply(self, tx: &mut Tx) -> Result<AfterApplied, Error> {
         match self {
-            Effect::Run(f) => f(tx).await,
-            Effect::Statements(script) => script.run(tx).await,
-            Effect::Row(rows, row) => rows.run(tx, &[row]).await,
+            Effect::Run(f) => f(tx).await.map(|()| None),
+            Effect::Statements(script) => script.run(tx).await.map(|()| None),
+            Effect::Row(rows, row) => rows.run(tx, &[row]).await.map(|()| None),
+            Effect::Returning(script, after) => Ok(Some((after, script.fetch_all(tx).await?))),
         }
     }
 
     /// As [`Effect::apply`], in a transaction that is undone whole if this fails (a batch
     /// applied together): a script then needs no savepoint of its own.
-    async fn apply_undone_with_transaction(self, tx: &mut Tx) -> Result<(), Error> {
+    async fn apply_undone_with_transaction(self, tx: &mut Tx) -> Result<AfterApplied, Error> {
         match self {
-            Effect::Statements(script) => script.run_undone_with_transaction(tx).await,
+            Effect::Statements(script) => {
+                script.run_undone_with_transaction(tx).await.map(|_| None)
+            }
+            Effect::Returning(script, after) => {
+                Ok(Some((after, script.run_undone_with_transaction(tx).await?)))
+            }
             other => other.apply(tx).await,
         }
     }
@@ -292,6 +327,15 @@ where
 /// An [`Effect`] that is `script`'s statements.
 pub fn statements(script: Script) -> Effect {
     Effect::Statements(script)
+}
+
+/// An [`Effect`] that is `script`'s statements, `after` called with the rows they return once
+/// they commit.
+pub fn returning(
+    script: Script,
+    after: impl FnOnce(Vec<sqlx::any::AnyRow>) + Send + 'static,
+) -> Effect {
+    Effect::Returning(script, Box::new(after))
 }
 
 /// An [`Effect`] that is one row of `rows`.
@@ -415,6 +459,7 @@ impl Batch<'_> {
             .collect();
         let mut fresh = record_all(&mut tx, &ready, self.now).await?;
         let mut done = Vec::with_capacity(self.events.len());
+        let mut applied = Applied::default();
         let mut pending = Pending::default();
         for ((ev, scope), prepared) in self.events.iter().zip(self.scopes).zip(prepared) {
             let effect = match prepared {
@@ -426,8 +471,8 @@ impl Batch<'_> {
             };
             // The first of two copies of an event in one batch is the one applied.
             let new = fresh.remove(&key_of(ev));
-            let applied = match effect {
-                _ if !new => Ok(()),
+            let outcome = match effect {
+                _ if !new => Ok(None),
                 Effect::Row(of, row) => {
                     // Rows of another statement: those gathered go first.
                     let other = pending.of.is_some_and(|p| !std::ptr::eq(p, of));
@@ -439,6 +484,7 @@ impl Batch<'_> {
                     flushed.map(|()| {
                         pending.of = Some(of);
                         pending.rows.push(row);
+                        None
                     })
                 }
                 // Anything else goes after the rows gathered before it, which it may read.
@@ -450,9 +496,12 @@ impl Batch<'_> {
                     Err(e) => Err(e),
                 },
             };
-            if applied.is_err() {
-                tx.rollback().await?;
-                return Ok(None);
+            match outcome {
+                Ok(after) => applied.add(after),
+                Err(_) => {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
             }
             done.push(Ok(new));
         }
@@ -461,6 +510,7 @@ impl Batch<'_> {
             return Ok(None);
         }
         self.outbox.commit(tx).await?;
+        applied.committed();
         Ok(Some(done))
     }
 
@@ -468,6 +518,7 @@ impl Batch<'_> {
     async fn apply_each(&self, prepared: Vec<Result<Effect, Error>>) -> Result<Outcomes, Error> {
         let mut tx = self.db.begin().await?;
         let mut done = Vec::with_capacity(self.events.len());
+        let mut applied = Applied::default();
         for ((ev, scope), prepared) in self.events.iter().zip(self.scopes).zip(prepared) {
             let outcome = match prepared {
                 Err(e) => Err(e),
@@ -475,9 +526,13 @@ impl Batch<'_> {
                     correlation::scope(scope.clone(), apply(&mut tx, ev, self.now, effect)).await?
                 }
             };
-            done.push(outcome);
+            done.push(outcome.map(|(fresh, after)| {
+                applied.add(after);
+                fresh
+            }));
         }
         self.outbox.commit(tx).await?;
+        applied.committed();
         Ok(done)
     }
 }
@@ -524,21 +579,19 @@ fn scope_of(ev: &Event) -> RequestContext {
 }
 
 /// Applies one event of a batch under a savepoint. The inner result is the event's own (fresh
-/// or duplicate, or why it was refused, its writes undone); the outer error is a fault of the
-/// transaction, which ends the batch.
+/// or duplicate, and what is left to do once the batch commits; or why it was refused, its
+/// writes undone); the outer error is a fault of the transaction, which ends the batch.
 async fn apply(
     tx: &mut Tx,
     ev: &Event,
     now: chrono::DateTime<chrono::Utc>,
     effect: Effect,
-) -> Result<Result<bool, Error>, Error> {
+) -> Result<Result<(bool, AfterApplied), Error>, Error> {
     sqlx::query("SAVEPOINT event").execute(&mut **tx).await?;
     let outcome = async {
         let fresh = record(tx, ev, now).await?;
-        if fresh {
-            effect.apply(tx).await?;
-        }
-        Ok::<bool, Error>(fresh)
+        let after = if fresh { effect.apply(tx).await? } else { None };
+        Ok::<_, Error>((fresh, after))
     }
     .await;
     if outcome.is_err() {

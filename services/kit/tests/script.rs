@@ -93,3 +93,53 @@ async fn a_refused_script_leaves_nothing_and_says_which_statement_postgres() {
     };
     all_or_nothing(&url).await;
 }
+
+/// What a script's statements return comes back, every statement's rows in their order, both
+/// ways a script runs (alone, and inside a transaction that is undone whole if it fails): a
+/// caller counts what its guarded writes did from their `RETURNING` rows.
+async fn every_statements_rows(url: &str) {
+    let db = support::open(url, "script-rows-test").await;
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("CREATE TEMP TABLE script_r (k BIGINT PRIMARY KEY)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let returning = |ks: &[i64]| {
+        let mut s = Script::new();
+        for &k in ks {
+            // A row already there is skipped, and returns nothing.
+            s.push(
+                "INSERT INTO script_r (k) SELECT ? WHERE true ON CONFLICT (k) DO NOTHING RETURNING k",
+                [Bind::Int(k)],
+            );
+        }
+        s
+    };
+    let got = |rows: Vec<sqlx::any::AnyRow>| -> Vec<i64> {
+        rows.iter().map(|r| r.try_get("k").unwrap()).collect()
+    };
+    let rows = returning(&[3, 1, 2]).fetch_all(&mut tx).await.unwrap();
+    assert_eq!(got(rows), vec![3, 1, 2]);
+    let rows = returning(&[4, 1, 5])
+        .run_undone_with_transaction(&mut tx)
+        .await
+        .unwrap();
+    assert_eq!(got(rows), vec![4, 5]);
+    tx.rollback().await.unwrap();
+    db.close().await;
+}
+
+#[tokio::test]
+async fn a_script_answers_the_rows_of_every_statement_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    every_statements_rows(&support::sqlite_url(dir.path(), "script-rows.db")).await;
+}
+
+#[tokio::test]
+async fn a_script_answers_the_rows_of_every_statement_postgres() {
+    let Some(url) = support::postgres_url("a_script_answers_the_rows_of_every_statement_postgres")
+    else {
+        return;
+    };
+    every_statements_rows(&url).await;
+}

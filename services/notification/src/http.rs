@@ -3,8 +3,9 @@
 use crate::contacts::Contacts;
 use crate::doctors;
 use crate::messages::{self, AppointmentFacts};
+use crate::providers::SentWhenRecorded;
 use crate::store::{self, AppointmentState, When};
-use crate::worker::record_for;
+use crate::worker::{record_for, recorded_sent, Recording};
 use axum::extract::State;
 use axum::http::Method;
 use hms_client::contract::{
@@ -145,6 +146,10 @@ async fn prepare_event(
     let tz = ctx.config.clinic_tz();
     let currency = ctx.config.currency.clone();
     let now = ctx.clock.now();
+    let recording = Recording {
+        now,
+        sent: SentWhenRecorded::of(&ctx.config),
+    };
     let source_id = ev.event_id.to_string();
     let event_type = ev.event_type.clone();
     let metadata = ev.payload.clone();
@@ -199,9 +204,18 @@ async fn prepare_event(
             }
             if let Some(m) = message {
                 let (source, kind, when) = (&source_id, &event_type, When::Newest(&state));
-                record_for(&mut script, &patient, source, kind, &m, metadata, when, now);
+                record_for(
+                    &mut script,
+                    &patient,
+                    source,
+                    kind,
+                    &m,
+                    metadata,
+                    when,
+                    recording,
+                );
             }
-            hms_kit::inbox::statements(script)
+            hms_kit::inbox::returning(script, recorded_sent)
         }
         Some(Incoming::Doctor(
             DoctorEvent::Registered(f) | DoctorEvent::Updated(f) | DoctorEvent::ScheduleChanged(f),
@@ -240,10 +254,10 @@ async fn prepare_event(
                     &m,
                     metadata,
                     When::Always,
-                    now,
+                    recording,
                 );
             }
-            hms_kit::inbox::statements(script)
+            hms_kit::inbox::returning(script, recorded_sent)
         }
     };
     Ok(effect)

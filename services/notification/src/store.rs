@@ -182,11 +182,14 @@ pub struct NewNotification<'a> {
 }
 
 /// Records a message to send, as a statement of `script`, `when` it applies; a second one for
-/// the same source and channel is ignored.
+/// the same source and channel is ignored. A message `sent` by being recorded (see
+/// `providers::SentWhenRecorded`) is recorded as sent, and the statement returns it
+/// ([`SENT_COLUMNS`]) if it was recorded.
 pub fn insert_notification(
     script: &mut Script,
     n: &NewNotification<'_>,
     when: When<'_>,
+    sent: bool,
     now: DateTime<Utc>,
 ) {
     let values = [
@@ -200,16 +203,27 @@ pub fn insert_notification(
         Bind::Text(to_db(Utc::now())),
         Bind::Text(to_db(now)),
     ];
+    let (status, attempts, sent_at, returning) = if sent {
+        ("'sent'", 1, "?", format!(" RETURNING {SENT_COLUMNS}"))
+    } else {
+        ("'pending'", 0, "NULL", String::new())
+    };
+    let sent_at_bind = sent.then(|| Bind::Text(to_db(now)));
+    let values = values.into_iter().chain(sent_at_bind);
     script.push(
         &format!(
             "INSERT INTO notifications (source_id, event_type, channel, patient_id, recipient, message, metadata, \
-             status, attempts, next_attempt_at, created_at) SELECT ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ? WHERE {} \
-             ON CONFLICT (source_id, channel) DO NOTHING",
+             next_attempt_at, created_at, sent_at, status, attempts) \
+             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, {sent_at}, {status}, {attempts} WHERE {} \
+             ON CONFLICT (source_id, channel) DO NOTHING{returning}",
             when.sql()
         ),
-        values.into_iter().chain(when.binds()),
+        values.chain(when.binds()),
     );
 }
+
+/// What an insert of a message recorded as sent returns.
+pub const SENT_COLUMNS: &str = "notification_id, channel, recipient";
 
 /// Reminders due by `now` that have not gone out.
 pub async fn due_reminders(

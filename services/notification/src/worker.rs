@@ -8,7 +8,7 @@
 
 use crate::doctors::{self, Named};
 use crate::messages::AppointmentFacts;
-use crate::providers::{Outgoing, Provider};
+use crate::providers::{Outgoing, Provider, SentWhenRecorded};
 use crate::store::{self, NewNotification, When};
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -17,6 +17,8 @@ use hms_kit::db::Script;
 use hms_kit::pii::{Email, Phone};
 use hms_kit::server::ServiceCtx;
 use hms_kit::Error;
+use sqlx::any::AnyRow;
+use sqlx::Row;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -54,7 +56,16 @@ pub async fn patient_and_doctor(
     tokio::try_join!(patient(ctx, patient_id), doctors::named(ctx, doctor_id))
 }
 
+/// How messages are recorded now: the time, and the channels whose messages are sent by being
+/// recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct Recording {
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub sent: SentWhenRecorded,
+}
+
 /// Records `message` for every channel of `patient`, keyed by `source_id`, `when` it applies.
+/// The statements of messages sent by being recorded return them (see [`recorded_sent`]).
 #[allow(clippy::too_many_arguments)]
 pub fn record_for(
     script: &mut Script,
@@ -64,7 +75,7 @@ pub fn record_for(
     message: &str,
     metadata: serde_json::Value,
     when: When<'_>,
-    now: chrono::DateTime<chrono::Utc>,
+    recording: Recording,
 ) {
     for (channel, recipient) in channels(patient) {
         let new = NewNotification {
@@ -76,8 +87,34 @@ pub fn record_for(
             message,
             metadata: metadata.clone(),
         };
-        store::insert_notification(script, &new, when, now);
+        let sent = recording.sent.channel(channel);
+        store::insert_notification(script, &new, when, sent, recording.now);
     }
+}
+
+/// Counts and logs the messages recorded as sent, from the rows their statements returned
+/// (once the transaction that recorded them has committed).
+pub fn recorded_sent(rows: Vec<AnyRow>) {
+    for r in rows {
+        let (Ok(id), Ok(channel), Ok(recipient)) = (
+            r.try_get::<i64, _>("notification_id"),
+            r.try_get::<String, _>("channel"),
+            r.try_get::<String, _>("recipient"),
+        ) else {
+            continue;
+        };
+        sent(id, &channel, &recipient, "record");
+    }
+}
+
+/// A message has gone out: counted, and logged with its recipient masked.
+fn sent(notification_id: i64, channel: &str, recipient: &str, provider: &str) {
+    metrics::counter!("notifications_sent_total", "service" => "notification", "channel" => channel.to_string())
+        .increment(1);
+    tracing::info!(
+        notification_id, channel, provider,
+        recipient = %masked(channel, recipient), "notification sent"
+    );
 }
 
 fn masked(channel: &str, recipient: &str) -> String {
@@ -135,7 +172,7 @@ pub fn run(ctx: ServiceCtx, shutdown: watch::Receiver<bool>) -> BoxFuture<'stati
 pub async fn send_due_reminders(ctx: &ServiceCtx) -> Result<usize, Error> {
     let now = ctx.clock.now();
     let due = store::due_reminders(&ctx.db, now, REMINDER_ROUND as i64).await?;
-    let mut sent = 0;
+    let mut reminded = 0;
     for r in due {
         // Contact details are read now, not when booked: a changed phone number is honoured.
         let (patient, doctor) = patient_and_doctor(ctx, r.reminder.patient_id, r.doctor_id).await?;
@@ -150,6 +187,10 @@ pub async fn send_due_reminders(ctx: &ServiceCtx) -> Result<usize, Error> {
         let message = facts.reminder(r.reminder.offset_minutes);
         let mut tx = ctx.db.begin().await?;
         if store::mark_reminder_sent(&mut tx, r.reminder.reminder_id, now).await? {
+            let recording = Recording {
+                now,
+                sent: SentWhenRecorded::of(&ctx.config),
+            };
             let mut script = Script::new();
             record_for(
                 &mut script,
@@ -163,11 +204,12 @@ pub async fn send_due_reminders(ctx: &ServiceCtx) -> Result<usize, Error> {
                     "offset_minutes": r.reminder.offset_minutes,
                 }),
                 When::Always,
-                now,
+                recording,
             );
-            script.run(&mut tx).await?;
+            let rows = script.fetch_all(&mut tx).await?;
             tx.commit().await?;
-            sent += 1;
+            recorded_sent(rows);
+            reminded += 1;
             tracing::info!(
                 reminder_id = r.reminder.reminder_id,
                 appointment_id = r.reminder.appointment_id,
@@ -175,7 +217,7 @@ pub async fn send_due_reminders(ctx: &ServiceCtx) -> Result<usize, Error> {
             );
         }
     }
-    Ok(sent)
+    Ok(reminded)
 }
 
 /// Sends recorded messages through their channel's provider: a round's messages at once
@@ -208,17 +250,12 @@ pub async fn deliver(ctx: &ServiceCtx, providers: &(Provider, Provider)) -> Resu
         .buffer_unordered(SENDING_AT_ONCE)
         .collect::<Vec<_>>()
         .await;
-    let mut sent = Vec::with_capacity(n);
+    let mut done = Vec::with_capacity(n);
     for (c, provider, outcome) in attempts {
         match outcome {
             Ok(()) => {
-                metrics::counter!("notifications_sent_total", "service" => "notification", "channel" => c.channel.clone())
-                    .increment(1);
-                tracing::info!(
-                    notification_id = c.notification_id, channel = %c.channel, provider,
-                    recipient = %masked(&c.channel, &c.recipient), "notification sent"
-                );
-                sent.push(c.notification_id);
+                sent(c.notification_id, &c.channel, &c.recipient, provider);
+                done.push(c.notification_id);
             }
             Err(err) => {
                 let last = c.attempts >= ctx.config.notification_max_attempts;
@@ -242,6 +279,6 @@ pub async fn deliver(ctx: &ServiceCtx, providers: &(Provider, Provider)) -> Resu
     }
     // A message sent but not yet marked (a crash just here) is sent again after its lease:
     // at least once, as before, the window now a round instead of one message.
-    store::mark_sent(&ctx.db, &sent).await?;
+    store::mark_sent(&ctx.db, &done).await?;
     Ok(n)
 }
