@@ -172,7 +172,9 @@ async fn recorded_messages_are_sent_and_counted_once(b: Backend) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn recorded_messages_are_sent_and_counted_once_on_both_backends() {
+// One test for both backends (two would count into the same recorder at once), named so that
+// CI's PostgreSQL step (`cargo test -- postgres`) runs it too.
+async fn recorded_messages_are_sent_and_counted_once_sqlite_then_postgres() {
     recorded_messages_are_sent_and_counted_once(Backend::Sqlite).await;
     match Backend::postgres() {
         Some(pg) => recorded_messages_are_sent_and_counted_once(pg).await,
