@@ -838,3 +838,77 @@ both_backends! {
         app.stop().await;
     }
 }
+
+/// A doctor service of an earlier release, as a rolling upgrade meets it, serving on
+/// `listener`: every request passed through to the real one at `target`, but
+/// `GET /v1/doctors/{id}/schedules` (new in this release) answered 404 as a server without the
+/// route answers. The paths asked are kept, with the status each was answered.
+async fn doctor_service_without_schedules(
+    listener: std::net::TcpListener,
+    target: String,
+) -> std::sync::Arc<std::sync::Mutex<Vec<(String, u16)>>> {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (kept, http) = (asked.clone(), reqwest::Client::new());
+    let older = axum::Router::new().fallback(
+        move |method: axum::http::Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let (kept, http, target) = (kept.clone(), http.clone(), target.clone());
+            async move {
+                let path = uri.path().to_string();
+                if path.ends_with("/schedules") {
+                    kept.lock().unwrap().push((path, 404));
+                    let body = serde_json::json!({ "code": "not_found", "message": "no route", "correlationId": "older" });
+                    return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+                }
+                let mut out = http.request(method, format!("{target}{uri}")).body(body);
+                for (name, value) in &headers {
+                    if name != "host" {
+                        out = out.header(name, value);
+                    }
+                }
+                let resp = out.send().await.unwrap();
+                let status = resp.status().as_u16();
+                kept.lock().unwrap().push((path, status));
+                let kind = resp.headers().get("content-type").cloned();
+                let bytes = resp.bytes().await.unwrap();
+                let mut answer = (StatusCode::from_u16(status).unwrap(), bytes).into_response();
+                if let Some(kind) = kind {
+                    answer.headers_mut().insert("content-type", kind);
+                }
+                answer
+            }
+        },
+    );
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    tokio::spawn(async move { axum::serve(listener, older).await.unwrap() });
+    asked
+}
+
+both_backends! {
+    async fn booking_asks_a_doctor_service_without_runs_of_days_for_the_one_day(b: Backend) {
+        // The appointment service is upgraded before the doctor service: the run of days is
+        // not there, and booking asks for the day the old way.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let older = format!("http://{}", listener.local_addr().unwrap());
+        let mut real = None;
+        // Every service finds the doctor service at the older one's address.
+        let app = clinic(&b, |c| real = c.service_mut("doctor").url.replace(older)).await;
+        let asked = doctor_service_without_schedules(listener, real.unwrap()).await;
+        let desk = app.client(Role::Reception);
+        let p = patients(&app, 2, 61).await;
+        let d = doctors(&app, 1, "Cardiology").await[0];
+        let r = desk.book_appointment(&booking(p[0], d, "Cardiology", ist("2026-12-01", "09:00")), None).await;
+        assert_eq!(code(&r), "ok", "{r:?}");
+        let paths = asked.lock().unwrap().clone();
+        let runs = paths.iter().position(|(p, s)| p == &format!("/v1/doctors/{d}/schedules") && *s == 404);
+        let day = paths.iter().position(|(p, s)| p == &format!("/v1/doctors/{d}/schedule") && *s == 200);
+        assert!(matches!((runs, day), (Some(a), Some(b)) if a < b), "the run of days refused, then the one day asked: {paths:?}");
+        // A doctor the older service does not know is still not found.
+        let r = desk.book_appointment(&booking(p[1], d + 1000, "Cardiology", ist("2026-12-01", "09:00")), None).await;
+        assert_eq!(code(&r), "not_found", "{r:?}");
+        app.stop().await;
+    }
+}
