@@ -85,6 +85,14 @@ impl Faults {
     }
 }
 
+/// Opens `n` connections of `pool` at once (each made, checked out together, then returned),
+/// so that none is made later, while the database is busy.
+async fn open_all(pool: &AnyPool, n: u32) -> Result<(), sqlx::Error> {
+    let held = futures::future::try_join_all((0..n).map(|_| pool.acquire())).await?;
+    drop(held);
+    Ok(())
+}
+
 /// SQLite connections for reads, per database (beside its one writer). A read holds one for
 /// tens of microseconds, and patient reads go through the writer's group commit; two per
 /// database kept the mixed run's rate of four, and each connection costs memory.
@@ -427,8 +435,17 @@ impl Db {
                     // Readers never write, so never checkpoint on their own (SQLite's default
                     // stays; the task's checkpoints are asked for explicitly).
                     .after_connect(sqlite_setup(file.clone(), READER_CACHE_KIB, None))
+                    // Opened now and kept: a reader opened under load stalled its database's
+                    // writer. Billing reads nothing until visits are paid, so its readers were
+                    // opened then, at its busiest writing; in two whole-visit runs of about
+                    // eight, the writer's `BEGIN IMMEDIATE` waited 3 and 5 s from the moment a
+                    // reader was opened, and a read waiting for that reader was refused 503.
+                    .min_connections(SQLITE_READERS)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
                     .connect(&url)
                     .await?;
+                open_all(&readers, SQLITE_READERS).await?;
                 (readers, Some(Writer::new(writer, faults.clone())))
             }
             Backend::Postgres => (opts.connect(&url).await?, None),

@@ -199,3 +199,25 @@ async fn insert(conn: &mut sqlx::AnyConnection, k: i64) {
         .await
         .unwrap();
 }
+
+/// A SQLite database's readers are made when it opens and kept for good: a reader made under
+/// load was seen to stall the database's writer for seconds (docs/benchmarks.md, 2026-12-07,
+/// second sitting), and one made lazily is made exactly then, when reads first come.
+#[tokio::test]
+async fn a_sqlite_databases_readers_are_made_when_it_opens_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = support::open(
+        &support::sqlite_url(dir.path(), "readers.db"),
+        "readers-test",
+    )
+    .await;
+    assert_eq!(db.pool().size(), 2, "every reader made at open");
+    let options = db.pool().options();
+    assert_eq!(options.get_min_connections(), 2);
+    assert_eq!(
+        (options.get_idle_timeout(), options.get_max_lifetime()),
+        (None, None),
+        "none closed for idleness or age, to be made again later"
+    );
+    db.close().await;
+}
