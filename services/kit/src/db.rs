@@ -815,8 +815,8 @@ impl Script {
     /// undoes the whole transaction if it is refused (and then does the work again another
     /// way, where a refusal is judged): a batch of events applied together. A savepoint costs
     /// two statements, and SQLite copies every page the script changes into its journal, so
-    /// it could be rolled back alone; here nothing would be.
-    /// Answers the rows its statements return, as [`Script::fetch_all`] does.
+    /// it could be rolled back alone; here nothing would be. Answers the rows its statements
+    /// return, as [`Script::fetch_all`] does.
     pub async fn run_undone_with_transaction(
         self,
         tx: &mut Tx,

@@ -232,13 +232,17 @@ pub enum Effect {
 /// Called with the rows an [`Effect::Returning`]'s statements returned, after they commit.
 pub type AfterCommit = Box<dyn FnOnce(Vec<sqlx::any::AnyRow>) + Send>;
 
-/// An effect applied, waiting for its transaction to commit.
+/// What an applied effect leaves to do once its transaction commits: its hook, with the rows
+/// its statements returned.
+type AfterApplied = Option<(AfterCommit, Vec<sqlx::any::AnyRow>)>;
+
+/// The effects of a transaction applied so far, waiting for it to commit.
 #[derive(Default)]
 struct Applied(Vec<(AfterCommit, Vec<sqlx::any::AnyRow>)>);
 
 impl Applied {
-    fn add(&mut self, done: Option<(AfterCommit, Vec<sqlx::any::AnyRow>)>) {
-        self.0.extend(done);
+    fn add(&mut self, after: AfterApplied) {
+        self.0.extend(after);
     }
 
     /// The transaction committed.
@@ -271,9 +275,6 @@ impl Rows {
         Ok(())
     }
 }
-
-/// What an applied effect leaves to do once its transaction commits.
-type AfterApplied = Option<(AfterCommit, Vec<sqlx::any::AnyRow>)>;
 
 impl Effect {
     async fn apply(self, tx: &mut Tx) -> Result<AfterApplied, Error> {

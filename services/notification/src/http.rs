@@ -5,7 +5,7 @@ use crate::doctors;
 use crate::messages::{self, AppointmentFacts};
 use crate::providers::SentWhenRecorded;
 use crate::store::{self, AppointmentState, When};
-use crate::worker::{record_for, recorded_sent, Recording};
+use crate::worker::{record_for, recorded_sent, Message, Recording};
 use axum::extract::State;
 use axum::http::Method;
 use hms_client::contract::{
@@ -202,18 +202,14 @@ async fn prepare_event(
             if scheduled {
                 store::schedule_reminders(&mut script, &state, &offsets, now);
             }
-            if let Some(m) = message {
-                let (source, kind, when) = (&source_id, &event_type, When::Newest(&state));
-                record_for(
-                    &mut script,
-                    &patient,
-                    source,
-                    kind,
-                    &m,
+            if let Some(text) = message {
+                let m = Message {
+                    source_id: &source_id,
+                    event_type: &event_type,
+                    text: &text,
                     metadata,
-                    when,
-                    recording,
-                );
+                };
+                record_for(&mut script, &patient, &m, When::Newest(&state), recording);
             }
             hms_kit::inbox::returning(script, recorded_sent)
         }
@@ -244,18 +240,14 @@ async fn prepare_event(
                 None => None,
             };
             let mut script = Script::new();
-            if let Some((patient, m)) = news {
-                let (source, kind) = (&source_id, &event_type);
-                record_for(
-                    &mut script,
-                    &patient,
-                    source,
-                    kind,
-                    &m,
+            if let Some((patient, text)) = news {
+                let m = Message {
+                    source_id: &source_id,
+                    event_type: &event_type,
+                    text: &text,
                     metadata,
-                    When::Always,
-                    recording,
-                );
+                };
+                record_for(&mut script, &patient, &m, When::Always, recording);
             }
             hms_kit::inbox::returning(script, recorded_sent)
         }

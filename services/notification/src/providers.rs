@@ -34,8 +34,8 @@ pub enum Provider {
 impl Provider {
     /// The provider configured for `channel` (`EMAIL` or `SMS`).
     pub fn for_channel(cfg: &Config, channel: &str) -> anyhow::Result<Provider> {
-        Ok(match kind(cfg, channel) {
-            "webhook" => Provider::Webhook {
+        Ok(match Kind::of(cfg, channel) {
+            Kind::Webhook => Provider::Webhook {
                 url: cfg
                     .notification_webhook_url
                     .clone()
@@ -44,7 +44,7 @@ impl Provider {
                     .timeout(Duration::from_secs(10))
                     .build()?,
             },
-            "smtp" => {
+            Kind::Smtp => {
                 let (host, port) = smtp_host(cfg.smtp_url.as_deref().unwrap_or_default())?;
                 // Plain SMTP to a relay on the hospital's network (a local MTA does TLS onward).
                 let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
@@ -56,7 +56,7 @@ impl Provider {
                     from: cfg.smtp_from.parse()?,
                 }
             }
-            _ => Provider::Record,
+            Kind::Record => Provider::Record,
         })
     }
 
@@ -112,12 +112,27 @@ impl Provider {
     }
 }
 
-/// The name of the provider configured for `channel`.
-fn kind<'c>(cfg: &'c Config, channel: &str) -> &'c str {
-    if channel == "EMAIL" {
-        &cfg.email_provider
-    } else {
-        &cfg.sms_provider
+/// Which provider is configured for a channel; any name but `webhook` and `smtp` is `record`
+/// (the default), decided here alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Record,
+    Webhook,
+    Smtp,
+}
+
+impl Kind {
+    fn of(cfg: &Config, channel: &str) -> Kind {
+        let name = if channel == "EMAIL" {
+            &cfg.email_provider
+        } else {
+            &cfg.sms_provider
+        };
+        match name.as_str() {
+            "webhook" => Kind::Webhook,
+            "smtp" => Kind::Smtp,
+            _ => Kind::Record,
+        }
     }
 }
 
@@ -133,7 +148,7 @@ pub struct SentWhenRecorded {
 
 impl SentWhenRecorded {
     pub fn of(cfg: &Config) -> Self {
-        let record = |channel| !matches!(kind(cfg, channel), "webhook" | "smtp");
+        let record = |channel| Kind::of(cfg, channel) == Kind::Record;
         SentWhenRecorded {
             email: record("EMAIL"),
             sms: record("SMS"),

@@ -64,28 +64,34 @@ pub struct Recording {
     pub sent: SentWhenRecorded,
 }
 
-/// Records `message` for every channel of `patient`, keyed by `source_id`, `when` it applies.
-/// The statements of messages sent by being recorded return them (see [`recorded_sent`]).
-#[allow(clippy::too_many_arguments)]
+/// A message to record for a patient: what it says, and the event (or reminder) it is for,
+/// which keys it (one per source and channel, however often the source is delivered).
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    pub source_id: &'a str,
+    pub event_type: &'a str,
+    pub text: &'a str,
+    pub metadata: serde_json::Value,
+}
+
+/// Records `message` for every channel of `patient`, `when` it applies. The statements of
+/// messages sent by being recorded return them (see [`recorded_sent`]).
 pub fn record_for(
     script: &mut Script,
     patient: &Patient,
-    source_id: &str,
-    event_type: &str,
-    message: &str,
-    metadata: serde_json::Value,
+    message: &Message<'_>,
     when: When<'_>,
     recording: Recording,
 ) {
     for (channel, recipient) in channels(patient) {
         let new = NewNotification {
-            source_id,
-            event_type,
+            source_id: message.source_id,
+            event_type: message.event_type,
             channel,
             patient_id: Some(patient.patient_id),
             recipient: &recipient,
-            message,
-            metadata: metadata.clone(),
+            message: message.text,
+            metadata: message.metadata.clone(),
         };
         let sent = recording.sent.channel(channel);
         store::insert_notification(script, &new, when, sent, recording.now);
@@ -101,6 +107,10 @@ pub fn recorded_sent(rows: Vec<AnyRow>) {
             r.try_get::<String, _>("channel"),
             r.try_get::<String, _>("recipient"),
         ) else {
+            // Recorded and committed all the same; only its count and log line are missing.
+            tracing::error!(
+                "a message recorded as sent came back without its columns; not counted"
+            );
             continue;
         };
         sent(id, &channel, &recipient, "record");
@@ -191,21 +201,18 @@ pub async fn send_due_reminders(ctx: &ServiceCtx) -> Result<usize, Error> {
                 now,
                 sent: SentWhenRecorded::of(&ctx.config),
             };
-            let mut script = Script::new();
-            record_for(
-                &mut script,
-                &patient,
-                &format!("reminder:{}", r.reminder.reminder_id),
-                "appointment.reminder",
-                &message,
-                serde_json::json!({
+            let message = Message {
+                source_id: &format!("reminder:{}", r.reminder.reminder_id),
+                event_type: "appointment.reminder",
+                text: &message,
+                metadata: serde_json::json!({
                     "appointment_id": r.reminder.appointment_id,
                     "reminder_id": r.reminder.reminder_id,
                     "offset_minutes": r.reminder.offset_minutes,
                 }),
-                When::Always,
-                recording,
-            );
+            };
+            let mut script = Script::new();
+            record_for(&mut script, &patient, &message, When::Always, recording);
             let rows = script.fetch_all(&mut tx).await?;
             tx.commit().await?;
             recorded_sent(rows);
