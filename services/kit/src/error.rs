@@ -134,6 +134,19 @@ impl Error {
         }
     }
 
+    /// Whether PostgreSQL undid this error's transaction to break a deadlock (40P01) or a
+    /// serialization conflict (40001): nothing of it was kept, the other transaction has gone
+    /// on, and the same transaction run again can succeed. (SQLite's busy lock is not one: it
+    /// has already waited out the busy timeout.)
+    pub fn is_conflict(&self) -> bool {
+        self.source
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<sqlx::Error>())
+            .and_then(|e| e.as_database_error())
+            .and_then(|d| d.code())
+            .is_some_and(|code| code == "40P01" || code == "40001")
+    }
+
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self
@@ -246,12 +259,16 @@ impl From<sqlx::Error> for Error {
                     Some("5") | Some("6") | Some("40P01") | Some("40001")
                 ) =>
             {
-                Error::new(
+                let mut err = Error::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "the database is busy; retry shortly",
                 )
-                .with_retry_after(1)
+                .with_retry_after(1);
+                // Kept, so that `is_conflict` can tell a transaction undone to break a
+                // deadlock (which can simply be run again here) from a busy database.
+                err.source = Some(e.into());
+                err
             }
             other => Error::internal(other),
         }

@@ -305,14 +305,43 @@ impl<'a> Idempotent<'a> {
     /// it back with its outcome; an `Err` drops it, which rolls everything back, key included,
     /// so a retry does the work afresh. (The transaction is passed by value because a closure
     /// borrowing it could not be proven `Send` for every lifetime.)
+    ///
+    /// A transaction PostgreSQL undid to break a deadlock is run again, key claim and all, up
+    /// to `CONFLICT_TRIES` times: with two instances, a request done alone (key, then its row)
+    /// and another instance's group (rows, then keys) can each wait on the other, and the one
+    /// the database picks kept nothing, so the request is done again rather than answered 503.
     pub async fn run<T: Serialize, F, Fut>(
         &self,
         outbox: &Outbox,
         now: DateTime<Utc>,
-        work: F,
+        mut work: F,
     ) -> Result<Answer<T>, Error>
     where
-        F: FnOnce(Tx) -> Fut,
+        F: FnMut(Tx) -> Fut,
+        Fut: Future<Output = Result<(Tx, Outcome<T>), Error>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match self.run_once(outbox, now, &mut work).await {
+                Err(e) if e.is_conflict() && attempt < CONFLICT_TRIES => {
+                    tracing::info!(attempt, error = ?e, "transaction undone by a conflict; running it again");
+                    metrics::counter!("transactions_retried_total", "service" => self.db.service())
+                        .increment(1);
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn run_once<T: Serialize, F, Fut>(
+        &self,
+        outbox: &Outbox,
+        now: DateTime<Utc>,
+        work: &mut F,
+    ) -> Result<Answer<T>, Error>
+    where
+        F: FnMut(Tx) -> Fut,
         Fut: Future<Output = Result<(Tx, Outcome<T>), Error>>,
     {
         let tx = match &self.request {
@@ -344,6 +373,10 @@ impl<'a> Idempotent<'a> {
         }
     }
 }
+
+/// How many times `Idempotent::run` runs a transaction the database undid to break a
+/// deadlock before answering 503 (each try waits out at most one deadlock check, about 1 s).
+const CONFLICT_TRIES: usize = 3;
 
 /// Deletes stored responses older than the retention period; returns how many.
 pub async fn sweep(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {

@@ -307,7 +307,7 @@ async fn take(
             if !store::capture(&mut tx, bill.bill_id, p.amount.0).await? {
                 let b = store::balance(&mut *tx, bill.bill_id)
                     .await?
-                    .unwrap_or(bill);
+                    .unwrap_or_else(|| bill.clone());
                 let err = domain::not_capturable(&b, p.amount);
                 let failed = PaymentEvent::Failed(Failed {
                     bill_id: b.bill_id,
@@ -338,7 +338,7 @@ async fn take(
                 bill_id: bill.bill_id,
                 patient_id: bill.patient_id,
                 amount: payment.amount,
-                method,
+                method: method.clone(),
                 reference: payment.reference.clone(),
                 legacy: false,
             });
@@ -440,7 +440,9 @@ async fn refund(
             )
             .await?
             else {
-                let current = store::get(&mut *tx, id).await?.unwrap_or(payment);
+                let current = store::get(&mut *tx, id)
+                    .await?
+                    .unwrap_or_else(|| payment.clone());
                 return Ok((
                     tx,
                     Outcome::Refused(domain::not_refundable(&current, r.amount)),

@@ -32,3 +32,53 @@ pub async fn open(url: &str, service: &'static str) -> Db {
     .await
     .unwrap()
 }
+
+/// A throw-away database on the PostgreSQL `server`, for a test that needs tables of fixed
+/// names (the kit's own); its URL. Dropped with [`drop_postgres`].
+#[allow(dead_code)]
+pub async fn fresh_postgres(server: &str, name: &str) -> String {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let db = format!(
+        "hms_k_{name}_{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let mut conn = sqlx::AnyConnection::connect(server).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    let (base, query) = server.split_once('?').unwrap_or((server, ""));
+    let host_end = base
+        .rfind('/')
+        .filter(|&i| i > base.find("://").unwrap_or(0) + 2);
+    let mut url = format!("{}/{db}", &base[..host_end.unwrap_or(base.len())]);
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+/// Drops a database made by [`fresh_postgres`].
+#[allow(dead_code)]
+pub async fn drop_postgres(server: &str, url: &str) {
+    use sqlx::Connection;
+    let db = url
+        .split('?')
+        .next()
+        .unwrap_or(url)
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    if let Ok(mut conn) = sqlx::AnyConnection::connect(server).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+        let _ = conn.close().await;
+    }
+}
