@@ -24,16 +24,7 @@ async fn a_request_undone_by_a_deadlock_is_run_again_postgres() {
         return;
     };
     let url = support::fresh_postgres(&server, "conflict").await;
-    let db = hms_kit::db::Db::open(
-        &url,
-        hms_kit::db::Open {
-            service: "conflict-test",
-            max_connections: 4,
-            ..hms_kit::db::Open::default()
-        },
-    )
-    .await
-    .unwrap();
+    let db = support::open(&url, "conflict-test").await;
     let mut other = AnyConnection::connect(&url).await.unwrap();
     sqlx::raw_sql(include_str!(
         "../../../migrations/kit/postgres/0002_idempotency.sql"

@@ -1,6 +1,9 @@
 //! What the kit's database tests share: a throw-away SQLite file, and the PostgreSQL server
 //! of `HMS_TEST_POSTGRES_URL` or a printed reason the test is skipped.
 
+// Each test binary uses its own part of these.
+#![allow(dead_code)]
+
 use hms_kit::db::{Db, Open};
 use std::path::Path;
 
@@ -35,7 +38,6 @@ pub async fn open(url: &str, service: &'static str) -> Db {
 
 /// A throw-away database on the PostgreSQL `server`, for a test that needs tables of fixed
 /// names (the kit's own); its URL. Dropped with [`drop_postgres`].
-#[allow(dead_code)]
 pub async fn fresh_postgres(server: &str, name: &str) -> String {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
@@ -65,7 +67,6 @@ pub async fn fresh_postgres(server: &str, name: &str) -> String {
 }
 
 /// Drops a database made by [`fresh_postgres`].
-#[allow(dead_code)]
 pub async fn drop_postgres(server: &str, url: &str) {
     use sqlx::Connection;
     let db = url
