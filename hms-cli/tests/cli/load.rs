@@ -127,3 +127,69 @@ fn a_db_ceiling_run_reports_the_writers_round_trip_and_rate() {
     assert!(field(ceiling, "throughput") > 0.0, "{ceiling}");
     assert!(field(ceiling, "statement_round_trip") > 0.0, "{ceiling}");
 }
+
+/// The scale workflows over what `hms-load seed` wrote into the embedded default's SQLite
+/// files: every request of `search-phone` and `day-list` answered. (`day-list` once failed
+/// every request, millions a second: it placed the seeded days in a time zone it had not been
+/// given.) SQLite only: the seed writes into the embedded default's files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_scale_workflows_answer_over_a_seeded_volume() {
+    let app = TestApp::spawn_with(
+        &hms_testkit::Backend::Sqlite,
+        &crate::EVERY_SERVICE,
+        Clock::system(),
+        // One token drives every request, as in the benchmarks.
+        |c| c.rate_limit_per_second = 0,
+    )
+    .await;
+    let token = app.token(Role::Admin);
+    let dir = app.dir.path().display().to_string();
+    let out = hms_load(
+        &app,
+        &token,
+        &[
+            "seed",
+            "--data-dir",
+            &dir,
+            "--patients",
+            "200",
+            "--appointments",
+            "300",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seeded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM appointments")
+        .fetch_one(app.db(Service::Appointment).pool())
+        .await
+        .unwrap();
+    assert_eq!(seeded, 300);
+    for workflow in ["search-phone", "day-list"] {
+        let out = hms_load(
+            &app,
+            &token,
+            &[
+                workflow,
+                "--data-dir",
+                &dir,
+                "--connections",
+                "2",
+                "--duration",
+                "1",
+            ],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let run = line(&stdout, "workflow=");
+        assert!(field(run, "requests") > 0.0, "{workflow}: {stdout}");
+        assert_eq!(field(run, "errors"), 0.0, "{workflow}: {stdout}");
+    }
+    app.stop().await;
+}

@@ -37,6 +37,23 @@ pub fn phone(i: usize) -> String {
 }
 
 impl Scale {
+    /// When each seeded day starts in the clinic's zone `tz` (its first instant, where a
+    /// change of clocks skips midnight).
+    pub fn day_starts(&self, tz: chrono_tz::Tz) -> anyhow::Result<Vec<chrono::DateTime<Utc>>> {
+        (0..self.days.max(1))
+            .map(|k| {
+                let day = self.first_day + chrono::Duration::days(k as i64);
+                (0..24)
+                    .find_map(|h| {
+                        tz.from_local_datetime(&day.and_hms_opt(h, 0, 0)?)
+                            .earliest()
+                    })
+                    .map(|t| t.with_timezone(&Utc))
+                    .with_context(|| format!("{day} has no hour in {tz}"))
+            })
+            .collect()
+    }
+
     pub fn read(dir: &Path) -> anyhow::Result<Scale> {
         let path = dir.join("scale.json");
         let text = std::fs::read_to_string(&path)
