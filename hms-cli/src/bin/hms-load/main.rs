@@ -314,6 +314,7 @@ async fn drive(
             let mut hist = histogram();
             let mut i = w;
             let mut desk = Desk::default();
+            let mut failing = 0u32;
             loop {
                 let began = Instant::now();
                 if began >= end || exhausted.load(Ordering::Relaxed) {
@@ -354,6 +355,9 @@ async fn drive(
                     },
                 };
                 i += 1;
+                if outcome.is_ok() {
+                    failing = 0;
+                }
                 match outcome {
                     Ok(()) if began >= warmup_end => {
                         let _ = hist.record(began.elapsed().as_micros() as u64);
@@ -369,6 +373,13 @@ async fn drive(
                             .unwrap_or_else(|e| e.into_inner())
                             .entry(kind)
                             .or_insert(0) += 1;
+                        // A client that keeps failing backs off, as a real one does: a
+                        // service that is down or shedding load is not hammered by this
+                        // client at full speed (once counted as tens of millions of errors).
+                        failing += 1;
+                        let pause =
+                            backoff(failing).min(end.saturating_duration_since(Instant::now()));
+                        tokio::time::sleep(pause).await;
                     }
                 }
             }
@@ -390,6 +401,12 @@ async fn drive(
         seconds: measured.as_secs_f64(),
         exhausted: exhausted.load(Ordering::Relaxed),
     })
+}
+
+/// How long a client waits after its `failing`-th failure in a row: 5 ms, doubling, at most
+/// 1 s (the `Retry-After` the services give with a 503).
+fn backoff(failing: u32) -> Duration {
+    Duration::from_millis(5u64 << failing.saturating_sub(1).min(8)).min(Duration::from_secs(1))
 }
 
 fn report(name: &str, args: &Args, o: &Outcome) {
