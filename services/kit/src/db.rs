@@ -46,6 +46,34 @@ pub struct Db {
     _checkpoints: Option<Arc<Stops>>,
 }
 
+/// A database URL `server` with its database name replaced by `db` (the same server, user and
+/// options): a throw-away database beside the one configured.
+pub fn with_database(server: &str, db: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (server, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
+    let mut url = format!("{}/{db}", &base[..host_end]);
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
+}
+
+/// The database name of a PostgreSQL URL (its last path segment, without options).
+pub fn database_name(url: &str) -> Option<&str> {
+    let base = url.split('?').next()?;
+    let after_scheme = base.find("://").map_or(base, |i| &base[i + 3..]);
+    let (_host, name) = after_scheme.split_once('/')?;
+    (!name.is_empty() && !name.contains('/')).then_some(name)
+}
+
 /// Aborts a task when dropped.
 #[derive(Debug)]
 struct Stops(tokio::task::AbortHandle);
@@ -1014,6 +1042,23 @@ pub async fn sync_id_sequence(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_url_names_another_database_on_the_same_server() {
+        let server = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
+        let url = with_database(server, "hms_t_1");
+        assert_eq!(
+            url,
+            "postgres://postgres@127.0.0.1:5432/hms_t_1?sslmode=disable"
+        );
+        assert_eq!(database_name(&url), Some("hms_t_1"));
+        assert_eq!(
+            with_database("postgres://h:5432", "x"),
+            "postgres://h:5432/x"
+        );
+        assert_eq!(database_name("postgres://h:5432/"), None);
+        assert_eq!(database_name("postgres://h:5432"), None);
+    }
 
     #[test]
     fn select_numbers_placeholders_in_order() {

@@ -143,8 +143,7 @@ impl Error {
             .as_ref()
             .and_then(|s| s.downcast_ref::<sqlx::Error>())
             .and_then(|e| e.as_database_error())
-            .and_then(|d| d.code())
-            .is_some_and(|code| code == "40P01" || code == "40001")
+            .is_some_and(|d| conflict(d.code().as_deref()))
     }
 
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
@@ -254,10 +253,8 @@ impl From<sqlx::Error> for Error {
             // rolled this transaction back to break a deadlock or a serialization conflict:
             // nothing was written, and the same request can simply be sent again.
             sqlx::Error::Database(ref d)
-                if matches!(
-                    d.code().as_deref(),
-                    Some("5") | Some("6") | Some("40P01") | Some("40001")
-                ) =>
+                if matches!(d.code().as_deref(), Some("5") | Some("6"))
+                    || conflict(d.code().as_deref()) =>
             {
                 let mut err = Error::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -273,6 +270,12 @@ impl From<sqlx::Error> for Error {
             other => Error::internal(other),
         }
     }
+}
+
+/// Whether a database error code is PostgreSQL undoing a transaction to break a deadlock
+/// (40P01) or a serialization conflict (40001).
+fn conflict(code: Option<&str>) -> bool {
+    matches!(code, Some("40P01") | Some("40001"))
 }
 
 /// Whether a database error code says the storage failed, not the request: SQLite's primary

@@ -78,6 +78,7 @@ async fn a_request_undone_by_a_deadlock_is_run_again_postgres() {
     // Once the request waits on the row, the other transaction inserts the request's key:
     // each now waits on the other.
     let mut watcher = AnyConnection::connect(&url).await.unwrap();
+    let mut seen_waiting = false;
     for _ in 0..500 {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM pg_stat_activity \
@@ -87,10 +88,12 @@ async fn a_request_undone_by_a_deadlock_is_run_again_postgres() {
         .await
         .unwrap();
         if waiting == 1 {
+            seen_waiting = true;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    assert!(seen_waiting, "the request never waited on the row");
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (key, operation, subject, request_hash, created_at) \
          VALUES ('deadlock-key', 'accounts.add', 'tester', 'other', '2026-01-01') \

@@ -131,37 +131,14 @@ pub async fn fresh_database(backend: &Backend, dir: &std::path::Path, name: &str
                 .await
                 .expect("create a throw-away database");
             let _ = conn.close().await;
-            with_database(server, &db)
+            hms_kit::db::with_database(server, &db)
         }
     }
 }
 
-/// `server` with its database name replaced by `db`.
-pub fn with_database(server: &str, db: &str) -> String {
-    let (base, query) = match server.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (server, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map(|i| i + scheme_end)
-        .unwrap_or(base.len());
-    let mut url = format!("{}/{db}", &base[..host_end]);
-    if let Some(q) = query {
-        url.push('?');
-        url.push_str(q);
-    }
-    url
-}
-
 /// Drops a throw-away PostgreSQL database, even with connections open.
 pub async fn drop_database(server: &str, url: &str) {
-    let Some(db) = url
-        .rsplit('/')
-        .next()
-        .map(|s| s.split('?').next().unwrap_or(s).to_string())
-    else {
+    let Some(db) = hms_kit::db::database_name(url) else {
         return;
     };
     if let Ok(mut conn) = sqlx::AnyConnection::connect(server).await {

@@ -54,28 +54,15 @@ pub async fn fresh_postgres(server: &str, name: &str) -> String {
         .await
         .unwrap();
     let _ = conn.close().await;
-    let (base, query) = server.split_once('?').unwrap_or((server, ""));
-    let host_end = base
-        .rfind('/')
-        .filter(|&i| i > base.find("://").unwrap_or(0) + 2);
-    let mut url = format!("{}/{db}", &base[..host_end.unwrap_or(base.len())]);
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(query);
-    }
-    url
+    hms_kit::db::with_database(server, &db)
 }
 
-/// Drops a database made by [`fresh_postgres`].
+/// Drops a database made by [`fresh_postgres`], even with connections open.
 pub async fn drop_postgres(server: &str, url: &str) {
     use sqlx::Connection;
-    let db = url
-        .split('?')
-        .next()
-        .unwrap_or(url)
-        .rsplit('/')
-        .next()
-        .unwrap_or_default();
+    let Some(db) = hms_kit::db::database_name(url) else {
+        return;
+    };
     if let Ok(mut conn) = sqlx::AnyConnection::connect(server).await {
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
             .execute(&mut conn)
