@@ -237,7 +237,7 @@ fn visible_to(caller: &Caller, a: &Appointment) -> bool {
 }
 
 async fn load(ctx: &ServiceCtx, caller: &Caller, id: i64) -> Result<Appointment, Error> {
-    store::get(ctx.db.pool(), id)
+    store::get(&mut *ctx.db.read().await?, id)
         .await?
         .filter(|a| visible_to(caller, a))
         .ok_or_else(|| Error::not_found(format!("appointment {id}")))
@@ -416,7 +416,7 @@ async fn list(
             }));
         }
     }
-    let rows = store::list(ctx.db.pool(), &q, status, page).await?;
+    let rows = store::list(&mut *ctx.db.read().await?, &q, status, page).await?;
     Ok(Json(page.page(rows, |a| a.appointment_id)))
 }
 

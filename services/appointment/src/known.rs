@@ -68,7 +68,7 @@ async fn kept_patients(db: Db, ids: Vec<i64>) -> Result<HashMap<i64, Option<bool
     );
     let found: HashMap<i64, bool> = sqlx::query(&sql)
         .bind(ids_param(&ids)?)
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.read().await?)
         .await?
         .iter()
         .map(|r| {
@@ -100,11 +100,11 @@ async fn kept_days(
         .map(|(id, day)| (*id, date_to_db(*day)))
         .collect();
     let mut found: HashMap<(i64, String), String> = HashMap::with_capacity(keys.len());
-    for r in sqlx::query(&sql)
+    let read = sqlx::query(&sql)
         .bind(json_rows_param(&rows)?)
-        .fetch_all(db.pool())
-        .await?
-    {
+        .fetch_all(&mut *db.read().await?)
+        .await?;
+    for r in read {
         found.insert(
             (r.try_get("doctor_id")?, r.try_get("day")?),
             r.try_get("schedule")?,

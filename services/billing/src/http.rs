@@ -62,9 +62,10 @@ async fn list(State(ctx): Ctx, Query(q): Query<BillQuery>) -> Result<Json<Page<B
     responses((status = 200, body = Bill), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_one(State(ctx): Ctx, Path(id): Path<i64>) -> Result<Response, Error> {
     let mut read = ctx.db.begin_read().await?;
-    let b = store::get(&mut read, id)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("bill {id}")))?;
+    let b = store::get(&mut read, id).await?;
+    // Ended here, not left to its drop (a rollback sent by a task of its own).
+    read.commit().await?;
+    let b = b.ok_or_else(|| Error::not_found(format!("bill {id}")))?;
     Ok(with_etag(b.version, StatusCode::OK, &b))
 }
 

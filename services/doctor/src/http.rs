@@ -89,7 +89,7 @@ fn event(d: &Doctor, kind: fn(DoctorFacts) -> DoctorEvent) -> NewEvent<'static> 
 }
 
 async fn must_get(ctx: &ServiceCtx, id: i64) -> Result<Doctor, Error> {
-    store::get(ctx.db.pool(), id)
+    store::get(&mut *ctx.db.read().await?, id)
         .await?
         .ok_or_else(|| Error::not_found(format!("doctor {id}")))
 }
@@ -136,7 +136,7 @@ async fn list_doctors(
     Query(q): Query<DoctorQuery>,
 ) -> Result<Json<Page<Doctor>>, Error> {
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    let rows = store::list(ctx.db.pool(), &q, page).await?;
+    let rows = store::list(&mut *ctx.db.read().await?, &q, page).await?;
     Ok(Json(page.page(rows, |d| d.doctor_id)))
 }
 
@@ -186,7 +186,7 @@ async fn update_doctor(
     responses((status = 200, body = WeeklyHours), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_hours(State(ctx): Ctx, Path(id): Path<i64>) -> Result<Json<WeeklyHours>, Error> {
     must_get(&ctx, id).await?;
-    let mut hours = store::hours_of(ctx.db.pool(), &[id]).await?;
+    let mut hours = store::hours_of(&mut *ctx.db.read().await?, &[id]).await?;
     let shifts = hours.remove(&id).unwrap_or_default();
     Ok(Json(WeeklyHours {
         hours: shifts.into_iter().map(Shift::to_wire).collect(),
@@ -243,7 +243,7 @@ async fn list_leave(
 ) -> Result<Json<Page<Leave>>, Error> {
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
     must_get(&ctx, id).await?;
-    let rows = store::list_leave(ctx.db.pool(), id, page).await?;
+    let rows = store::list_leave(&mut *ctx.db.read().await?, id, page).await?;
     Ok(Json(page.page(rows, |l| l.leave_id)))
 }
 
@@ -318,10 +318,11 @@ async fn availability(
     date: NaiveDate,
 ) -> Result<Vec<DoctorAvailability>, Error> {
     let ids: Vec<i64> = doctors.iter().map(|d| d.doctor_id).collect();
-    let hours = store::hours_of(ctx.db.pool(), &ids).await?;
-    let away = store::on_leave(ctx.db.pool(), &ids, date).await?;
+    let hours = store::hours_of(&mut *ctx.db.read().await?, &ids).await?;
+    let away = store::on_leave(&mut *ctx.db.read().await?, &ids, date).await?;
     let (day_start, day_end) = day_bounds(date, ctx.config.clinic_tz());
-    let booked = store::booked_between(ctx.db.pool(), &ids, day_start, day_end).await?;
+    let booked =
+        store::booked_between(&mut *ctx.db.read().await?, &ids, day_start, day_end).await?;
     let earliest = ctx.clock.now() + Duration::minutes(ctx.config.booking_lead_minutes);
     let none = Vec::new();
     Ok(doctors
@@ -379,7 +380,7 @@ async fn department_availability(
         .filter(|d| !d.is_empty())
         .ok_or_else(|| Error::validation("department", "department is required"))?
         .to_string();
-    let doctors = store::in_department(ctx.db.pool(), &department).await?;
+    let doctors = store::in_department(&mut *ctx.db.read().await?, &department).await?;
     let doctors = availability(&ctx, doctors, q.date).await?;
     Ok(Json(DepartmentAvailability {
         department,
@@ -414,8 +415,8 @@ async fn schedules(
         return Ok(Vec::new());
     };
     let doctor = must_get(ctx, id).await?;
-    let hours = store::hours_of(ctx.db.pool(), &[id]).await?;
-    let leave = store::leave_between(ctx.db.pool(), id, first, last).await?;
+    let hours = store::hours_of(&mut *ctx.db.read().await?, &[id]).await?;
+    let leave = store::leave_between(&mut *ctx.db.read().await?, id, first, last).await?;
     let shifts = hours.get(&id).map(Vec::as_slice).unwrap_or(&[]);
     let tz = ctx.config.clinic_tz();
     Ok(dates

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::tx::Writer;
-pub use crate::tx::{Conn, Tx, Write};
+pub use crate::tx::{Conn, Read, Tx, Write};
+use crate::tx::{Readers, Writer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -37,6 +37,8 @@ pub enum Backend {
 pub struct Db {
     pool: AnyPool,
     writer: Option<Writer>,
+    /// SQLite's reader connections, held out of `pool` (see [`crate::tx`]).
+    readers: Option<Readers>,
     backend: Backend,
     service: &'static str,
     sqlite_file: Option<Arc<DataFile>>,
@@ -111,14 +113,6 @@ impl Faults {
             .unwrap_or_else(|e| e.into_inner())
             .is_some_and(|t| age > t.elapsed())
     }
-}
-
-/// Opens `n` connections of `pool` at once (each made, checked out together, then returned),
-/// so that none is made later, while the database is busy.
-async fn open_all(pool: &AnyPool, n: u32) -> Result<(), sqlx::Error> {
-    let held = futures::future::try_join_all((0..n).map(|_| pool.acquire())).await?;
-    drop(held);
-    Ok(())
 }
 
 /// SQLite connections for reads, per database (beside its one writer). A read holds one for
@@ -206,18 +200,21 @@ fn sqlite_setup(
 
 /// Checkpoints `readers`' database every [`CHECKPOINT_EVERY`] until the pool closes. Passive:
 /// it copies what no reader still needs and waits for nobody, the writer committing meanwhile.
-async fn checkpoints(readers: AnyPool) {
+async fn checkpoints(pool: AnyPool, readers: Readers) {
     let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        if readers.is_closed() {
+        if pool.is_closed() {
             return;
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&readers)
-            .await
-        {
+        let checkpoint = async {
+            let mut reader = readers.hold().await?;
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&mut *reader)
+                .await
+        };
+        if let Err(e) = checkpoint.await {
             // A fault of the file shows in the writes and in /ready; the next tick tries again.
             tracing::debug!(error = %e, "checkpoint failed");
         }
@@ -399,7 +396,9 @@ impl Db {
             .test_before_acquire(backend == Backend::Postgres)
             .acquire_timeout(Duration::from_secs(5))
             .max_connections(match backend {
-                Backend::Sqlite => SQLITE_READERS,
+                // The readers held, and one more for whoever asks the pool itself (an
+                // operator's command, a test): opened only then.
+                Backend::Sqlite => SQLITE_READERS + 1,
                 Backend::Postgres => max.max(1),
             });
         // A connection goes back to the pool only outside any transaction. A request dropped
@@ -447,7 +446,7 @@ impl Db {
                 Box::pin(async move { Ok(!stale) })
             });
         }
-        let (pool, writer) = match backend {
+        let (pool, writer, readers) = match backend {
             Backend::Sqlite => {
                 let writer = opts
                     .clone()
@@ -468,15 +467,21 @@ impl Db {
                     // opened then, at its busiest writing; in two whole-visit runs of about
                     // eight, the writer's `BEGIN IMMEDIATE` waited 3 and 5 s from the moment a
                     // reader was opened, and a read waiting for that reader was refused 503.
-                    .min_connections(SQLITE_READERS)
+                    // (Taken by the readers held below, at once; the pool keeps no minimum of
+                    // its own, which would race them and open the spare too.)
                     .idle_timeout(None)
                     .max_lifetime(None)
                     .connect(&url)
                     .await?;
-                open_all(&readers, SQLITE_READERS).await?;
-                (readers, Some(Writer::new(writer, faults.clone())))
+                let held = Readers::new(readers.clone(), faults.clone(), SQLITE_READERS as usize);
+                held.open_all().await?;
+                (
+                    readers,
+                    Some(Writer::new(writer, faults.clone())),
+                    Some(held),
+                )
             }
-            Backend::Postgres => (opts.connect(&url).await?, None),
+            Backend::Postgres => (opts.connect(&url).await?, None, None),
         };
         let sqlite_file = match &file {
             Some(f) => {
@@ -489,14 +494,16 @@ impl Db {
             }
             None => None,
         };
-        let _checkpoints = sqlite_file.as_ref().map(|_| {
-            Arc::new(Stops(
-                tokio::spawn(checkpoints(pool.clone())).abort_handle(),
-            ))
-        });
+        let _checkpoints = match (&sqlite_file, &readers) {
+            (Some(_), Some(held)) => Some(Arc::new(Stops(
+                tokio::spawn(checkpoints(pool.clone(), held.clone())).abort_handle(),
+            ))),
+            _ => None,
+        };
         Ok(Db {
             pool,
             writer,
+            readers,
             backend,
             service: how.service,
             sqlite_file,
@@ -527,7 +534,10 @@ impl Db {
         self.backend
     }
 
-    /// Connections for reads. A write outside [`Db::begin`] goes through [`Db::write`].
+    /// The pool itself, for an operator's command or a test. A service reads through
+    /// [`Db::read`] or [`Db::begin_read`] (on SQLite the readers held, which a return to the
+    /// pool does not cost a round trip to the connection's thread) and writes outside
+    /// [`Db::begin`] through [`Db::write`].
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -582,15 +592,23 @@ impl Db {
     /// REPEATABLE READ on PostgreSQL (its default READ COMMITTED snapshots per statement); on
     /// SQLite a deferred transaction keeps the snapshot of its first read.
     pub async fn begin_read(&self) -> Result<Tx, Error> {
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN").await?,
-            Backend::Postgres => {
-                self.pool
-                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .await?
-            }
-        };
+        if let Some(readers) = &self.readers {
+            return Ok(readers.begin().await?);
+        }
+        let tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
         Ok(Conn::Pooled(tx))
+    }
+
+    /// A connection for reads outside a transaction (`.fetch_all(&mut *db.read().await?)`):
+    /// on SQLite a reader held until the answer is dropped, on PostgreSQL one of the pool.
+    pub async fn read(&self) -> Result<Read, sqlx::Error> {
+        match &self.readers {
+            Some(readers) => Ok(Conn::Held(readers.hold().await?)),
+            None => Ok(Conn::Pooled(self.pool.acquire().await?)),
+        }
     }
 
     /// Readiness: the database answers, the migrations are applied, and on SQLite a write
@@ -604,7 +622,7 @@ impl Db {
         }
         let probe = async {
             let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *self.read().await?)
                 .await?;
             if self.backend == Backend::Sqlite {
                 let mut tx = self.begin_unchecked().await?;
@@ -629,6 +647,9 @@ impl Db {
     pub async fn close(&self) {
         if let Some(writer) = &self.writer {
             writer.close().await;
+        }
+        if let Some(readers) = &self.readers {
+            readers.close().await;
         }
         self.pool.close().await;
     }

@@ -153,7 +153,7 @@ async fn lookup(db: &Db, req: &Request<'_>) -> Result<Option<Stored>, Error> {
         "SELECT operation, subject, request_hash, status_code, response_body FROM idempotency_keys WHERE key = $1",
     )
     .bind(req.key)
-    .fetch_optional(db.pool())
+    .fetch_optional(&mut *db.read().await?)
     .await?;
     let Some(r) = row else { return Ok(None) };
     let (op, subject, hash): (String, String, String) = (

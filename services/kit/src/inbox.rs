@@ -115,7 +115,7 @@ async fn seen_among(db: &Db, keys: &HashSet<Key>) -> Result<HashSet<Key>, Error>
     );
     let found = sqlx::query(&sql)
         .bind(json_rows_param(&rows)?)
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.read().await?)
         .await?;
     keys_in(&found)
 }

@@ -276,7 +276,7 @@ async fn counts(db: &Db) -> Result<(OutboxStats, Vec<String>), sqlx::Error> {
          FROM outbox_delivery WHERE state IN ('pending', 'parked') GROUP BY state, subscriber",
     )
     .bind(to_db(now))
-    .fetch_all(db.pool())
+    .fetch_all(&mut *db.read().await?)
     .await?;
     let mut s = OutboxStats::default();
     let mut pending_for = Vec::new();

@@ -14,6 +14,11 @@
 //! [`Slot::unsure`], and it is rolled back — at once, by a task, or by the next holder if no
 //! runtime is there to run one — before anyone writes through it again. A connection that
 //! lived through a storage fault is retired, as the pool's `before_acquire` did.
+//!
+//! SQLite's reader connections are held the same way ([`Readers`]): each is taken from the
+//! pool once and kept, a read borrows one behind its lock, and nothing is asked of the
+//! connection's thread when the read gives it back. (Given back to the pool, every read paid
+//! that message and its answer — on whole visits about one hand-off in four.)
 
 use crate::db::Faults;
 use sqlx::pool::PoolConnection;
@@ -21,7 +26,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 /// How long a write waits for the writer connection before it is refused (503), as a wait for
 /// a pooled connection was.
@@ -58,7 +63,12 @@ impl Writer {
         let slot = tokio::time::timeout(WAIT_FOR_WRITER, self.slot.clone().lock_owned())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?;
-        let mut held = Held(Some(slot));
+        self.ready(Held::new(slot, None)).await
+    }
+
+    /// The connection of `held` (its slot locked), made or remade if need be and outside any
+    /// transaction.
+    async fn ready(&self, mut held: Held) -> Result<Held, sqlx::Error> {
         let slot = held.slot();
         // SQLite falls back to read-only when it cannot write its file, and stays so: a
         // connection made before a fault that has since cleared is not used again.
@@ -90,14 +100,19 @@ impl Writer {
         Ok(Conn::Held(held))
     }
 
-    /// Gives the connection back to the pool and closes the pool.
+    /// Closes the connection and the pool.
     pub(crate) async fn close(&self) {
+        self.close_kept().await;
+        self.pool.close().await;
+    }
+
+    /// Closes the connection kept, once no one holds it.
+    async fn close_kept(&self) {
         if let Ok(mut slot) = tokio::time::timeout(WAIT_FOR_WRITER, self.slot.lock()).await {
             if let Some((conn, _)) = slot.held.take() {
                 let _ = conn.close().await;
             }
         }
-        self.pool.close().await;
     }
 }
 
@@ -111,17 +126,87 @@ async fn end_any_transaction(conn: &mut AnyConnection) -> Result<(), sqlx::Error
     }
 }
 
-/// The writer connection while one task holds it. Dropped while [`Slot::unsure`], it has its
-/// transaction rolled back by a task of its own, so the write lock is not kept until the next
-/// write comes.
+/// SQLite's reader connections of a database, each kept as the writer is: a read holds one
+/// (any that is free), and gives it back by unlocking it.
+#[derive(Debug, Clone)]
+pub(crate) struct Readers {
+    kept: Arc<[Writer]>,
+    /// One permit per connection: a holder of a permit finds a connection free.
+    free: Arc<Semaphore>,
+}
+
+impl Readers {
+    /// `n` connections of `pool`, taken from it as they are first used.
+    pub(crate) fn new(pool: AnyPool, faults: Arc<Faults>, n: usize) -> Self {
+        Readers {
+            kept: (0..n)
+                .map(|_| Writer::new(pool.clone(), faults.clone()))
+                .collect(),
+            free: Arc::new(Semaphore::new(n)),
+        }
+    }
+
+    /// Makes every connection now, all at once, so that none is made later, while the
+    /// database is busy.
+    pub(crate) async fn open_all(&self) -> Result<(), sqlx::Error> {
+        futures::future::try_join_all(self.kept.iter().map(Writer::hold)).await?;
+        Ok(())
+    }
+
+    /// A free reader connection, outside any transaction; waited for as a pooled one was.
+    pub(crate) async fn hold(&self) -> Result<Held, sqlx::Error> {
+        let permit = tokio::time::timeout(WAIT_FOR_WRITER, self.free.clone().acquire_owned())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        // A permit's holder finds a slot unlocked: every other permit's holder has at most
+        // one, and a slot is unlocked before its permit is given back.
+        for kept in self.kept.iter() {
+            if let Ok(slot) = kept.slot.clone().try_lock_owned() {
+                return kept.ready(Held::new(slot, Some(permit))).await;
+            }
+        }
+        Err(sqlx::Error::PoolTimedOut)
+    }
+
+    /// Begins a read transaction (`BEGIN`: deferred, its snapshot taken at its first read).
+    pub(crate) async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        let mut held = self.hold().await?;
+        held.slot().unsure = true;
+        held.conn().execute("BEGIN").await?;
+        Ok(Conn::Held(held))
+    }
+
+    /// Closes the connections (the pool is closed by its owner).
+    pub(crate) async fn close(&self) {
+        for kept in self.kept.iter() {
+            kept.close_kept().await;
+        }
+    }
+}
+
+/// A kept connection while one task holds it (the writer, or a reader with its permit).
+/// Dropped while [`Slot::unsure`], it has its transaction rolled back by a task of its own, so
+/// the write lock (or a reader's snapshot) is not kept until the next holder comes.
 #[derive(Debug)]
-pub struct Held(Option<OwnedMutexGuard<Slot>>);
+pub struct Held {
+    slot: Option<OwnedMutexGuard<Slot>>,
+    /// A reader's permit, given back after its slot is unlocked.
+    permit: Option<OwnedSemaphorePermit>,
+}
 
 impl Held {
+    fn new(slot: OwnedMutexGuard<Slot>, permit: Option<OwnedSemaphorePermit>) -> Self {
+        Held {
+            slot: Some(slot),
+            permit,
+        }
+    }
+
     fn slot(&mut self) -> &mut Slot {
-        self.0
+        self.slot
             .as_mut()
-            .expect("a held writer has its slot until dropped")
+            .expect("a held connection has its slot until dropped")
     }
 
     /// Ends its transaction with `sql` (`COMMIT` or `ROLLBACK`); once answered, the
@@ -137,7 +222,7 @@ impl Held {
             .slot()
             .held
             .as_mut()
-            .expect("a held writer has its connection");
+            .expect("a held connection has its connection");
         conn
     }
 }
@@ -147,13 +232,13 @@ impl Deref for Held {
 
     fn deref(&self) -> &AnyConnection {
         let slot = self
-            .0
+            .slot
             .as_ref()
-            .expect("a held writer has its slot until dropped");
+            .expect("a held connection has its slot until dropped");
         let (conn, _) = slot
             .held
             .as_ref()
-            .expect("a held writer has its connection");
+            .expect("a held connection has its connection");
         conn
     }
 }
@@ -166,14 +251,18 @@ impl DerefMut for Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let Some(mut slot) = self.0.take() else {
+        let Some(mut slot) = self.slot.take() else {
             return;
         };
+        let permit = self.permit.take();
         if !slot.unsure {
+            // The slot is unlocked before the permit goes back (field order is not relied on).
+            drop(slot);
+            drop(permit);
             return;
         }
-        // Ended now, holding the slot, so the next holder finds it clean; without a runtime
-        // (a shutdown), the next holder ends it.
+        // Ended now, holding the slot (and permit), so the next holder finds it clean;
+        // without a runtime (a shutdown), the next holder ends it.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 if let Some((conn, _)) = slot.held.as_mut() {
@@ -181,6 +270,8 @@ impl Drop for Held {
                         slot.unsure = false;
                     }
                 }
+                drop(slot);
+                drop(permit);
             });
         }
     }
@@ -222,6 +313,10 @@ pub type Tx = Conn<sqlx::Transaction<'static, Any>>;
 /// A connection to write single statements through, outside a transaction
 /// ([`crate::db::Db::write`]).
 pub type Write = Conn<PoolConnection<Any>>;
+
+/// A connection to read through ([`crate::db::Db::read`]): on SQLite a reader held, on
+/// PostgreSQL one of the pool.
+pub type Read = Conn<PoolConnection<Any>>;
 
 impl Tx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {

@@ -45,11 +45,11 @@ pub async fn named_many(ctx: &ServiceCtx, ids: Vec<i64>) -> Result<HashMap<i64, 
         ids_in(ctx.db.backend(), "$1")
     );
     let mut found = HashMap::with_capacity(ids.len());
-    for r in sqlx::query(&sql)
+    let rows = sqlx::query(&sql)
         .bind(ids_param(&ids)?)
-        .fetch_all(ctx.db.pool())
-        .await?
-    {
+        .fetch_all(&mut *ctx.db.read().await?)
+        .await?;
+    for r in rows {
         let named = Named {
             name: r.try_get("name")?,
             department: r.try_get("department")?,

@@ -97,7 +97,7 @@ async fn list_notifications(
     Query(q): Query<NotificationQuery>,
 ) -> Result<Json<Page<Notification>>, Error> {
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    let rows = store::list_notifications(ctx.db.pool(), &q, page).await?;
+    let rows = store::list_notifications(&mut *ctx.db.read().await?, &q, page).await?;
     Ok(Json(page.page(rows, |n| n.notification_id)))
 }
 
@@ -111,7 +111,7 @@ async fn list_reminders(
     Query(q): Query<ReminderQuery>,
 ) -> Result<Json<Page<Reminder>>, Error> {
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    let rows = store::list_reminders(ctx.db.pool(), &q, page).await?;
+    let rows = store::list_reminders(&mut *ctx.db.read().await?, &q, page).await?;
     Ok(Json(page.page(rows, |r| r.reminder_id)))
 }
 

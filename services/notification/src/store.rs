@@ -236,7 +236,7 @@ pub async fn due_reminders(
     ))
     .bind(to_db(now))
     .bind(limit)
-    .fetch_all(db.pool())
+    .fetch_all(&mut *db.read().await?)
     .await?;
     Ok(rows.iter().map(reminder).collect::<Result<_, _>>()?)
 }

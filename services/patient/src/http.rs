@@ -305,7 +305,7 @@ async fn list_patients(
         }));
     }
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    let rows = store::list(ctx.db.pool(), ctx.db.backend(), &q, page).await?;
+    let rows = store::list(&mut *ctx.db.read().await?, ctx.db.backend(), &q, page).await?;
     let page = page.page(rows, |p| p.patient_id);
     let cid = correlation::current_id();
     let hits: Vec<AuditRow> = page
@@ -461,7 +461,7 @@ async fn patient_audit(
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Page<AuditEntry>>, Error> {
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    if store::get(ctx.db.pool(), id).await?.is_none() {
+    if store::get(&mut *ctx.db.read().await?, id).await?.is_none() {
         return Err(Error::not_found(format!("patient {id}")));
     }
     let cid = correlation::current_id();
@@ -476,7 +476,7 @@ async fn patient_audit(
         )],
     )
     .await?;
-    let rows = store::audit_trail(ctx.db.pool(), id, page).await?;
+    let rows = store::audit_trail(&mut *ctx.db.read().await?, id, page).await?;
     Ok(Json(page.page(rows, |a| a.audit_id)))
 }
 

@@ -169,7 +169,8 @@ fn required_key(headers: &HeaderMap) -> Result<String, Error> {
 
 /// What payment knows of a bill; asked of billing the first time (503 if it is down then).
 async fn snapshot(ctx: &ServiceCtx, bill_id: i64) -> Result<Balance, Error> {
-    if let Some(b) = store::balance(ctx.db.pool(), bill_id).await? {
+    let known = store::balance(&mut *ctx.db.read().await?, bill_id).await?;
+    if let Some(b) = known {
         return Ok(b);
     }
     let bill = match ctx.downstream.client().get_bill(bill_id).await {
@@ -190,7 +191,7 @@ async fn snapshot(ctx: &ServiceCtx, bill_id: i64) -> Result<Balance, Error> {
     )
     .await?;
     tx.commit().await?;
-    store::balance(ctx.db.pool(), bill_id)
+    store::balance(&mut *ctx.db.read().await?, bill_id)
         .await?
         .ok_or_else(|| Error::not_found(format!("bill {bill_id}")))
 }
@@ -264,7 +265,9 @@ async fn take(
         .map(|r| r.fingerprint.clone())
         .unwrap_or_default();
     // The response was swept, but the payment (and its key) is kept forever.
-    if let Some((payment, hash)) = store::by_key(ctx.db.pool(), &key).await? {
+    // Bound first: a temporary of an `if let` lives through its body, and the body reads again.
+    let kept = store::by_key(&mut *ctx.db.read().await?, &key).await?;
+    if let Some((payment, hash)) = kept {
         // Committed between the two reads: the stored response is the answer after all.
         if let Some(stored) = idem.replay().await? {
             return Ok(stored.into_response());
@@ -377,7 +380,13 @@ async fn list(
     Query(q): Query<PaymentQuery>,
 ) -> Result<Json<Page<Payment>>, Error> {
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    let rows = store::of_bill(ctx.db.pool(), q.bill_id, page.after_or_min(), page.fetch()).await?;
+    let rows = store::of_bill(
+        &mut *ctx.db.read().await?,
+        q.bill_id,
+        page.after_or_min(),
+        page.fetch(),
+    )
+    .await?;
     Ok(Json(page.page(rows, |p| p.payment_id)))
 }
 
@@ -385,7 +394,7 @@ async fn list(
 #[utoipa::path(get, path = "/v1/payments/{id}", tag = "payments", params(("id" = i64, Path, description = "Payment id")),
     responses((status = 200, body = Payment), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_one(State(ctx): Ctx, Path(id): Path<i64>) -> Result<Json<Payment>, Error> {
-    store::get(ctx.db.pool(), id)
+    store::get(&mut *ctx.db.read().await?, id)
         .await?
         .map(Json)
         .ok_or_else(|| Error::not_found(format!("payment {id}")))
@@ -423,7 +432,7 @@ async fn refund(
         .request()
         .map(|r| r.fingerprint.clone())
         .unwrap_or_default();
-    let payment = store::get(ctx.db.pool(), id)
+    let payment = store::get(&mut *ctx.db.read().await?, id)
         .await?
         .ok_or_else(|| Error::not_found(format!("payment {id}")))?;
     let now = ctx.clock.now();

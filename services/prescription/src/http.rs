@@ -172,7 +172,7 @@ async fn create(
     if new.medication.trim().is_empty() {
         return Err(Error::validation("medication", "medication is required"));
     }
-    let medication = store::medication_named(ctx.db.pool(), &new.medication)
+    let medication = store::medication_named(&mut *ctx.db.read().await?, &new.medication)
         .await?
         .ok_or_else(|| {
             Error::rule(
@@ -255,7 +255,7 @@ async fn import(
 ) -> Result<Json<ImportOutcome>, Error> {
     hms_kit::import::legacy_id("prescription_id", l.prescription_id)?;
     let days = check_days(l.days)?;
-    let medication = store::medication_named(ctx.db.pool(), &l.medication)
+    let medication = store::medication_named(&mut *ctx.db.read().await?, &l.medication)
         .await?
         .ok_or_else(|| {
             Error::rule(
@@ -266,7 +266,9 @@ async fn import(
                 ),
             )
         })?;
-    if let Some(held) = store::get(ctx.db.pool(), l.prescription_id).await? {
+    // Bound first: a temporary of an `if let` lives through its body (the reader with it).
+    let existing = store::get(&mut *ctx.db.read().await?, l.prescription_id).await?;
+    if let Some(held) = existing {
         let fields = [
             (
                 "appointment_id",
@@ -388,7 +390,7 @@ async fn list(
         }
         q.doctor_id = caller.doctor_id;
     }
-    let rows = store::list(ctx.db.pool(), &q, page).await?;
+    let rows = store::list(&mut *ctx.db.read().await?, &q, page).await?;
     Ok(Json(page.page(rows, |p| p.prescription_id)))
 }
 
@@ -401,7 +403,7 @@ async fn get_one(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<Prescription>, Error> {
-    store::get(ctx.db.pool(), id)
+    store::get(&mut *ctx.db.read().await?, id)
         .await?
         .filter(|p| caller.role != Role::Doctor || caller.doctor_id == Some(p.doctor_id))
         .map(Json)
@@ -426,7 +428,7 @@ async fn list_formulary(
     Query(q): Query<FormularyQuery>,
 ) -> Result<Json<Page<Medication>>, Error> {
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    let rows = store::formulary(ctx.db.pool(), q.active, page).await?;
+    let rows = store::formulary(&mut *ctx.db.read().await?, q.active, page).await?;
     Ok(Json(page.page(rows, |m| m.medication_id)))
 }
 

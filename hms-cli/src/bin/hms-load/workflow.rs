@@ -36,6 +36,15 @@ struct Phase {
     hist: Histogram<u64>,
     errors: u64,
     seconds: f64,
+    /// CPU time this process (services and clients) spent in the phase, in seconds.
+    cpu: f64,
+}
+
+/// CPU time this process has used so far, in seconds: a visit's cost in CPU, which the
+/// machine's other tenants move less than they move its rate.
+fn cpu_seconds() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
@@ -56,11 +65,13 @@ async fn start_services(
     dir: &std::path::Path,
     clock: Clock,
 ) -> anyhow::Result<(Vec<Running>, HmsClient)> {
+    // The daemon's configuration (defaults, `HMS_CONFIG`, `HMS_*`: the outbox's tuning is
+    // tried here), with this run's data directory, and no rate limit: one token drives every
+    // request of the run.
     let mut config = Config {
         data_dir: dir.to_path_buf(),
-        // One token drives every request of the run.
         rate_limit_per_second: 0,
-        ..Config::default()
+        ..Config::load().context("reading the services' configuration")?
     };
     let mut listeners = Vec::new();
     for def in hms_testkit::EVERY_SERVICE {
@@ -113,6 +124,7 @@ async fn visits(args: &Args, client: &HmsClient, clock: &Clock) -> anyhow::Resul
     let counter = Arc::new(AtomicU64::new(0));
     let end = Instant::now() + Duration::from_secs(args.duration);
     let started = Instant::now();
+    let cpu = cpu_seconds();
     let clients = (0..args.connections).map(|w| {
         let (client, plan, medication) = (client.clone(), plan.clone(), medication.clone());
         let counter = counter.clone();
@@ -167,6 +179,7 @@ async fn visits(args: &Args, client: &HmsClient, clock: &Clock) -> anyhow::Resul
         hist: histogram(),
         errors: 0,
         seconds: 0.0,
+        cpu: 0.0,
     };
     let mut per_client: Vec<Vec<Visit>> = Vec::new();
     for c in futures::future::join_all(clients).await {
@@ -176,6 +189,7 @@ async fn visits(args: &Args, client: &HmsClient, clock: &Clock) -> anyhow::Resul
         per_client.push(v);
     }
     booking.seconds = started.elapsed().as_secs_f64();
+    booking.cpu = cpu_seconds() - cpu;
 
     // The visits' time comes: the clock moves past the last booked slot.
     let last = per_client
@@ -190,6 +204,7 @@ async fn visits(args: &Args, client: &HmsClient, clock: &Clock) -> anyhow::Resul
     // up to `--pay-behind` visits after completing it (the cashier takes the patient before
     // while the doctor completes the next).
     let started = Instant::now();
+    let cpu = cpu_seconds();
     let behind = args.pay_behind;
     let clients = per_client.into_iter().map(|mine| {
         let client = client.clone();
@@ -246,6 +261,7 @@ async fn visits(args: &Args, client: &HmsClient, clock: &Clock) -> anyhow::Resul
         hist: histogram(),
         errors: 0,
         seconds: 0.0,
+        cpu: 0.0,
     };
     let mut paid = 0;
     for c in futures::future::join_all(clients).await {
@@ -258,6 +274,7 @@ async fn visits(args: &Args, client: &HmsClient, clock: &Clock) -> anyhow::Resul
         paid += p;
     }
     settling.seconds = started.elapsed().as_secs_f64();
+    settling.cpu = cpu_seconds() - cpu;
 
     let check = paid_bills(client, paid).await?;
     let seconds = booking.seconds + settling.seconds;
@@ -364,7 +381,7 @@ async fn paid_bills(client: &HmsClient, expected: u64) -> anyhow::Result<u64> {
 fn report(name: &str, args: &Args, p: &Phase) {
     let ms = |q: f64| p.hist.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "phase={name} connections={} seconds={:.1} visits={} errors={} p50={:.2}ms p99={:.2}ms max={:.2}ms",
+        "phase={name} connections={} seconds={:.1} visits={} errors={} p50={:.2}ms p99={:.2}ms max={:.2}ms cpu={:.2}ms/visit",
         args.connections,
         p.seconds,
         p.hist.len(),
@@ -372,5 +389,6 @@ fn report(name: &str, args: &Args, p: &Phase) {
         ms(0.50),
         ms(0.99),
         p.hist.max() as f64 / 1000.0,
+        p.cpu * 1000.0 / p.hist.len().max(1) as f64,
     );
 }
