@@ -205,7 +205,7 @@ async fn a_read_left_unfinished_is_ended_and_later_reads_see_later_writes() {
         .execute(&mut *db.write().await.unwrap())
         .await
         .unwrap();
-    insert(&mut *db.write().await.unwrap(), 0).await;
+    insert(&mut db.write().await.unwrap(), 0).await;
     for round in 0..40u64 {
         let db2 = db.clone();
         let task = tokio::spawn(async move {
@@ -219,11 +219,11 @@ async fn a_read_left_unfinished_is_ended_and_later_reads_see_later_writes() {
         tokio::time::sleep(std::time::Duration::from_micros(round * 37)).await;
         task.abort();
         let _ = task.await;
-        insert(&mut *db.write().await.unwrap(), 1 + round as i64).await;
+        insert(&mut db.write().await.unwrap(), 1 + round as i64).await;
         // More reads at once than readers: each waits for one, and each sees the new row.
         let reads = futures::future::join_all((0..8).map(|_| {
             tokio::time::timeout(std::time::Duration::from_secs(3), async {
-                count(&mut *db.read().await.unwrap()).await.unwrap()
+                count(&mut db.read().await.unwrap()).await.unwrap()
             })
         }))
         .await;
