@@ -38,6 +38,9 @@ pub(crate) struct Writer {
     pool: AnyPool,
     slot: Arc<Mutex<Slot>>,
     faults: Arc<Faults>,
+    /// Set when it is closed: no connection is taken from the pool after that (one taken
+    /// would be kept, and the pool's close waits for every connection to come back).
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +58,7 @@ impl Writer {
             pool,
             slot: Arc::new(Mutex::new(Slot::default())),
             faults,
+            closed: Arc::default(),
         }
     }
 
@@ -80,6 +84,10 @@ impl Writer {
             }
         }
         if slot.held.is_none() {
+            // Checked holding the slot, which closing takes after setting it.
+            if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(sqlx::Error::PoolClosed);
+            }
             slot.held = Some((self.pool.acquire().await?, Instant::now()));
             slot.unsure = false;
         }
@@ -108,6 +116,7 @@ impl Writer {
 
     /// Closes the connection kept, once no one holds it.
     async fn close_kept(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Ok(mut slot) = tokio::time::timeout(WAIT_FOR_WRITER, self.slot.lock()).await {
             if let Some((conn, _)) = slot.held.take() {
                 let _ = conn.close().await;

@@ -239,6 +239,47 @@ async fn a_read_left_unfinished_is_ended_and_later_reads_see_later_writes() {
     db.close().await;
 }
 
+/// Closing a database while reads and writes keep coming ends: a connection is never taken
+/// from the pool for a reader or the writer once closing began (kept, it would never come back,
+/// and the pool's close waits for every connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_closes_while_reads_and_writes_keep_coming() {
+    for round in 0..10u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let db = support::open(&support::sqlite_url(dir.path(), "close.db"), "pool-test").await;
+        let busy: Vec<_> = (0..4)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let _ = match i % 2 {
+                            0 => {
+                                sqlx::query("SELECT 1")
+                                    .execute(&mut *db.read().await?)
+                                    .await
+                            }
+                            _ => {
+                                sqlx::query("PRAGMA user_version")
+                                    .execute(&mut *db.write().await?)
+                                    .await
+                            }
+                        };
+                        tokio::task::yield_now().await;
+                    }
+                    #[allow(unreachable_code)]
+                    Ok::<(), sqlx::Error>(())
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_micros(round * 300)).await;
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(20), db.close()).await;
+        for task in busy {
+            task.abort();
+        }
+        assert!(closed.is_ok(), "round {round}: the close never ended");
+    }
+}
+
 async fn count(conn: &mut sqlx::AnyConnection) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM t")
         .fetch_one(conn)
