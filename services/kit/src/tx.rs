@@ -100,12 +100,7 @@ impl Writer {
 
     /// Begins a write transaction (`BEGIN IMMEDIATE`).
     pub(crate) async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        let mut held = self.hold().await?;
-        // Marked before it is sent: if this future is dropped while BEGIN is in flight, the
-        // transaction it may have opened is ended before the connection is used again.
-        held.slot().unsure = true;
-        held.conn().execute("BEGIN IMMEDIATE").await?;
-        Ok(Conn::Held(held))
+        self.hold().await?.begin("BEGIN IMMEDIATE").await
     }
 
     /// Closes the connection and the pool.
@@ -180,10 +175,7 @@ impl Readers {
 
     /// Begins a read transaction (`BEGIN`: deferred, its snapshot taken at its first read).
     pub(crate) async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        let mut held = self.hold().await?;
-        held.slot().unsure = true;
-        held.conn().execute("BEGIN").await?;
-        Ok(Conn::Held(held))
+        self.hold().await?.begin("BEGIN").await
     }
 
     /// Closes the connections (the pool is closed by its owner).
@@ -216,6 +208,15 @@ impl Held {
         self.slot
             .as_mut()
             .expect("a held connection has its slot until dropped")
+    }
+
+    /// Begins a transaction with `sql` (`BEGIN IMMEDIATE` on the writer, `BEGIN` on a reader).
+    async fn begin(mut self, sql: &str) -> Result<Tx, sqlx::Error> {
+        // Marked before it is sent: if this future is dropped while BEGIN is in flight, the
+        // transaction it may have opened is ended before the connection is used again.
+        self.slot().unsure = true;
+        self.conn().execute(sql).await?;
+        Ok(Conn::Held(self))
     }
 
     /// Ends its transaction with `sql` (`COMMIT` or `ROLLBACK`); once answered, the
