@@ -82,6 +82,9 @@ async fn start_services(
         let s = config.service_mut(def.service.name());
         s.port = Some(port);
         s.url = Some(format!("http://127.0.0.1:{port}"));
+        // The run's own SQLite files, whatever database a configuration names: the run books
+        // and pays thousands of visits, which belong in no operator's database.
+        s.database_url = None;
         listeners.push(l);
     }
     let config = Arc::new(config);
